@@ -1,0 +1,29 @@
+/**
+ * Reading OAuth parameters. RFC 6749 §3.1 and §3.2: parameters must not be
+ * repeated, and parameters sent without a value are treated as omitted.
+ */
+import { invalidRequest } from './errors.ts'
+
+export type Parameters = Record<string, unknown>
+
+const MAX_PARAMETER_LENGTH = 4096
+
+/** The request's parameters as a plain object, whatever arrived (nothing, JSON, a form). */
+export function parametersOf(source: unknown): Parameters {
+  return source && typeof source === 'object' && !Array.isArray(source) ? (source as Parameters) : {}
+}
+
+/** One parameter, once, or undefined when it is absent or empty. */
+export function optional(parameters: Parameters, name: string, maxLength = MAX_PARAMETER_LENGTH): string | undefined {
+  if (!Object.hasOwn(parameters, name)) return undefined
+  const value = parameters[name]
+  if (typeof value !== 'string') throw invalidRequest(`${name} must be given once`)
+  if (value.length > maxLength) throw invalidRequest(`${name} is longer than ${maxLength} characters`)
+  return value === '' ? undefined : value
+}
+
+export function required(parameters: Parameters, name: string, maxLength?: number): string {
+  const value = optional(parameters, name, maxLength)
+  if (value === undefined) throw invalidRequest(`${name} is required`)
+  return value
+}

@@ -1,0 +1,99 @@
+/**
+ * Where the upstream sends the browser back. The sealed transaction in
+ * `state` tells where the client waits; it is used once. The upstream's code
+ * is sealed inside a short-lived, single-use gateway code bound to the client,
+ * its redirect URI and its PKCE challenge, and the client gets it with its own
+ * `state` and the gateway's `iss` (RFC 9207), never the upstream's.
+ */
+import { randomUUID } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import type { Gateway } from '../app.ts'
+import { OAuthError } from '../errors.ts'
+import { redirectBrowser } from '../pages.ts'
+import { optional, parametersOf, required, type Parameters } from '../params.ts'
+import type { Transaction } from './authorize.ts'
+
+/** What a gateway authorization code holds. */
+export interface CodeGrant {
+  j: string
+  c: string
+  r: string
+  cc: string
+  /** The upstream's code, the gateway's verifier for it, and the upstream's `iss` as received. */
+  uc: string
+  v: string
+  i?: string | undefined
+  sc: string
+  res?: string | undefined
+}
+
+/** Authorization error codes the client may be told as they are (RFC 6749 §4.1.2.1, OpenID Connect §3.1.2.6). */
+const FORWARDED_ERRORS = new Set([
+  'access_denied', 'invalid_scope', 'temporarily_unavailable', 'server_error',
+  'login_required', 'consent_required', 'interaction_required', 'account_selection_required',
+])
+
+export async function callback(app: FastifyInstance) {
+  const gateway = app.gateway
+
+  app.get('/callback', { config: { browser: true, cors: false } }, async (request, reply) => {
+    const parameters = parametersOf(request.query)
+    const transaction = await openTransaction(gateway, parameters)
+    request.redirectBack = { redirectUri: transaction.r, state: transaction.s, issuer: gateway.config.publicUrl }
+
+    checkUpstreamError(parameters)
+    const upstreamIssuer = await checkUpstreamIssuer(gateway, parameters)
+    const grant: CodeGrant = {
+      j: randomUUID(),
+      c: transaction.c,
+      r: transaction.r,
+      cc: transaction.cc,
+      uc: required(parameters, 'code'),
+      v: transaction.v,
+      i: upstreamIssuer,
+      sc: transaction.sc,
+      res: transaction.res,
+    }
+    const code = gateway.sealer.seal('code', grant, gateway.config.lifetimes.codeSeconds)
+
+    const target = new URL(transaction.r)
+    target.searchParams.set('code', code)
+    if (transaction.s !== undefined) target.searchParams.set('state', transaction.s)
+    target.searchParams.set('iss', gateway.config.publicUrl)
+    request.log.info({ step: 'callback' }, 'sending the code to the client')
+    return redirectBrowser(request, reply, target.href)
+  })
+}
+
+async function openTransaction(gateway: Gateway, parameters: Parameters): Promise<Transaction> {
+  const transaction = gateway.sealer.open<Transaction>('transaction', optional(parameters, 'state', 8192))
+  if (!transaction) {
+    throw new OAuthError(400, 'invalid_request', 'This sign-in link is invalid or has expired (it lasts 10 minutes).')
+  }
+  if (!(await gateway.store.useOnce(`transaction:${transaction.j}`, gateway.config.lifetimes.transactionSeconds))) {
+    throw new OAuthError(400, 'invalid_request', 'This sign-in was already completed; start again from the app.')
+  }
+  return transaction
+}
+
+function checkUpstreamError(parameters: Parameters) {
+  const error = optional(parameters, 'error', 256)
+  if (error === undefined) return
+  const description = optional(parameters, 'error_description', 1024)
+  if (FORWARDED_ERRORS.has(error)) throw new OAuthError(400, error, description ?? `the NeonPanel sign-in ended with ${error}`)
+  throw new OAuthError(502, 'server_error', `the NeonPanel sign-in failed (${error}${description ? `: ${description}` : ''})`)
+}
+
+/** RFC 9207: the upstream's `iss` must be its own issuer, and present when it says it sends one. */
+async function checkUpstreamIssuer(gateway: Gateway, parameters: Parameters): Promise<string | undefined> {
+  const iss = optional(parameters, 'iss')
+  const metadata = await gateway.upstream.metadata()
+  if (iss === undefined) {
+    if (metadata.authorization_response_iss_parameter_supported) {
+      throw new OAuthError(502, 'server_error', 'the NeonPanel sign-in answered without its issuer (RFC 9207)')
+    }
+    return undefined
+  }
+  if (iss !== metadata.issuer) throw new OAuthError(502, 'server_error', 'the authorization response came from an unexpected issuer (RFC 9207)')
+  return iss
+}

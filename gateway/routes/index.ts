@@ -1,0 +1,16 @@
+/** The routing table: one file per endpoint. */
+import type { FastifyInstance } from 'fastify'
+import { authorize } from './authorize.ts'
+import { callback } from './callback.ts'
+import { health } from './health.ts'
+import { metadata } from './metadata.ts'
+import { protectedResource } from './protected-resource.ts'
+import { register } from './register.ts'
+import { revoke } from './revoke.ts'
+import { token } from './token.ts'
+
+export async function routes(app: FastifyInstance) {
+  for (const plugin of [metadata, protectedResource, register, authorize, callback, token, revoke, health]) {
+    await app.register(plugin)
+  }
+}

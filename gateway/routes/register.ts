@@ -1,0 +1,79 @@
+/**
+ * Dynamic client registration (RFC 7591). Redirect URIs must pass the ops
+ * allowlist here and again at /authorize; unknown metadata is ignored
+ * (RFC 7591 §2), and the answer names exactly what was registered.
+ */
+import type { FastifyInstance } from 'fastify'
+import { z } from 'zod'
+import { AUTH_METHODS, GRANT_TYPES } from '../clients.ts'
+import { invalidClientMetadata, invalidRedirectUri } from '../errors.ts'
+import { normaliseRedirectUri } from '../redirect-uri.ts'
+import type { Gateway } from '../app.ts'
+
+function registrationSchema(gateway: Gateway) {
+  const { config } = gateway
+  return z.looseObject({
+    redirect_uris: z.array(z.string()).min(1).max(config.registration.maxRedirectUris),
+    // RFC 7591 §2: client_secret_basic when omitted.
+    token_endpoint_auth_method: z.enum(AUTH_METHODS).default('client_secret_basic'),
+    // Both by default: MCP clients expect to refresh, and the answer says so.
+    grant_types: z.array(z.enum(GRANT_TYPES)).min(1).default([...GRANT_TYPES]),
+    response_types: z.array(z.literal('code')).min(1).default(['code']),
+    client_name: z.string().max(200).optional(),
+    scope: z
+      .string()
+      .max(1000)
+      .refine((scope) => scope.split(' ').filter(Boolean).every((s) => config.scopes.supported.includes(s)), 'asks for a scope that is not supported')
+      .optional(),
+  })
+}
+
+export async function register(app: FastifyInstance) {
+  const gateway = app.gateway
+  const schema = registrationSchema(gateway)
+
+  app.post('/register', async (request, reply) => {
+    const metadata = parseMetadata(schema, request.body)
+    const redirectUris = checkRedirectUris(gateway, metadata.redirect_uris)
+    if (!metadata.grant_types.includes('authorization_code')) throw invalidClientMetadata('grant_types must include authorization_code')
+
+    const registered = gateway.clients.register({
+      redirect_uris: redirectUris,
+      token_endpoint_auth_method: metadata.token_endpoint_auth_method,
+      grant_types: metadata.grant_types,
+      client_name: metadata.client_name,
+      scope: metadata.scope?.trim() || undefined,
+    })
+    if (!registered) throw invalidClientMetadata('the registration is too large: use fewer or shorter redirect URIs')
+    const { client, clientSecret } = registered
+    request.log.info({ client_name: client.client_name, auth_method: client.token_endpoint_auth_method }, 'client registered')
+
+    return reply
+      .code(201)
+      .header('cache-control', 'no-store')
+      .send({
+        ...client,
+        response_types: ['code'],
+        ...(clientSecret ? { client_secret: clientSecret, client_secret_expires_at: 0 } : {}),
+      })
+  })
+}
+
+function parseMetadata(schema: ReturnType<typeof registrationSchema>, body: unknown) {
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw invalidClientMetadata('the body must be a JSON object of client metadata')
+  const result = schema.safeParse(body)
+  if (result.success) return result.data
+  const issue = result.error.issues[0]!
+  const field = issue.path.join('.') || 'metadata'
+  if (field.startsWith('redirect_uris')) throw invalidRedirectUri(`${field}: ${issue.message}`)
+  throw invalidClientMetadata(`${field}: ${issue.message}`)
+}
+
+function checkRedirectUris(gateway: Gateway, uris: string[]): string[] {
+  return uris.map((uri, i) => {
+    const checked = normaliseRedirectUri(uri)
+    if (!checked.ok) throw invalidRedirectUri(`redirect_uris[${i}] ${checked.reason}`)
+    if (!gateway.allowlist.allows(checked.url)) throw invalidRedirectUri(`redirect_uris[${i}] is not allowed by this gateway: ${checked.uri}`)
+    return checked.uri
+  })
+}

@@ -1,0 +1,31 @@
+/**
+ * Token revocation (RFC 7009), brokered. A gateway refresh token is opened and
+ * its upstream token revoked, only for the client it was issued to; anything
+ * else is passed on as an access token. Unknown tokens answer 200 (§2.2).
+ */
+import type { FastifyInstance } from 'fastify'
+import { authenticateClient } from '../client-auth.ts'
+import { clientHandle } from '../clients.ts'
+import { optional, parametersOf, required } from '../params.ts'
+import type { RefreshGrant } from './token.ts'
+
+export async function revoke(app: FastifyInstance) {
+  const gateway = app.gateway
+
+  app.post('/revoke', async (request, reply) => {
+    const parameters = parametersOf(request.body)
+    const client = authenticateClient(request, parameters, gateway.clients)
+    const token = required(parameters, 'token', 8192)
+    optional(parameters, 'token_type_hint')
+
+    const refresh = gateway.sealer.open<RefreshGrant>('refresh', token)
+    if (refresh) {
+      // §2.1: a token issued to another client is not revoked, and the caller is not told so.
+      if (refresh.c === clientHandle(client.client_id)) await gateway.upstream.revokeToken(refresh.rt, 'refresh_token')
+    } else {
+      await gateway.upstream.revokeToken(token, 'access_token')
+    }
+    request.log.info({ client_name: client.client_name, step: 'revoke' }, 'token revoked')
+    return reply.code(200).header('cache-control', 'no-store').send({})
+  })
+}
