@@ -1,0 +1,88 @@
+/**
+ * Starts the real parts together on loopback: the oidc-provider upstream,
+ * the gateway (real HTTP), and the SDK's MCP server, wired as in production.
+ */
+import type { FastifyInstance } from 'fastify'
+import { buildGateway } from '../../gateway/app.ts'
+import { parseConfig, type Config } from '../../gateway/config.ts'
+import { startMcpServer, type StandInMcpServer } from './mcp-server.ts'
+import { freePort } from './ports.ts'
+import { startUpstream, type StandInUpstream, type UpstreamOptions } from './upstream.ts'
+
+export const TEST_SECRET = 'test-gateway-secret-0123456789abcdef'
+export const CHATGPT_REDIRECT = 'https://chatgpt.com/connector/oauth/c0nn3ct0r'
+
+export interface Stack {
+  gateway: FastifyInstance
+  gatewayUrl: string
+  config: Config
+  upstream: StandInUpstream
+  mcp: StandInMcpServer
+  close(): Promise<void>
+}
+
+export interface StackOptions {
+  /** Changes to the gateway's config file object. */
+  config?: (file: Record<string, any>) => Record<string, any>
+  env?: Record<string, string>
+  upstream?: Partial<UpstreamOptions>
+}
+
+/** The gateway config file a test starts from. */
+export function gatewayFile(gatewayUrl: string, upstreamIssuer: string, mcpResource: string): Record<string, any> {
+  return {
+    publicUrl: gatewayUrl,
+    host: '127.0.0.1',
+    mcpResource,
+    upstream: { issuer: upstreamIssuer, clientId: 'neonpanel-mcp-gateway', timeoutMs: 2000, connectTimeoutMs: 1000 },
+    allowedRedirectUris: ['https://chatgpt.com/connector/oauth/*', 'https://claude.ai/api/mcp/auth_callback', 'http://127.0.0.1/callback'],
+    scopes: { supported: ['openid', 'profile', 'email', 'offline_access'], default: ['openid', 'offline_access'] },
+  }
+}
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const gatewayPort = await freePort()
+  const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
+  const upstream = await startUpstream({ redirectUris: [`${gatewayUrl}/callback`], ...options.upstream })
+  const introspectionEndpoint = `${upstream.issuer}/token/introspection`
+  const mcp = await startMcpServer({
+    upstream: { introspectionEndpoint, ...upstream.introspection },
+    resourceMetadataUrl: `${gatewayUrl}/.well-known/oauth-protected-resource/mcp`,
+  })
+  const base = gatewayFile(gatewayUrl, upstream.issuer, mcp.url)
+  const config = parseConfig(options.config ? options.config(base) : base, {
+    GATEWAY_SECRET: TEST_SECRET,
+    UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
+    ...options.env,
+  })
+  const gateway = await buildGateway({ config })
+  await gateway.listen({ port: gatewayPort, host: '127.0.0.1' })
+
+  return {
+    gateway,
+    gatewayUrl,
+    config,
+    upstream,
+    mcp,
+    async close() {
+      await gateway.close()
+      await mcp.close()
+      await upstream.close()
+    },
+  }
+}
+
+/** Asserts an OAuth JSON error response, RFC 6749 §5.2. */
+export async function failsWith(
+  t: { equal: (a: unknown, b: unknown, m?: string) => unknown; match: (a: unknown, b: unknown, m?: string) => unknown },
+  response: Response,
+  status: number,
+  error: string,
+) {
+  const body = (await response.json()) as { error?: string; error_description?: string }
+  t.equal(response.status, status, `status ${status}`)
+  t.equal(body.error, error, `error ${error}`)
+  t.match(response.headers.get('content-type'), /^application\/json/, 'JSON')
+  t.equal(response.headers.get('cache-control'), 'no-store', 'no-store')
+  return body
+}
