@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# The gateway image: Node 24, production dependencies only, non-root.
+# `--target standins` builds the development image that docker-compose uses
+# for the stand-in upstream and MCP server.
+
+FROM node:24-slim AS production-deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM node:24-slim AS standins
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --ignore-scripts --no-audit --no-fund
+COPY gateway ./gateway
+COPY config ./config
+COPY test ./test
+USER node
+CMD ["node", "test/serve-standins.ts"]
+
+FROM node:24-slim AS gateway
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=production-deps /app/node_modules ./node_modules
+COPY package.json ./
+COPY gateway ./gateway
+COPY config ./config
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+CMD ["node", "gateway/server.ts"]
