@@ -1,17 +1,35 @@
 /**
- * Short-lived shared state: single-use marks for transactions and codes.
- * The interface is what a shared store (Redis) implements for several
- * replicas; MemoryStore is the embedded default for one replica.
+ * Short-lived shared state: single-use marks for transactions and codes,
+ * remembered answers and locks. Every entry has a TTL. The interface is what
+ * a shared store (Redis) implements for several replicas; MemoryStore is the
+ * embedded default for one replica.
  */
 export interface Store {
   /** Marks `key` as used for `ttlSeconds`; true the first time, false on every later call while the mark lives. */
   useOnce(key: string, ttlSeconds: number): Promise<boolean>
+  /** Writes `value` only when `key` is absent; true when it was written (a lock, or the first answer). */
+  setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean>
+  set(key: string, value: string, ttlSeconds: number): Promise<void>
+  get(key: string): Promise<string | undefined>
+  delete(key: string): Promise<void>
+  /** Whether the store answers (readiness). */
+  ping(): Promise<boolean>
   close(): Promise<void>
 }
 
-/** A bounded in-memory store: expired marks are swept, and it never holds more than `maxEntries`. */
+/** Thrown when the store cannot be reached or is full; answered as 503 `temporarily_unavailable`. */
+export class StoreUnavailable extends Error {
+  override name = 'StoreUnavailable'
+}
+
+interface Entry {
+  value: string
+  expiresAt: number
+}
+
+/** A bounded in-memory store: expired entries are swept, and it never holds more than `maxEntries`. */
 export class MemoryStore implements Store {
-  readonly #expiries = new Map<string, number>()
+  readonly #entries = new Map<string, Entry>()
   readonly #maxEntries: number
 
   constructor(maxEntries = 100_000) {
@@ -19,27 +37,51 @@ export class MemoryStore implements Store {
   }
 
   async useOnce(key: string, ttlSeconds: number): Promise<boolean> {
-    const now = Date.now()
-    const expiry = this.#expiries.get(key)
-    if (expiry !== undefined && expiry > now) return false
-    if (this.#expiries.size >= this.#maxEntries) this.#sweep(now)
-    if (this.#expiries.size >= this.#maxEntries) {
-      // Full of live marks: refusing is safe (the client retries), forgetting one would allow a replay.
-      throw new StoreUnavailable('the single-use store is full')
-    }
-    this.#expiries.set(key, now + ttlSeconds * 1000)
+    return this.setIfAbsent(key, '1', ttlSeconds)
+  }
+
+  async setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean> {
+    if (this.#live(key, Date.now())) return false
+    this.#write(key, value, ttlSeconds)
     return true
   }
 
-  #sweep(now: number) {
-    for (const [key, expiry] of this.#expiries) if (expiry <= now) this.#expiries.delete(key)
+  async set(key: string, value: string, ttlSeconds: number): Promise<void> {
+    this.#write(key, value, ttlSeconds)
   }
 
-  async close() {
-    this.#expiries.clear()
+  async get(key: string): Promise<string | undefined> {
+    return this.#live(key, Date.now())?.value
   }
-}
 
-export class StoreUnavailable extends Error {
-  override name = 'StoreUnavailable'
+  async delete(key: string): Promise<void> {
+    this.#entries.delete(key)
+  }
+
+  async ping(): Promise<boolean> {
+    return true
+  }
+
+  async close(): Promise<void> {
+    this.#entries.clear()
+  }
+
+  #live(key: string, now: number): Entry | undefined {
+    const entry = this.#entries.get(key)
+    if (entry && entry.expiresAt <= now) {
+      this.#entries.delete(key)
+      return undefined
+    }
+    return entry
+  }
+
+  #write(key: string, value: string, ttlSeconds: number) {
+    const now = Date.now()
+    if (!this.#entries.has(key) && this.#entries.size >= this.#maxEntries) {
+      for (const [candidate, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(candidate)
+      // Full of live entries: refusing is safe (the client retries); forgetting a mark would allow a replay.
+      if (this.#entries.size >= this.#maxEntries) throw new StoreUnavailable('the in-memory store is full')
+    }
+    this.#entries.set(key, { value, expiresAt: now + ttlSeconds * 1000 })
+  }
 }

@@ -3,6 +3,7 @@
  * the gateway (real HTTP), and the SDK's MCP server, wired as in production.
  */
 import type { FastifyInstance } from 'fastify'
+import type { Test } from 'tap'
 import { buildGateway } from '../../gateway/app.ts'
 import { parseConfig, type Config } from '../../gateway/config.ts'
 import { startMcpServer, type StandInMcpServer } from './mcp-server.ts'
@@ -74,7 +75,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
 
 /** Asserts an OAuth JSON error response, RFC 6749 §5.2. */
 export async function failsWith(
-  t: { equal: (a: unknown, b: unknown, m?: string) => unknown; match: (a: unknown, b: unknown, m?: string) => unknown },
+  t: { equal: (a: unknown, b: unknown, m: string) => unknown; match: (a: unknown, b: unknown, m: string) => unknown },
   response: Response,
   status: number,
   error: string,
