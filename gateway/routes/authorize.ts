@@ -130,7 +130,8 @@ function checkRedirectUri(gateway: Gateway, client: RegisteredClient, parameters
     throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is not ${where}.`)
   }
   if (!gateway.allowlist.allows(checked.url)) {
-    throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is no longer allowed by this gateway.`)
+    const when = client.metadata_document ? 'not' : 'no longer'
+    throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is ${when} allowed by this gateway.`)
   }
   return checked.uri
 }

@@ -143,7 +143,9 @@ export function createClientMetadataFetcher(options: FetcherOptions): ClientMeta
         if (signal.aborted) throw new FetchRefused(`did not answer within ${options.timeoutMs} ms`, { cause: err })
         throw new FetchRefused('could not be read', { cause: err })
       } finally {
-        if (!response.body.destroyed) response.body.destroy()
+        // Whatever was not read is dropped with its connection; the abort that follows is expected,
+        // and an unhandled stream error would take the process down.
+        if (!response.body.destroyed) response.body.on('error', () => undefined).destroy()
       }
     },
 
