@@ -56,7 +56,7 @@ export async function authorize(app: FastifyInstance) {
       state: gateway.sealer.seal('transaction', transaction, gateway.config.lifetimes.transactionSeconds),
       code_challenge: await calculatePKCECodeChallenge(verifier),
       code_challenge_method: 'S256',
-    })
+    }, client.upstream)
     request.log.info({ client_name: client.client_name, step: 'authorize' }, 'sending the browser to the upstream')
     return redirectBrowser(request, reply, upstreamUrl.href)
   }
