@@ -13,6 +13,7 @@ import { routes } from './routes/index.ts'
 import { Sealer } from './seal.ts'
 import { MemoryStore, type Store } from './store.ts'
 import { createUpstream, type Upstream } from './upstream/index.ts'
+import { createMcpProxy, type McpProxy } from './upstream/mcp-proxy.ts'
 
 /** Everything a route needs, built once per app. */
 export interface Gateway {
@@ -22,6 +23,8 @@ export interface Gateway {
   allowlist: RedirectAllowlist
   store: Store
   upstream: Upstream
+  /** Front mode only: the way to the MCP server. */
+  mcpProxy: McpProxy | undefined
   /** The gateway's endpoints, absolute, as advertised in its metadata. */
   endpoints: Readonly<Record<'authorization' | 'token' | 'registration' | 'revocation' | 'callback', string>>
 }
@@ -72,17 +75,19 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   ) as Gateway['endpoints']
   const store = options.store ?? new MemoryStore()
   const upstream = createUpstream(config, endpoints.callback)
-  app.decorate('gateway', { config, sealer, clients: new ClientRegistry(sealer), allowlist: new RedirectAllowlist(config.allowedRedirectUris), store, upstream, endpoints })
+  const mcpProxy = config.front.enabled ? createMcpProxy(config.front) : undefined
+  app.decorate('gateway', { config, sealer, clients: new ClientRegistry(sealer), allowlist: new RedirectAllowlist(config.allowedRedirectUris), store, upstream, mcpProxy, endpoints })
   app.decorateRequest('redirectBack', null)
 
   await app.register(formbody)
   // Browser-based clients (MCP Inspector in direct mode, web portals) call metadata,
-  // registration, token and revocation from a page; no credentials ride on CORS.
+  // registration, token and revocation from a page, and in front mode the MCP
+  // endpoint too (sessions, event streams); no credentials ride on CORS.
   await app.register(cors, {
     origin: '*',
-    methods: ['GET', 'POST', 'OPTIONS'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version'],
-    exposedHeaders: ['WWW-Authenticate'],
+    methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version', 'Mcp-Session-Id', 'Last-Event-ID'],
+    exposedHeaders: ['WWW-Authenticate', 'Mcp-Session-Id'],
     credentials: false,
     maxAge: 600,
   })
@@ -91,6 +96,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.setNotFoundHandler(notFoundHandler)
   await app.register(routes)
 
+  // Before the server waits for in-flight requests: open event streams would never end by themselves.
+  app.addHook('preClose', async () => {
+    await mcpProxy?.close()
+  })
   app.addHook('onClose', async () => {
     await upstream.close()
     await store.close()

@@ -66,3 +66,16 @@ export function translateRegisteredClientError(err: unknown): OAuthError {
   }
   return translateUpstreamError(err)
 }
+
+/** Front mode: the MCP server failed before its response began; afterwards the client's connection is simply cut. */
+export function translateMcpServerError(err: unknown): OAuthError {
+  if (err instanceof OAuthError) return err
+  const codes = codesOf(err)
+  if (codes.some((code) => TIMEOUT_CODES.has(code))) {
+    return new OAuthError(504, 'temporarily_unavailable', 'the MCP server did not answer in time', { cause: err })
+  }
+  if (codes.some((code) => UNREACHABLE_CODES.has(code))) {
+    return new OAuthError(503, 'temporarily_unavailable', 'the MCP server cannot be reached', { cause: err })
+  }
+  return new OAuthError(502, 'server_error', 'the request to the MCP server failed', { cause: err })
+}
