@@ -45,11 +45,16 @@ export interface Upstream {
 }
 
 type UpstreamConfig = Config['upstream']
+type AuthMethod = 'client_secret_basic' | 'client_secret_post'
 
-/** RFC 8414 §2: client_secret_basic is the default when the upstream names no methods. */
-function chooseAuthMethod(upstream: UpstreamConfig, metadata: oidc.ServerMetadata): 'client_secret_basic' | 'client_secret_post' {
+/**
+ * `auto` reads the upstream's metadata: client_secret_basic when it is listed
+ * (or nothing is: RFC 8414 §2 makes it the default), else client_secret_post
+ * when that is listed.
+ */
+export function chooseAuthMethod(configured: UpstreamConfig['tokenEndpointAuthMethod'], metadata: Pick<oidc.ServerMetadata, 'token_endpoint_auth_methods_supported'>): AuthMethod {
+  if (configured !== 'auto') return configured
   const supported = metadata.token_endpoint_auth_methods_supported ?? ['client_secret_basic']
-  if (upstream.tokenEndpointAuthMethod !== 'auto') return upstream.tokenEndpointAuthMethod
   return supported.includes('client_secret_basic') || !supported.includes('client_secret_post') ? 'client_secret_basic' : 'client_secret_post'
 }
 
@@ -106,7 +111,7 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
     const metadata: oidc.ServerMetadata = upstream.endpoints
       ? { issuer: upstream.issuer, ...upstream.endpoints }
       : await discoverMetadata(upstream, { [oidc.customFetch]: customFetch, execute, timeout: upstream.timeoutMs / 1000 })
-    const method = chooseAuthMethod(upstream, metadata)
+    const method = chooseAuthMethod(upstream.tokenEndpointAuthMethod, metadata)
     return withTransport(new oidc.Configuration(metadata, upstream.clientId, { client_secret: upstream.clientSecret }, clientAuth(method, upstream.clientSecret)))
   }
 
@@ -180,7 +185,7 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
     async registerClient(request) {
       const metadata = (await configuration()).serverMetadata()
       const endpoint = registrationEndpoint(metadata)
-      const authMethod = chooseAuthMethod(upstream, metadata)
+      const authMethod = chooseAuthMethod(upstream.tokenEndpointAuthMethod, metadata)
       const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
       // RFC 7591 §3: an upstream may require an initial access token.
       if (upstream.registrationToken) headers.authorization = `Bearer ${upstream.registrationToken}`
