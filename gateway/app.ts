@@ -16,6 +16,7 @@ import { Sealer } from './seal.ts'
 import { MemoryStore, type Store } from './store.ts'
 import { createClientMetadataFetcher, type ClientMetadataFetcher } from './upstream/client-metadata.ts'
 import { createUpstream, type Upstream } from './upstream/index.ts'
+import { createMcpProxy, type McpProxy } from './upstream/mcp-proxy.ts'
 
 /** Everything a route needs, built once per app. */
 export interface Gateway {
@@ -26,6 +27,8 @@ export interface Gateway {
   consent: ConsentPolicy
   store: Store
   upstream: Upstream
+  /** Front mode only: the way to the MCP server. */
+  mcpProxy: McpProxy | undefined
   /** The gateway's endpoints, absolute; its metadata advertises the OAuth ones. */
   endpoints: Readonly<Record<keyof typeof PATHS, string>>
 }
@@ -77,6 +80,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   ) as Gateway['endpoints']
   const store = options.store ?? new MemoryStore()
   const upstream = createUpstream(config, endpoints.callback)
+  const mcpProxy = config.front.enabled ? createMcpProxy(config.front) : undefined
   const documents = config.clientMetadataDocuments
   const fetcher: ClientMetadataFetcher | undefined = documents.enabled
     ? createClientMetadataFetcher({ timeoutMs: documents.timeoutMs, allowLoopback: documents.developmentAllowLoopback })
@@ -90,18 +94,20 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     consent: new ConsentPolicy(sealer, config),
     store,
     upstream,
+    mcpProxy,
     endpoints,
   })
   app.decorateRequest('redirectBack', null)
 
   await app.register(formbody)
   // Browser-based clients (MCP Inspector in direct mode, web portals) call metadata,
-  // registration, token and revocation from a page; no credentials ride on CORS.
+  // registration, token and revocation from a page, and in front mode the MCP
+  // endpoint too (sessions, event streams); no credentials ride on CORS.
   await app.register(cors, {
     origin: '*',
-    methods: ['GET', 'POST', 'OPTIONS'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version'],
-    exposedHeaders: ['WWW-Authenticate'],
+    methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
+    allowedHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version', 'Mcp-Session-Id', 'Last-Event-ID'],
+    exposedHeaders: ['WWW-Authenticate', 'Mcp-Session-Id'],
     credentials: false,
     maxAge: 600,
   })
@@ -110,6 +116,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.setNotFoundHandler(notFoundHandler)
   await app.register(routes)
 
+  // Before the server waits for in-flight requests: open event streams would never end by themselves.
+  app.addHook('preClose', async () => {
+    await mcpProxy?.close()
+  })
   app.addHook('onClose', async () => {
     await upstream.close()
     await fetcher?.close()

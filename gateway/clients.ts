@@ -5,12 +5,15 @@
  * confidential client's secret is a MAC of its id, so nothing about a client
  * is stored anywhere. Clients whose id is an https URL publish their own
  * metadata there (client-metadata.ts).
+ * In registration passthrough the id also seals the client's own upstream
+ * client, id and secret, which only the gateway can read.
  */
 import { createHash, randomUUID } from 'node:crypto'
 import type { JSONWebKeySet } from 'jose'
 import { ClientMetadataError, isClientIdUrl, type ClientMetadataDocuments } from './client-metadata.ts'
 import type { Sealer } from './seal.ts'
 import { nowSeconds } from './seal.ts'
+import type { UpstreamClient } from './upstream/registration.ts'
 
 /** The methods a client may register with (RFC 7591). */
 export const AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post'] as const
@@ -32,6 +35,8 @@ export interface RegisteredClient {
   /** private_key_jwt keys, inline or by URL, from the metadata document. */
   jwks?: JSONWebKeySet | undefined
   jwks_uri?: string | undefined
+  /** The client registered for it at the upstream (registration passthrough); absent: the gateway's own upstream client. */
+  upstream?: UpstreamClient | undefined
 }
 
 /** What looking up a client id gives: the client, or why it cannot be used, in words for the user. */
@@ -47,6 +52,8 @@ interface SealedClient {
   t: number
   /** Makes two identical registrations two different clients. */
   j: string
+  /** The upstream client: id, secret, authentication method. */
+  u?: { i: string; s?: string | undefined; m: UpstreamClient['authMethod'] } | undefined
 }
 
 /** Registrations longer than this would make client ids too long for a URL query. */
@@ -62,18 +69,26 @@ export class ClientRegistry {
     this.#documents = documents
   }
 
-  /** Returns the registered client and, for a confidential one, its secret; undefined when it is too large. */
-  register(metadata: Omit<RegisteredClient, 'client_id' | 'client_id_issued_at'>): { client: RegisteredClient; clientSecret?: string } | undefined {
+  /**
+   * Returns the registered client and, for a confidential one, its secret;
+   * undefined when it is too large. `expiresAt` (seconds since the epoch) ends
+   * the client id itself: an upstream client whose secret expires takes the
+   * gateway client with it, and the client registers again.
+   */
+  register(metadata: Omit<RegisteredClient, 'client_id' | 'client_id_issued_at'>, expiresAt?: number): { client: RegisteredClient; clientSecret?: string } | undefined {
+    const now = nowSeconds()
+    const { upstream } = metadata
     const sealed: SealedClient = {
       r: metadata.redirect_uris,
       m: metadata.token_endpoint_auth_method,
       g: metadata.grant_types,
       n: metadata.client_name,
       s: metadata.scope,
-      t: nowSeconds(),
+      t: now,
       j: randomUUID().slice(0, 8),
+      u: upstream && { i: upstream.clientId, s: upstream.clientSecret, m: upstream.authMethod },
     }
-    const clientId = this.#sealer.seal('client', sealed)
+    const clientId = this.#sealer.seal('client', sealed, expiresAt === undefined ? undefined : Math.max(1, expiresAt - now))
     if (clientId.length > MAX_CLIENT_ID_LENGTH) return undefined
     const client = toClient(clientId, sealed)
     return client.token_endpoint_auth_method === 'none' ? { client } : { client, clientSecret: this.#secretFor(clientId) }
@@ -124,6 +139,7 @@ function toClient(clientId: string, sealed: SealedClient): RegisteredClient {
     client_name: sealed.n,
     scope: sealed.s,
     client_id_issued_at: sealed.t,
+    upstream: sealed.u && { clientId: sealed.u.i, clientSecret: sealed.u.s, authMethod: sealed.u.m },
   }
 }
 

@@ -43,6 +43,20 @@ function isLoopbackPattern(value: string) {
   }
 }
 
+/**
+ * The MCP server behind the gateway in front mode: a private address, so
+ * plain http is accepted anywhere (the hop stays inside the cluster).
+ */
+const internalUrl = z
+  .string()
+  .refine((value) => URL.canParse(value), { message: 'must be an absolute URL', abort: true })
+  .refine((value) => ['http:', 'https:'].includes(new URL(value).protocol), 'must be http or https')
+  .refine((value) => !new URL(value).username && !new URL(value).password, 'must not contain userinfo')
+  .refine((value) => !new URL(value).hash && !new URL(value).search, 'must not have a query or fragment')
+
+/** Paths the gateway answers itself; in front mode the MCP endpoint must not hide one of them. */
+const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callback', '/healthz', '/readyz']
+
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token (RFC 6749 §3.3)')
 
 const upstreamSchema = z.strictObject({
@@ -58,6 +72,8 @@ const upstreamSchema = z.strictObject({
       authorization_endpoint: secureUrl,
       token_endpoint: secureUrl,
       revocation_endpoint: secureUrl.optional(),
+      /** RFC 7591 endpoint, used when registration.mode is `upstream`. */
+      registration_endpoint: secureUrl.optional(),
     })
     .optional(),
   /** Whole-request timeout for every upstream call, in milliseconds (connect, headers and body included). */
@@ -147,7 +163,29 @@ const configSchema = z
       .strictObject({
         /** Most redirect URIs one client may register. */
         maxRedirectUris: z.number().int().min(1).max(20).default(10),
+        /**
+         * `local`: the gateway registers clients itself and the upstream sees only
+         * the gateway's own client. `upstream`: after the same checks, each
+         * registration also registers a client at the upstream (RFC 7591), with
+         * the gateway's callback as its redirect URI.
+         */
+        mode: z.enum(['local', 'upstream']).default('local'),
       })
+      .prefault({}),
+    /** Front mode: the gateway also answers at the MCP origin and proxies the MCP endpoint to the MCP server. */
+    front: z
+      .strictObject({
+        enabled: z.boolean().default(false),
+        /** The MCP server's own endpoint, e.g. http://mcp-server:3000/mcp (required when enabled). */
+        mcpUpstream: internalUrl.optional(),
+        /** Connect timeout towards the MCP server, in milliseconds. */
+        connectTimeoutMs: z.number().int().min(100).max(60_000).default(5_000),
+        /** Longest wait for the MCP server's response headers, in milliseconds (a tool call may take long). */
+        headersTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(300_000),
+        /** Longest silence inside a response body, in milliseconds; 0 = none, since SSE streams idle legitimately. */
+        idleTimeoutMs: z.number().int().min(0).max(3_600_000).default(0),
+      })
+      .refine((front) => !front.enabled || front.mcpUpstream !== undefined, { message: 'is required when front.enabled is true', path: ['mcpUpstream'] })
       .prefault({}),
     consent: consentSchema,
     clientMetadataDocuments: clientMetadataDocumentsSchema,
@@ -156,12 +194,25 @@ const configSchema = z
     message: 'may only be true when publicUrl is a loopback address (local development and tests, never production)',
     path: ['clientMetadataDocuments', 'developmentAllowLoopback'],
   })
+  .refine((config) => !config.front.enabled || isFreeMcpPath(new URL(config.mcpResource).pathname), {
+    message: 'in front mode the MCP endpoint must have its own path, not one the gateway answers (/authorize, /token, /.well-known/…)',
+    path: ['mcpResource'],
+  })
+
+function isFreeMcpPath(pathname: string) {
+  const path = pathname.replace(/\/$/, '') || '/'
+  return path !== '/' && !GATEWAY_PATHS.includes(path) && !path.startsWith('/.well-known/')
+}
 
 export type Config = Readonly<
   z.infer<typeof configSchema> & {
     /** Keys from GATEWAY_SECRET: the first seals and signs, all of them open and verify. */
     secrets: readonly string[]
-    upstream: z.infer<typeof upstreamSchema> & { clientSecret: string }
+    upstream: z.infer<typeof upstreamSchema> & {
+      clientSecret: string
+      /** RFC 7591 §3 initial access token for the upstream's registration endpoint; env UPSTREAM_REGISTRATION_TOKEN only. */
+      registrationToken?: string | undefined
+    }
   }
 >
 
@@ -215,7 +266,8 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
   if (!clientSecret) problems.push('  UPSTREAM_CLIENT_SECRET: is required (the gateway client secret at the upstream)')
   if (problems.length) throw new ConfigError(`invalid configuration (environment):\n${problems.join('\n')}`)
 
-  const config = { ...result.data, secrets, upstream: { ...result.data.upstream, clientSecret } }
+  const registrationToken = env.UPSTREAM_REGISTRATION_TOKEN || undefined
+  const config = { ...result.data, secrets, upstream: { ...result.data.upstream, clientSecret, registrationToken } }
   return deepFreeze(config)
 }
 

@@ -34,6 +34,8 @@ export interface PendingAuthorization {
   /** The scope asked of the upstream, and the RFC 8707 resource the client named. */
   sc: string
   res?: string | undefined
+  /** Registration passthrough: the client's own upstream client id, which the upstream authorization names. */
+  u?: string | undefined
 }
 
 /** The consent cookie: this browser's id and its approvals as [approvalKey, expiry in epoch seconds]. */

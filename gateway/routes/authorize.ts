@@ -60,6 +60,7 @@ export async function authorize(app: FastifyInstance) {
       cc: codeChallenge,
       sc: scope,
       res: resource,
+      u: client.upstream?.clientId,
     }
     const cookie = gateway.consent.readCookie(request.headers.cookie)
     if (gateway.consent.isTrusted(client.client_id, new URL(redirectUri)) || gateway.consent.hasApproval(cookie, pending.a)) {
@@ -83,7 +84,7 @@ export async function sendToUpstream(gateway: Gateway, request: FastifyRequest, 
     state: gateway.sealer.seal('transaction', transaction, gateway.config.lifetimes.transactionSeconds),
     code_challenge: await calculatePKCECodeChallenge(verifier),
     code_challenge_method: 'S256',
-  })
+  }, pending.u)
   return redirectBrowser(request, reply, upstreamUrl.href)
 }
 

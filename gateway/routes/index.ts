@@ -4,6 +4,7 @@ import { authorize } from './authorize.ts'
 import { callback } from './callback.ts'
 import { consent } from './consent.ts'
 import { health } from './health.ts'
+import { mcp } from './mcp.ts'
 import { metadata } from './metadata.ts'
 import { protectedResource } from './protected-resource.ts'
 import { register } from './register.ts'
@@ -11,7 +12,7 @@ import { revoke } from './revoke.ts'
 import { token } from './token.ts'
 
 export async function routes(app: FastifyInstance) {
-  for (const plugin of [metadata, protectedResource, register, authorize, consent, callback, token, revoke, health]) {
+  for (const plugin of [metadata, protectedResource, register, authorize, consent, callback, token, revoke, health, mcp]) {
     await app.register(plugin)
   }
 }

@@ -1,11 +1,13 @@
 /**
  * Dynamic client registration (RFC 7591). Redirect URIs must pass the ops
  * allowlist here and again at /authorize; unknown metadata is ignored
- * (RFC 7591 §2), and the answer names exactly what was registered.
+ * (RFC 7591 §2), and the answer names exactly what was registered. In
+ * registration passthrough (`registration.mode: upstream`) the client is
+ * registered at the upstream too, only once every check here has passed.
  */
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
-import { AUTH_METHODS, GRANT_TYPES } from '../clients.ts'
+import { AUTH_METHODS, GRANT_TYPES, type RegisteredClient } from '../clients.ts'
 import { invalidClientMetadata, invalidRedirectUri } from '../errors.ts'
 import { normaliseRedirectUri } from '../redirect-uri.ts'
 import type { Gateway } from '../app.ts'
@@ -37,26 +39,38 @@ export async function register(app: FastifyInstance) {
     const redirectUris = checkRedirectUris(gateway, metadata.redirect_uris)
     if (!metadata.grant_types.includes('authorization_code')) throw invalidClientMetadata('grant_types must include authorization_code')
 
+    const upstream = gateway.config.registration.mode === 'upstream'
+      ? await gateway.upstream.registerClient({ client_name: metadata.client_name, grant_types: metadata.grant_types })
+      : undefined
     const registered = gateway.clients.register({
       redirect_uris: redirectUris,
       token_endpoint_auth_method: metadata.token_endpoint_auth_method,
       grant_types: metadata.grant_types,
       client_name: metadata.client_name,
       scope: metadata.scope?.trim() || undefined,
-    })
+      upstream,
+    }, upstream?.expiresAt)
     if (!registered) throw invalidClientMetadata('the registration is too large: use fewer or shorter redirect URIs')
     const { client, clientSecret } = registered
-    request.log.info({ client_name: client.client_name, auth_method: client.token_endpoint_auth_method }, 'client registered')
+    request.log.info({ client_name: client.client_name, auth_method: client.token_endpoint_auth_method, mode: gateway.config.registration.mode }, 'client registered')
 
-    return reply
-      .code(201)
-      .header('cache-control', 'no-store')
-      .send({
-        ...client,
-        response_types: ['code'],
-        ...(clientSecret ? { client_secret: clientSecret, client_secret_expires_at: 0 } : {}),
-      })
+    return reply.code(201).header('cache-control', 'no-store').send(registrationResponse(client, clientSecret, upstream?.expiresAt))
   })
+}
+
+/** RFC 7591 §3.2.1: what was registered, and never the upstream client sealed inside the id. */
+function registrationResponse(client: RegisteredClient, clientSecret: string | undefined, expiresAt: number | undefined) {
+  return {
+    client_id: client.client_id,
+    client_id_issued_at: client.client_id_issued_at,
+    redirect_uris: client.redirect_uris,
+    token_endpoint_auth_method: client.token_endpoint_auth_method,
+    grant_types: client.grant_types,
+    response_types: ['code'],
+    ...(client.client_name === undefined ? {} : { client_name: client.client_name }),
+    ...(client.scope === undefined ? {} : { scope: client.scope }),
+    ...(clientSecret ? { client_secret: clientSecret, client_secret_expires_at: expiresAt ?? 0 } : {}),
+  }
 }
 
 function parseMetadata(schema: ReturnType<typeof registrationSchema>, body: unknown) {

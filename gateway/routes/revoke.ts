@@ -21,9 +21,9 @@ export async function revoke(app: FastifyInstance) {
     const refresh = gateway.sealer.open<RefreshGrant>('refresh', token)
     if (refresh) {
       // §2.1: a token issued to another client is not revoked, and the caller is not told so.
-      if (refresh.c === clientHandle(client.client_id)) await gateway.upstream.revokeToken(refresh.rt, 'refresh_token')
+      if (refresh.c === clientHandle(client.client_id)) await gateway.upstream.revokeToken(refresh.rt, 'refresh_token', client.upstream)
     } else {
-      await gateway.upstream.revokeToken(token, 'access_token')
+      await gateway.upstream.revokeToken(token, 'access_token', client.upstream)
     }
     request.log.info({ client_name: client.client_name, step: 'revoke' }, 'token revoked')
     return reply.code(200).header('cache-control', 'no-store').send({})

@@ -47,7 +47,7 @@ async function authorizationCodeGrant(gateway: Gateway, client: RegisteredClient
   checkRedirectUri(grant, parameters)
   checkPkce(grant, parameters)
   await useCodeOnce(gateway, grant)
-  const tokens = await gateway.upstream.exchangeCode({ code: grant.uc, iss: grant.i, codeVerifier: grant.v })
+  const tokens = await gateway.upstream.exchangeCode({ code: grant.uc, iss: grant.i, codeVerifier: grant.v, client: client.upstream })
   return bindRefreshToken(gateway, client, tokens, grant)
 }
 
@@ -86,7 +86,7 @@ async function refreshTokenGrant(gateway: Gateway, client: RegisteredClient, par
   if (!grant) throw invalidGrant('the refresh token is invalid')
   if (grant.c !== clientHandle(client.client_id)) throw invalidGrant('the refresh token was issued to another client')
   const scope = optional(parameters, 'scope')
-  const tokens = await gateway.upstream.refreshGrant(grant.rt, scope ? { scope } : undefined)
+  const tokens = await gateway.upstream.refreshGrant(grant.rt, scope ? { scope } : undefined, client.upstream)
   // An upstream that does not rotate answers without a refresh token: the client keeps the one it has.
   return bindRefreshToken(gateway, client, tokens, { sc: grant.sc, res: grant.res })
 }

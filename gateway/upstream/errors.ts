@@ -4,8 +4,8 @@
  * `temporarily_unavailable`; anything that is not an OAuth response becomes
  * 502 `server_error`. The upstream's raw answer goes to the log, not to the client.
  */
-import { ClientError, ResponseBodyError } from 'openid-client'
-import { OAuthError } from '../errors.ts'
+import { ClientError, ResponseBodyError, WWWAuthenticateChallengeError } from 'openid-client'
+import { InvalidClient, OAuthError } from '../errors.ts'
 
 const TIMEOUT_CODES = new Set(['OAUTH_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT', 'TimeoutError'])
 const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
@@ -51,4 +51,31 @@ function fromOAuthErrorBody(err: ResponseBodyError): OAuthError {
   }
   const status = err.status >= 500 ? 502 : 400
   return new OAuthError(status, err.error, err.error_description ?? `the NeonPanel sign-in service answered ${err.error}`, { cause: err })
+}
+
+/**
+ * For a client registered at the upstream (registration passthrough), the
+ * upstream's `invalid_client` (RFC 6749 §5.2, a JSON body or only a 401
+ * challenge) means that registration is gone or expired: the client is told
+ * 401 `invalid_client` so that it registers again.
+ */
+export function translateRegisteredClientError(err: unknown): OAuthError {
+  const refusedClient = err instanceof ResponseBodyError ? err.error === 'invalid_client' : err instanceof WWWAuthenticateChallengeError && err.status === 401
+  if (refusedClient) {
+    return new InvalidClient('the NeonPanel sign-in service no longer knows this client: register it again')
+  }
+  return translateUpstreamError(err)
+}
+
+/** Front mode: the MCP server failed before its response began; afterwards the client's connection is simply cut. */
+export function translateMcpServerError(err: unknown): OAuthError {
+  if (err instanceof OAuthError) return err
+  const codes = codesOf(err)
+  if (codes.some((code) => TIMEOUT_CODES.has(code))) {
+    return new OAuthError(504, 'temporarily_unavailable', 'the MCP server did not answer in time', { cause: err })
+  }
+  if (codes.some((code) => UNREACHABLE_CODES.has(code))) {
+    return new OAuthError(503, 'temporarily_unavailable', 'the MCP server cannot be reached', { cause: err })
+  }
+  return new OAuthError(502, 'server_error', 'the request to the MCP server failed', { cause: err })
 }

@@ -1,14 +1,20 @@
 /**
  * The only module that talks to the upstream OAuth server (my.neonpanel.com):
- * one openid-client Configuration, one undici Agent with connect, headers and
- * body timeouts, and verb-noun functions for each call. Every failure leaves
- * through translateUpstreamError.
+ * one openid-client Configuration for the gateway's own client (in
+ * registration passthrough, one per call for the client registered at the
+ * upstream, over the same metadata), one undici Agent with connect, headers
+ * and body timeouts, and verb-noun functions for each call. Every failure
+ * leaves through upstream/errors.ts.
  */
 import * as oidc from 'openid-client'
 import { Agent, fetch as undiciFetch } from 'undici'
 import type { Config } from '../config.ts'
 import { isLoopbackHost } from '../redirect-uri.ts'
-import { translateUpstreamError } from './errors.ts'
+import { OAuthError } from '../errors.ts'
+import { translateRegisteredClientError, translateUpstreamError } from './errors.ts'
+import { readRegistrationResponse, upstreamClientMetadata, type RegistrationRequest, type UpstreamAuthMethod, type UpstreamClient, type UpstreamRegistration } from './registration.ts'
+
+export type { UpstreamClient, UpstreamRegistration } from './registration.ts'
 
 export interface TokenSet {
   access_token: string
@@ -21,29 +27,42 @@ export interface TokenSet {
 
 export type UpstreamMetadata = Readonly<oidc.ServerMetadata>
 
+/**
+ * Every call acts as the gateway's own upstream client, or, given an
+ * UpstreamClient (registration passthrough), as that client.
+ */
 export interface Upstream {
   /** The upstream's metadata, loaded once; rejects with an OAuthError while it cannot be loaded. */
   metadata(): Promise<UpstreamMetadata>
   /** The upstream authorization URL the browser is sent to. */
-  authorizationUrl(parameters: Record<string, string>): Promise<URL>
-  exchangeCode(input: { code: string; iss?: string | undefined; codeVerifier: string; parameters?: Record<string, string> }): Promise<TokenSet>
-  refreshGrant(refreshToken: string, parameters?: Record<string, string>): Promise<TokenSet>
-  revokeToken(token: string, tokenTypeHint?: string): Promise<void>
+  /** `clientId`: the client's own upstream client (registration passthrough); the gateway's client otherwise. */
+  authorizationUrl(parameters: Record<string, string>, clientId?: string): Promise<URL>
+  exchangeCode(input: { code: string; iss?: string | undefined; codeVerifier: string; parameters?: Record<string, string>; client?: UpstreamClient | undefined }): Promise<TokenSet>
+  refreshGrant(refreshToken: string, parameters?: Record<string, string>, client?: UpstreamClient): Promise<TokenSet>
+  revokeToken(token: string, tokenTypeHint?: string, client?: UpstreamClient): Promise<void>
+  /** RFC 7591 at the upstream: a new upstream client whose one redirect URI is the gateway's callback. */
+  registerClient(request: RegistrationRequest): Promise<UpstreamRegistration>
   close(): Promise<void>
 }
 
 type UpstreamConfig = Config['upstream']
+type AuthMethod = 'client_secret_basic' | 'client_secret_post'
 
-/** RFC 8414 §2: client_secret_basic is the default when the upstream names no methods. */
-function chooseClientAuth(upstream: UpstreamConfig, metadata: oidc.ServerMetadata): oidc.ClientAuth {
+/**
+ * `auto` reads the upstream's metadata: client_secret_basic when it is listed
+ * (or nothing is: RFC 8414 §2 makes it the default), else client_secret_post
+ * when that is listed.
+ */
+export function chooseAuthMethod(configured: UpstreamConfig['tokenEndpointAuthMethod'], metadata: Pick<oidc.ServerMetadata, 'token_endpoint_auth_methods_supported'>): AuthMethod {
+  if (configured !== 'auto') return configured
   const supported = metadata.token_endpoint_auth_methods_supported ?? ['client_secret_basic']
-  const method =
-    upstream.tokenEndpointAuthMethod !== 'auto'
-      ? upstream.tokenEndpointAuthMethod
-      : supported.includes('client_secret_basic') || !supported.includes('client_secret_post')
-        ? 'client_secret_basic'
-        : 'client_secret_post'
-  return method === 'client_secret_basic' ? oidc.ClientSecretBasic(upstream.clientSecret) : oidc.ClientSecretPost(upstream.clientSecret)
+  return supported.includes('client_secret_basic') || !supported.includes('client_secret_post') ? 'client_secret_basic' : 'client_secret_post'
+}
+
+function clientAuth(method: UpstreamAuthMethod, secret: string | undefined): oidc.ClientAuth {
+  if (method === 'client_secret_basic') return oidc.ClientSecretBasic(secret)
+  if (method === 'client_secret_post') return oidc.ClientSecretPost(secret)
+  return oidc.None()
 }
 
 function isInsecureAllowed(issuer: string) {
@@ -81,15 +100,20 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
     undiciFetch(url, { ...options, dispatcher: agent }) as unknown as Promise<Response>
   const execute = isInsecureAllowed(upstream.issuer) ? [oidc.allowInsecureRequests] : []
 
-  async function load(): Promise<oidc.Configuration> {
-    const metadata: oidc.ServerMetadata = upstream.endpoints
-      ? { issuer: upstream.issuer, ...upstream.endpoints }
-      : await discoverMetadata(upstream, { [oidc.customFetch]: customFetch, execute, timeout: upstream.timeoutMs / 1000 })
-    const configuration = new oidc.Configuration(metadata, upstream.clientId, { client_secret: upstream.clientSecret }, chooseClientAuth(upstream, metadata))
+  /** Every Configuration goes through the one Agent, with the one timeout. */
+  function withTransport(configuration: oidc.Configuration): oidc.Configuration {
     configuration[oidc.customFetch] = customFetch
     configuration.timeout = upstream.timeoutMs / 1000
     for (const apply of execute) apply(configuration)
     return configuration
+  }
+
+  async function load(): Promise<oidc.Configuration> {
+    const metadata: oidc.ServerMetadata = upstream.endpoints
+      ? { issuer: upstream.issuer, ...upstream.endpoints }
+      : await discoverMetadata(upstream, { [oidc.customFetch]: customFetch, execute, timeout: upstream.timeoutMs / 1000 })
+    const method = chooseAuthMethod(upstream.tokenEndpointAuthMethod, metadata)
+    return withTransport(new oidc.Configuration(metadata, upstream.clientId, { client_secret: upstream.clientSecret }, clientAuth(method, upstream.clientSecret)))
   }
 
   let loading: Promise<oidc.Configuration> | undefined
@@ -102,13 +126,34 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
     return loading
   }
 
-  async function call<T>(work: (configuration: oidc.Configuration) => Promise<T>): Promise<T> {
-    const configuration_ = await configuration()
+  /** The gateway's own client, or a client registered at the upstream, over the same shared metadata. */
+  async function configurationFor(client: UpstreamClient | undefined): Promise<oidc.Configuration> {
+    const shared = await configuration()
+    if (!client) return shared
+    const metadata = client.clientSecret === undefined ? {} : { client_secret: client.clientSecret }
+    return withTransport(new oidc.Configuration(shared.serverMetadata(), client.clientId, metadata, clientAuth(client.authMethod, client.clientSecret)))
+  }
+
+  async function call<T>(work: (configuration: oidc.Configuration) => Promise<T>, client?: UpstreamClient): Promise<T> {
+    const configuration_ = await configurationFor(client)
     try {
       return await work(configuration_)
     } catch (err) {
-      throw translateUpstreamError(err)
+      throw client ? translateRegisteredClientError(err) : translateUpstreamError(err)
     }
+  }
+
+  /** RFC 7591 §3: from discovery, or `upstream.endpoints.registration_endpoint`; https like every upstream call. */
+  function registrationEndpoint(metadata: oidc.ServerMetadata): string {
+    const endpoint = metadata.registration_endpoint
+    if (!endpoint) {
+      throw new OAuthError(502, 'server_error', 'the NeonPanel sign-in service names no registration endpoint, which registration.mode upstream needs')
+    }
+    const url = new URL(endpoint)
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopbackHost(url.hostname))) {
+      throw new OAuthError(502, 'server_error', 'the NeonPanel sign-in service names a registration endpoint that is not https')
+    }
+    return endpoint
   }
 
   return {
@@ -116,26 +161,49 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
       return (await configuration()).serverMetadata()
     },
 
-    async authorizationUrl(parameters) {
-      return oidc.buildAuthorizationUrl(await configuration(), { ...parameters, redirect_uri: callbackUrl })
+    async authorizationUrl(parameters, clientId) {
+      // Only the public client id goes into the URL; no credentials are needed to build it.
+      const client = clientId === undefined ? undefined : { clientId, authMethod: 'none' as const }
+      return oidc.buildAuthorizationUrl(await configurationFor(client), { ...parameters, redirect_uri: callbackUrl })
     },
 
-    exchangeCode({ code, iss, codeVerifier, parameters }) {
+    exchangeCode({ code, iss, codeVerifier, parameters, client }) {
       // openid-client validates the authorization response it is given: rebuild it as it reached the callback.
       const response = new URL(callbackUrl)
       response.searchParams.set('code', code)
       if (iss !== undefined) response.searchParams.set('iss', iss)
-      return call(async (configuration_) =>
-        toTokenSet(await oidc.authorizationCodeGrant(configuration_, response, { pkceCodeVerifier: codeVerifier }, parameters)),
-      )
+      const grant = async (configuration_: oidc.Configuration) =>
+        toTokenSet(await oidc.authorizationCodeGrant(configuration_, response, { pkceCodeVerifier: codeVerifier }, parameters))
+      return call(grant, client)
     },
 
-    refreshGrant(refreshToken, parameters) {
-      return call(async (configuration_) => toTokenSet(await oidc.refreshTokenGrant(configuration_, refreshToken, parameters)))
+    refreshGrant(refreshToken, parameters, client) {
+      return call(async (configuration_) => toTokenSet(await oidc.refreshTokenGrant(configuration_, refreshToken, parameters)), client)
     },
 
-    revokeToken(token, tokenTypeHint) {
-      return call((configuration_) => oidc.tokenRevocation(configuration_, token, tokenTypeHint ? { token_type_hint: tokenTypeHint } : undefined))
+    revokeToken(token, tokenTypeHint, client) {
+      return call((configuration_) => oidc.tokenRevocation(configuration_, token, tokenTypeHint ? { token_type_hint: tokenTypeHint } : undefined), client)
+    },
+
+    async registerClient(request) {
+      const metadata = (await configuration()).serverMetadata()
+      const endpoint = registrationEndpoint(metadata)
+      const authMethod = chooseAuthMethod(upstream.tokenEndpointAuthMethod, metadata)
+      const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
+      // RFC 7591 §3: an upstream may require an initial access token.
+      if (upstream.registrationToken) headers.authorization = `Bearer ${upstream.registrationToken}`
+      try {
+        const response = await undiciFetch(endpoint, {
+          method: 'POST',
+          headers,
+          body: JSON.stringify(upstreamClientMetadata(request, callbackUrl, authMethod)),
+          dispatcher: agent,
+          signal: AbortSignal.timeout(upstream.timeoutMs),
+        })
+        return await readRegistrationResponse(response as unknown as Response, callbackUrl, authMethod)
+      } catch (err) {
+        throw translateUpstreamError(err)
+      }
     },
 
     async close() {

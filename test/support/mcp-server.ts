@@ -1,6 +1,8 @@
 // A stand-in for NeonPanel's MCP server: the official SDK's McpServer over a
-// stateless Streamable HTTP transport, protected by bearer tokens that are
-// checked by RFC 7662 introspection at the stand-in upstream.
+// Streamable HTTP transport (stateless by default, or with sessions),
+// protected by bearer tokens that are checked by RFC 7662 introspection at the
+// stand-in upstream.
+import { randomUUID } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -15,11 +17,31 @@ export interface McpServerOptions {
   upstream: { introspectionEndpoint: string; clientId: string; clientSecret: string };
   /** RFC 9728 protected resource metadata URL named in 401 challenges. */
   resourceMetadataUrl: string;
+  /** 401s without any WWW-Authenticate header, like an MCP server that predates RFC 9728. */
+  omitChallenge?: boolean;
+  /**
+   * Stateful Streamable HTTP: the server sets Mcp-Session-Id at initialization,
+   * keeps one transport per session, serves the GET event stream and ends the
+   * session on DELETE. Default: stateless, POST only.
+   */
+  sessions?: boolean;
+  /** Awaited before the `progress` tool sends each progress notification, so a test decides when each one leaves. */
+  beforeProgress?: (step: number) => Promise<void>;
+}
+
+/** One response as the stand-in wrote it, byte for byte (body only). */
+export interface WrittenResponse {
+  method: string;
+  status: number;
+  sessionId?: string;
+  body(): Buffer;
 }
 
 export interface StandInMcpServer {
   /** e.g. http://127.0.0.1:PORT/mcp */
   url: string;
+  /** Every /mcp response, in the order they started. */
+  responses: WrittenResponse[];
   close(): Promise<void>;
 }
 
@@ -35,28 +57,69 @@ interface Introspection {
 
 export async function startMcpServer(opts: McpServerOptions): Promise<StandInMcpServer> {
   const host = opts.host ?? '127.0.0.1';
+  const responses: WrittenResponse[] = [];
+  const sessions = new Map<string, StreamableHTTPServerTransport>();
   const server = createServer((req, res) => {
-    handle(req, res, opts).catch((err: unknown) => sendServerError(res, err));
+    if (new URL(req.url ?? '/', 'http://mcp.invalid').pathname === '/mcp') responses.push(recordBody(req, res));
+    handle(req, res, opts, sessions).catch((err: unknown) => sendServerError(res, err));
   });
   const port = await listen(server, opts.port ?? 0, host);
-  return { url: `http://${host}:${port}/mcp`, close: () => closeServer(server) };
+  return {
+    url: `http://${host}:${port}/mcp`,
+    responses,
+    async close() {
+      await Promise.all([...sessions.values()].map((transport) => transport.close()));
+      await closeServer(server);
+    },
+  };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, opts: McpServerOptions): Promise<void> {
+/** Keeps a copy of every body byte written, whatever writes it (the SDK goes through @hono/node-server). */
+function recordBody(req: IncomingMessage, res: ServerResponse): WrittenResponse {
+  const chunks: Buffer[] = [];
+  const keep = (chunk: unknown, encoding?: unknown) => {
+    if (chunk === undefined || chunk === null || typeof chunk === 'function') return;
+    chunks.push(typeof chunk === 'string' ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8') : Buffer.from(chunk as Uint8Array));
+  };
+  const write = res.write.bind(res) as (...args: unknown[]) => boolean;
+  const end = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+  res.write = ((chunk: unknown, ...rest: unknown[]) => (keep(chunk, rest[0]), write(chunk, ...rest))) as typeof res.write;
+  res.end = ((chunk?: unknown, ...rest: unknown[]) => (keep(chunk, rest[0]), end(chunk, ...rest))) as typeof res.end;
+  const written: WrittenResponse = {
+    method: req.method ?? 'GET',
+    get status() {
+      return res.statusCode;
+    },
+    body: () => Buffer.concat(chunks),
+  };
+  // The response's head as sent, whether by setHeader or by writeHead's own argument (as @hono/node-server does).
+  res.once('finish', () => {
+    const id = /^mcp-session-id: *(.+?)\r$/im.exec((res as unknown as { _header?: string })._header ?? '')?.[1];
+    if (id) written.sessionId = id;
+  });
+  return written;
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, opts: McpServerOptions, sessions: Map<string, StreamableHTTPServerTransport>): Promise<void> {
   if (new URL(req.url ?? '/', 'http://mcp.invalid').pathname !== '/mcp') {
     sendJson(res, 404, { error: 'not_found' });
     return;
   }
 
+  const challenge = opts.omitChallenge ? undefined : opts.resourceMetadataUrl;
   const token = bearerToken(req);
   if (token === undefined) {
-    unauthorized(res, opts.resourceMetadataUrl);
+    unauthorized(res, challenge);
     return;
   }
   const introspection = await introspect(opts.upstream, token);
   // Refresh tokens introspect as active too, but carry no token_type; only access tokens may be used.
   if (!introspection.active || introspection.token_type !== 'Bearer' || !introspection.sub) {
-    unauthorized(res, opts.resourceMetadataUrl, 'invalid_token', 'The access token is invalid or expired');
+    unauthorized(res, challenge, 'invalid_token', 'The access token is invalid or expired');
+    return;
+  }
+  if (opts.sessions) {
+    await serveSession(req, res, introspection.sub, opts, sessions);
     return;
   }
 
@@ -66,7 +129,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: McpServer
     sendJson(res, 405, { jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed.' }, id: null }, { allow: 'POST' });
     return;
   }
-  await serveMcp(req, res, introspection.sub);
+  await serveMcp(req, res, introspection.sub, opts);
 }
 
 /** RFC 6750 §2.1: `Authorization: Bearer <token>`; the scheme is case-insensitive. */
@@ -79,7 +142,7 @@ function bearerToken(req: IncomingMessage): string | undefined {
  * RFC 6750 §3 challenge plus RFC 9728 §5.1 `resource_metadata`. Per RFC 6750 §3.1 the
  * error attribute is omitted when the request carried no credentials at all.
  */
-function unauthorized(res: ServerResponse, resourceMetadataUrl: string, error?: string, description?: string): void {
+function unauthorized(res: ServerResponse, resourceMetadataUrl: string | undefined, error?: string, description?: string): void {
   const params = [
     ...(error ? [`error="${error}"`] : []),
     ...(description ? [`error_description="${description}"`] : []),
@@ -89,7 +152,7 @@ function unauthorized(res: ServerResponse, resourceMetadataUrl: string, error?: 
     res,
     401,
     { error: error ?? 'unauthorized', error_description: description ?? 'A bearer token is required' },
-    { 'www-authenticate': `Bearer ${params.join(', ')}` },
+    resourceMetadataUrl === undefined ? {} : { 'www-authenticate': `Bearer ${params.join(', ')}` },
   );
 }
 
@@ -112,8 +175,8 @@ async function introspect(upstream: McpServerOptions['upstream'], token: string)
 }
 
 /** A fresh server + transport per request, as in the SDK's stateless example. */
-async function serveMcp(req: IncomingMessage, res: ServerResponse, sub: string): Promise<void> {
-  const server = buildServer(sub);
+async function serveMcp(req: IncomingMessage, res: ServerResponse, sub: string, opts: McpServerOptions): Promise<void> {
+  const server = buildServer(sub, opts);
   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
   res.on('close', () => {
     void transport.close();
@@ -123,7 +186,35 @@ async function serveMcp(req: IncomingMessage, res: ServerResponse, sub: string):
   await transport.handleRequest(req, res);
 }
 
-function buildServer(sub: string): McpServer {
+/** One transport per session, as in the SDK's simpleStreamableHttp example; a request with an unknown session id gets 404. */
+async function serveSession(
+  req: IncomingMessage,
+  res: ServerResponse,
+  sub: string,
+  opts: McpServerOptions,
+  sessions: Map<string, StreamableHTTPServerTransport>,
+): Promise<void> {
+  const sessionId = req.headers['mcp-session-id'];
+  let transport = typeof sessionId === 'string' ? sessions.get(sessionId) : undefined;
+  if (!transport) {
+    if (sessionId !== undefined || req.method !== 'POST') {
+      sendJson(res, sessionId === undefined ? 400 : 404, { jsonrpc: '2.0', error: { code: -32000, message: 'No such session.' }, id: null });
+      return;
+    }
+    const created = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => randomUUID(),
+      onsessioninitialized: (id) => void sessions.set(id, created),
+    });
+    created.onclose = () => {
+      if (created.sessionId) sessions.delete(created.sessionId);
+    };
+    await buildServer(sub, opts).connect(created);
+    transport = created;
+  }
+  await transport.handleRequest(req, res);
+}
+
+function buildServer(sub: string, opts: McpServerOptions): McpServer {
   const server = new McpServer({ name: 'neonpanel-mcp-standin', version: '1.0.0' });
   server.registerTool(
     'whoami',
@@ -134,6 +225,20 @@ function buildServer(sub: string): McpServer {
     'echo',
     { description: 'Echoes the given text', inputSchema: { text: z.string() } },
     ({ text }) => ({ content: [{ type: 'text', text }] }),
+  );
+  server.registerTool(
+    'progress',
+    { description: 'Reports progress `steps` times, then answers', inputSchema: { steps: z.number().int().min(1).max(20) } },
+    async ({ steps }, extra) => {
+      const progressToken = extra._meta?.progressToken;
+      for (let step = 1; step <= steps; step++) {
+        await opts.beforeProgress?.(step);
+        if (progressToken !== undefined) {
+          await extra.sendNotification({ method: 'notifications/progress', params: { progressToken, progress: step, total: steps, message: `step ${step} · ünïcödé ✓` } });
+        }
+      }
+      return { content: [{ type: 'text', text: `done after ${steps} steps` }] };
+    },
   );
   return server;
 }

@@ -6,7 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
 import { buildGateway } from '../../gateway/app.ts'
 import { parseConfig, type Config } from '../../gateway/config.ts'
-import { startMcpServer, type StandInMcpServer } from './mcp-server.ts'
+import { startMcpServer, type McpServerOptions, type StandInMcpServer } from './mcp-server.ts'
 import { freePort } from './ports.ts'
 import { startUpstream, type StandInUpstream, type UpstreamOptions } from './upstream.ts'
 
@@ -19,6 +19,8 @@ export interface Stack {
   config: Config
   upstream: StandInUpstream
   mcp: StandInMcpServer
+  /** The MCP URL clients use: the MCP server's own, or the gateway's /mcp in front mode. */
+  mcpUrl: string
   close(): Promise<void>
 }
 
@@ -27,6 +29,9 @@ export interface StackOptions {
   config?: (file: Record<string, any>) => Record<string, any>
   env?: Record<string, string>
   upstream?: Partial<UpstreamOptions>
+  mcp?: Partial<Omit<McpServerOptions, 'upstream' | 'resourceMetadataUrl'>>
+  /** Front mode: the gateway proxies <gateway>/mcp to the MCP server, which is then MCP_RESOURCE. */
+  front?: boolean
 }
 
 /** The gateway config file a test starts from. */
@@ -49,8 +54,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const mcp = await startMcpServer({
     upstream: { introspectionEndpoint, ...upstream.introspection },
     resourceMetadataUrl: `${gatewayUrl}/.well-known/oauth-protected-resource/mcp`,
+    ...options.mcp,
   })
-  const base = gatewayFile(gatewayUrl, upstream.issuer, mcp.url)
+  const mcpUrl = options.front ? `${gatewayUrl}/mcp` : mcp.url
+  const base = gatewayFile(gatewayUrl, upstream.issuer, mcpUrl)
+  if (options.front) base.front = { enabled: true, mcpUpstream: mcp.url }
   const config = parseConfig(options.config ? options.config(base) : base, {
     GATEWAY_SECRET: TEST_SECRET,
     UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
@@ -65,6 +73,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     config,
     upstream,
     mcp,
+    mcpUrl,
     async close() {
       await gateway.close()
       await mcp.close()

@@ -19,6 +19,12 @@ export interface UpstreamOptions {
   tokenAuthMethod?: 'client_secret_basic' | 'client_secret_post';
   /** Access token lifetime in seconds. */
   accessTokenTtl?: number;
+  /**
+   * Dynamic client registration (RFC 7591, at `<issuer>/reg`) and its management
+   * (RFC 7592), off by default. `initialAccessToken` makes registration require
+   * that bearer token (RFC 7591 §3).
+   */
+  registration?: boolean | { initialAccessToken?: string };
 }
 
 export interface StandInUpstream {
@@ -29,6 +35,8 @@ export interface StandInUpstream {
   introspection: { clientId: string; clientSecret: string };
   account: { username: string; password: string };
   provider: Provider;
+  /** Every request received, as `METHOD path` (no query), in order. */
+  requests: string[];
   close(): Promise<void>;
 }
 
@@ -52,7 +60,12 @@ export async function startUpstream(opts: UpstreamOptions): Promise<StandInUpstr
 
   const provider = new Provider(issuer, providerConfiguration(opts, issuerPath));
   const authMethod = opts.tokenAuthMethod ?? 'client_secret_basic';
-  server.on('request', createRequestHandler(provider, issuerPath, authMethod));
+  const requests: string[] = [];
+  const handler = createRequestHandler(provider, issuerPath, authMethod);
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    requests.push(`${req.method} ${splitQuery(req.url ?? '/')[0]}`);
+    handler(req, res);
+  });
 
   return {
     issuer,
@@ -60,6 +73,7 @@ export async function startUpstream(opts: UpstreamOptions): Promise<StandInUpstr
     introspection: { ...INTROSPECTION_CLIENT },
     account: { ...ACCOUNT },
     provider,
+    requests,
     close: () => closeServer(server),
   };
 }
@@ -104,6 +118,8 @@ function providerConfiguration(opts: UpstreamOptions, issuerPath: string): Confi
       devInteractions: { enabled: false },
       revocation: { enabled: true },
       introspection: { enabled: true, allowedPolicy: introspectionAllowed },
+      registration: registrationFeature(opts.registration),
+      registrationManagement: { enabled: Boolean(opts.registration) },
       // resourceIndicators stays at the default: enabled, and its default
       // getResourceServerInfo throws invalid_target for any `resource` (RFC 8707 §2).
     },
@@ -133,6 +149,12 @@ function providerConfiguration(opts: UpstreamOptions, issuerPath: string): Confi
       Grant: 14 * DAY,
     },
   };
+}
+
+function registrationFeature(option: UpstreamOptions['registration']) {
+  if (!option) return { enabled: false };
+  const initialAccessToken = typeof option === 'object' ? option.initialAccessToken : undefined;
+  return { enabled: true, initialAccessToken: initialAccessToken ?? false };
 }
 
 /**

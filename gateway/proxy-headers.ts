@@ -1,0 +1,97 @@
+/**
+ * Front mode header policy, pure: which request headers reach the MCP server,
+ * which response headers reach the client, and the RFC 9728 challenge the
+ * gateway adds to the MCP server's 401s. No Fastify here.
+ */
+import type { IncomingHttpHeaders } from 'node:http'
+
+type Headers = Record<string, string | string[] | undefined>
+
+/** RFC 9110 §7.6.1: meaningful for one connection only, never forwarded. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade'])
+
+/**
+ * What an MCP server reads from a request (MCP Streamable HTTP, RFC 9110
+ * content headers, W3C trace context). Everything else, cookies included,
+ * stays at the gateway.
+ */
+const FORWARDED_REQUEST = new Set([
+  'authorization', 'accept', 'accept-encoding', 'accept-language',
+  'content-type', 'content-length', 'content-encoding',
+  'last-event-id', 'mcp-session-id', 'mcp-protocol-version',
+  'origin', 'user-agent', 'traceparent', 'tracestate',
+])
+
+/** Headers named by `Connection` are hop-by-hop too (RFC 9110 §7.6.1). */
+function connectionOptions(headers: Headers): Set<string> {
+  const value = headers.connection
+  const list = Array.isArray(value) ? value.join(',') : (value ?? '')
+  return new Set(list.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean))
+}
+
+export interface ForwardedFor {
+  /** The peer address of the connection the request came on. */
+  clientAddress: string | undefined
+  /** The public MCP origin, from configuration (never from Host). */
+  publicUrl: URL
+}
+
+/** The request headers the MCP server gets, with the usual X-Forwarded-* so it can log and build URLs. */
+export function requestHeadersFor(incoming: IncomingHttpHeaders, forwarded: ForwardedFor): Record<string, string> {
+  const dropped = connectionOptions(incoming)
+  const headers: Record<string, string> = {}
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined || dropped.has(name) || HOP_BY_HOP.has(name)) continue
+    if (!FORWARDED_REQUEST.has(name) && !name.startsWith('mcp-')) continue
+    headers[name] = Array.isArray(value) ? value.join(', ') : value
+  }
+  const chain = [incoming['x-forwarded-for'], forwarded.clientAddress].flat().filter(Boolean)
+  if (chain.length) headers['x-forwarded-for'] = chain.join(', ')
+  headers['x-forwarded-proto'] = forwarded.publicUrl.protocol.slice(0, -1)
+  headers['x-forwarded-host'] = forwarded.publicUrl.host
+  return headers
+}
+
+/**
+ * The MCP server's response headers minus hop-by-hop ones and its own CORS
+ * headers: at the edge the gateway answers CORS for every route alike.
+ */
+export function responseHeadersFrom(incoming: Headers): Record<string, string | string[]> {
+  const dropped = connectionOptions(incoming)
+  const headers: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(incoming)) {
+    const lower = name.toLowerCase()
+    if (value === undefined || dropped.has(lower) || HOP_BY_HOP.has(lower) || lower.startsWith('access-control-')) continue
+    headers[lower] = value
+  }
+  return headers
+}
+
+export function isEventStream(headers: Headers): boolean {
+  const type = headers['content-type']
+  return typeof type === 'string' && /^text\/event-stream\b/i.test(type)
+}
+
+/** RFC 9728 §3.1: the metadata URL inserts the well-known segment before the resource's path. */
+export function resourceMetadataUrl(resource: string): string {
+  const url = new URL(resource)
+  return `${url.origin}/.well-known/oauth-protected-resource${url.pathname.replace(/\/$/, '')}`
+}
+
+/**
+ * RFC 9728 §5.1: a 401 from the MCP server must tell clients where the
+ * protected resource metadata is. A challenge that already names
+ * `resource_metadata` is left alone; a Bearer challenge without it gets the
+ * parameter; no challenge at all becomes `Bearer resource_metadata="…"`.
+ * Several header fields are one comma-separated list (RFC 9110 §5.3).
+ */
+export function withResourceMetadata(challenge: string | string[] | undefined, metadataUrl: string): string {
+  const parameter = `resource_metadata="${metadataUrl}"`
+  const value = (Array.isArray(challenge) ? challenge.join(', ') : (challenge ?? '')).trim()
+  if (!value) return `Bearer ${parameter}`
+  if (/(^|[\s,])resource_metadata\s*=/i.test(value)) return value
+  const bearer = /^Bearer(?=$|[\s,])\s*/i.exec(value)
+  if (!bearer) return `${value}, Bearer ${parameter}`
+  const rest = value.slice(bearer[0].length).replace(/^,\s*/, '')
+  return rest ? `Bearer ${parameter}, ${rest}` : `Bearer ${parameter}`
+}

@@ -1,0 +1,66 @@
+/**
+ * Front mode: the MCP endpoint (the path of MCP_RESOURCE), proxied to the
+ * unchanged MCP server. The gateway checks no token here (the MCP server
+ * does); it only adds what clients need to find the gateway: the RFC 9728
+ * challenge on 401s that lack it, and CORS (the app-wide policy, which
+ * answers OPTIONS preflights without authentication and exposes
+ * WWW-Authenticate and Mcp-Session-Id).
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, withResourceMetadata } from '../proxy-headers.ts'
+import type { McpProxy } from '../upstream/mcp-proxy.ts'
+
+/** Streamable HTTP uses POST, GET (event stream) and DELETE (end of session); OPTIONS is CORS's. */
+const METHODS = ['GET', 'POST', 'DELETE', 'PUT', 'PATCH']
+
+export async function mcp(app: FastifyInstance) {
+  const { config, mcpProxy } = app.gateway
+  if (!mcpProxy) return
+  const publicUrl = new URL(config.mcpResource)
+  const metadataUrl = resourceMetadataUrl(config.mcpResource)
+
+  // Bodies are streamed to the MCP server as they arrive: nothing is parsed, buffered or size-limited here.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', (_request, _payload, done) => done(null))
+
+  app.route({
+    method: METHODS,
+    url: publicUrl.pathname,
+    handler: (request, reply) => proxy(mcpProxy, request, reply, { publicUrl, metadataUrl }),
+  })
+}
+
+async function proxy(mcpProxy: McpProxy, request: FastifyRequest, reply: FastifyReply, where: { publicUrl: URL; metadataUrl: string }) {
+  const clientGone = new AbortController()
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) clientGone.abort(new Error('the client closed the connection'))
+  })
+  const query = request.url.indexOf('?')
+  const response = await mcpProxy.forward({
+    method: request.method,
+    search: query < 0 ? '' : request.url.slice(query),
+    headers: requestHeadersFor(request.headers, { clientAddress: request.socket.remoteAddress, publicUrl: where.publicUrl }),
+    body: hasBody(request) ? request.raw : undefined,
+    signal: clientGone.signal,
+  })
+
+  const headers = responseHeadersFrom(response.headers)
+  if (response.status === 401) headers['www-authenticate'] = withResourceMetadata(headers['www-authenticate'], where.metadataUrl)
+  // Proxies in front of the gateway (nginx ingress) must not buffer an event stream either.
+  if (isEventStream(headers)) headers['x-accel-buffering'] = 'no'
+  reply.code(response.status).headers(headers)
+
+  if (request.method === 'HEAD' || response.status === 204 || response.status === 304) {
+    await response.body.dump()
+    return reply.send()
+  }
+  // Fastify sends a stream's headers with its first chunk; an event stream may stay silent
+  // for long, so its headers leave as soon as the stream is attached.
+  reply.raw.once('pipe', () => reply.raw.flushHeaders())
+  return reply.send(response.body)
+}
+
+/** RFC 9112 §6.3: a request has a body when it says so with Transfer-Encoding or a non-zero Content-Length. */
+function hasBody(request: FastifyRequest) {
+  return request.headers['transfer-encoding'] !== undefined || Number(request.headers['content-length'] ?? 0) > 0
+}
