@@ -5,6 +5,7 @@
 import cors from '@fastify/cors'
 import formbody from '@fastify/formbody'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { Redis } from 'ioredis'
 import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
 import { errorHandler, notFoundHandler } from './errors.ts'
@@ -19,6 +20,7 @@ export interface Gateway {
   config: Config
   sealer: Sealer
   clients: ClientRegistry
+  /** Replaced when the configuration file is reloaded (reload.ts): read it per request, never keep a reference. */
   allowlist: RedirectAllowlist
   store: Store
   upstream: Upstream
@@ -34,7 +36,10 @@ declare module 'fastify' {
 
 export interface GatewayOptions {
   config: Config
+  /** Short-lived shared state; MemoryStore (one replica) when absent. The app closes it. */
   store?: Store
+  /** The replica's Redis connection (REDIS_URL), for what needs Redis beyond the Store (rate limits). The store owns and closes it. */
+  redis?: Redis
   logger?: FastifyServerOptions['logger']
 }
 

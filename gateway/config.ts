@@ -59,6 +59,17 @@ const upstreamSchema = z.strictObject({
   maxConnections: z.number().int().min(1).max(1024).default(64),
 })
 
+const redisSchema = z.strictObject({
+  /**
+   * Put before every key the gateway writes to Redis, so several gateways (or
+   * other applications) can share one Redis. Its URL, which may carry a
+   * password, comes only from env REDIS_URL.
+   */
+  keyPrefix: z.string().min(1).max(64).regex(/^[\x21-\x7E]+$/, 'must be printable ASCII without spaces').default('oauth-gateway:'),
+  /** How long a request waits for Redis before it is answered 503 temporarily_unavailable, in milliseconds. */
+  commandTimeoutMs: z.number().int().min(50).max(30_000).default(1000),
+})
+
 const configSchema = z
   .strictObject({
     /** The gateway's issuer, exactly as clients see it; env GATEWAY_PUBLIC_URL. */
@@ -96,6 +107,8 @@ const configSchema = z
         maxRedirectUris: z.number().int().min(1).max(20).default(10),
       })
       .prefault({}),
+    /** The shared store, used only when env REDIS_URL is set; without it state lives in memory (one replica). */
+    redis: redisSchema.prefault({}),
   })
 
 export type Config = Readonly<
@@ -103,6 +116,8 @@ export type Config = Readonly<
     /** Keys from GATEWAY_SECRET: the first seals and signs, all of them open and verify. */
     secrets: readonly string[]
     upstream: z.infer<typeof upstreamSchema> & { clientSecret: string }
+    /** `url` from env REDIS_URL: set means several replicas share Redis. */
+    redis: z.infer<typeof redisSchema> & { url?: string | undefined }
   }
 >
 
@@ -154,21 +169,34 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
   }
   const clientSecret = env.UPSTREAM_CLIENT_SECRET ?? ''
   if (!clientSecret) problems.push('  UPSTREAM_CLIENT_SECRET: is required (the gateway client secret at the upstream)')
+  const redisUrl = env.REDIS_URL || undefined
+  // The URL may carry a password: the message names the variable, never its value.
+  if (redisUrl !== undefined && !isRedisUrl(redisUrl)) problems.push('  REDIS_URL: must be a redis:// or rediss:// URL')
   if (problems.length) throw new ConfigError(`invalid configuration (environment):\n${problems.join('\n')}`)
 
-  const config = { ...result.data, secrets, upstream: { ...result.data.upstream, clientSecret } }
+  const config = { ...result.data, secrets, upstream: { ...result.data.upstream, clientSecret }, redis: { ...result.data.redis, url: redisUrl } }
   return deepFreeze(config)
 }
 
-/** Reads GATEWAY_CONFIG (default config/gateway.yaml) and the environment. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const path = resolve(env.GATEWAY_CONFIG ?? DEFAULT_CONFIG_PATH)
-  let text: string
+function isRedisUrl(value: string) {
+  return URL.canParse(value) && ['redis:', 'rediss:'].includes(new URL(value).protocol)
+}
+
+/** Where the configuration file is: GATEWAY_CONFIG, default config/gateway.yaml. */
+export function configPath(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.GATEWAY_CONFIG ?? DEFAULT_CONFIG_PATH)
+}
+
+export function readConfigFile(path: string): string {
   try {
-    text = readFileSync(path, 'utf8')
+    return readFileSync(path, 'utf8')
   } catch (err) {
     throw new ConfigError(`cannot read the configuration file ${path}: ${(err as Error).message}`)
   }
+}
+
+/** Validates the file's text plus the environment; `path` only names the file in messages. */
+export function parseConfigText(text: string, env: NodeJS.ProcessEnv, path: string): Config {
   let file: unknown
   try {
     file = parseYaml(text) ?? {}
@@ -176,6 +204,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`the configuration file ${path} is not valid YAML: ${(err as Error).message}`)
   }
   return parseConfig(file, env, path)
+}
+
+/** Reads GATEWAY_CONFIG (default config/gateway.yaml) and the environment. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const path = configPath(env)
+  return parseConfigText(readConfigFile(path), env, path)
 }
 
 function deepFreeze<T>(value: T): T {
