@@ -297,3 +297,14 @@ export async function completeFlow(cluster: Cluster, client: TestClient, steps: 
   const code = codeFrom(await arriveAt(steps.callback, signedIn.callback))
   return redeem(steps.token, client, code, signedIn)
 }
+
+/** Whether the upstream still knows an access token (RFC 7662), as the MCP server would ask. */
+export async function isActive(cluster: Cluster, accessToken: string): Promise<boolean> {
+  const { clientId, clientSecret } = cluster.upstream.introspection
+  const response = await fetch(`${cluster.upstream.issuer}/token/introspection`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token: accessToken }),
+  })
+  return ((await response.json()) as { active: boolean }).active
+}
