@@ -6,13 +6,16 @@ import cors from '@fastify/cors'
 import formbody from '@fastify/formbody'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Redis } from 'ioredis'
+import { ClientMetadataDocuments } from './client-metadata.ts'
 import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
+import { ConsentPolicy } from './consent.ts'
 import { errorHandler, notFoundHandler } from './errors.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
 import { routes } from './routes/index.ts'
 import { Sealer } from './seal.ts'
 import { MemoryStore, type Store } from './store.ts'
+import { createClientMetadataFetcher, type ClientMetadataFetcher } from './upstream/client-metadata.ts'
 import { createUpstream, type Upstream } from './upstream/index.ts'
 
 /** Everything a route needs, built once per app. */
@@ -22,10 +25,11 @@ export interface Gateway {
   clients: ClientRegistry
   /** Replaced when the configuration file is reloaded (reload.ts): read it per request, never keep a reference. */
   allowlist: RedirectAllowlist
+  consent: ConsentPolicy
   store: Store
   upstream: Upstream
-  /** The gateway's endpoints, absolute, as advertised in its metadata. */
-  endpoints: Readonly<Record<'authorization' | 'token' | 'registration' | 'revocation' | 'callback', string>>
+  /** The gateway's endpoints, absolute; its metadata advertises the OAuth ones. */
+  endpoints: Readonly<Record<keyof typeof PATHS, string>>
 }
 
 declare module 'fastify' {
@@ -49,6 +53,7 @@ export const PATHS = {
   registration: '/register',
   revocation: '/revoke',
   callback: '/callback',
+  consent: '/consent',
 } as const
 
 /**
@@ -77,7 +82,21 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   ) as Gateway['endpoints']
   const store = options.store ?? new MemoryStore()
   const upstream = createUpstream(config, endpoints.callback)
-  app.decorate('gateway', { config, sealer, clients: new ClientRegistry(sealer), allowlist: new RedirectAllowlist(config.allowedRedirectUris), store, upstream, endpoints })
+  const documents = config.clientMetadataDocuments
+  const fetcher: ClientMetadataFetcher | undefined = documents.enabled
+    ? createClientMetadataFetcher({ timeoutMs: documents.timeoutMs, allowLoopback: documents.developmentAllowLoopback })
+    : undefined
+  const clients = new ClientRegistry(sealer, fetcher && new ClientMetadataDocuments(fetcher, store, documents))
+  app.decorate('gateway', {
+    config,
+    sealer,
+    clients,
+    allowlist: new RedirectAllowlist(config.allowedRedirectUris),
+    consent: new ConsentPolicy(sealer, config),
+    store,
+    upstream,
+    endpoints,
+  })
   app.decorateRequest('redirectBack', null)
 
   await app.register(formbody)
@@ -98,6 +117,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   app.addHook('onClose', async () => {
     await upstream.close()
+    await fetcher?.close()
     await store.close()
   })
   return app

@@ -69,6 +69,7 @@ t.test('Redis stopped mid-run: 503 at once; restarted: the replicas recover and 
   t.match(page.headers.get('content-type'), /^text\/html/, 'as the error page')
   t.match(await page.text(), /temporarily_unavailable/)
 
+  await t.rejects(authorizeAndSignIn(cluster, a, client), /did not come back to the gateway: 503/, 'answering the consent page needs the store: a 503 page')
   t.same(await readiness(a), { status: 503, body: { status: 'unavailable', reason: 'the state store does not answer' } }, '/readyz takes the replica out of the load balancer')
   t.equal((await registration(a)).status, 201, 'registration needs no store and keeps working')
   const unreachable = (line: Record<string, any>) => /Redis is unreachable/.test(line.msg) && line.time >= started

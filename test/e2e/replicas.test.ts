@@ -1,7 +1,7 @@
 /**
- * Three gateway processes sharing one Redis behind one public URL, in front
- * of the real oidc-provider upstream: any replica finishes any step of a
- * flow, a code or sign-in used on one is refused on every other, a refresh
+ * Three gateway processes sharing one Redis behind one public URL (a load
+ * balancer without sticky sessions), in front of the real oidc-provider
+ * upstream: any replica finishes any step of a flow, a code or sign-in used on one is refused on every other, a refresh
  * raced on two replicas gets an answer on both, and a restart of every
  * replica loses no registration, sign-in in progress or single-use mark.
  */
@@ -25,7 +25,8 @@ interface Tokens {
 
 t.test('a flow whose steps hit different replicas ends in a working token', async (t) => {
   const client = await register(a)
-  const signedIn = await authorizeAndSignIn(cluster, b, client)
+  // The browser's /authorize lands on B, its consent answer on C, its return from the upstream on C.
+  const signedIn = await authorizeAndSignIn(cluster, b, client, c)
   t.equal(signedIn.callback.origin + signedIn.callback.pathname, `${cluster.publicUrl}/callback`, 'the upstream sends the browser to the public URL')
   const callback = await arriveAt(c, signedIn.callback)
   const location = new URL(callback.headers.get('location')!)

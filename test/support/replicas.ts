@@ -1,19 +1,23 @@
 /**
  * Several gateway processes (`node gateway/server.ts`, as deployed) behind
  * one public URL, in front of one stand-in upstream and the stand-in MCP
- * server. Nothing listens on the public URL: as behind a load balancer without
- * sticky sessions, the test picks the replica for each step by rewriting the
- * origin of the request (`on(replica, url)`).
+ * server. A load balancer without sticky sessions listens on the public URL:
+ * round robin, unless the test names the replicas for the next requests
+ * (`route`), so a browser keeps one origin (its cookies) while its steps land
+ * where the test wants. Back-channel calls and the browser's return from the
+ * upstream go straight to a replica (`on(replica, url)`).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
+import { createServer, request } from 'node:http'
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { stringify } from 'yaml'
 import { CookieBrowser, signInAndFollow } from './browser.ts'
+import { closeServer, listen } from './http.ts'
 import { startMcpServer, type StandInMcpServer } from './mcp-server.ts'
 import { freePort } from './ports.ts'
 import { CHATGPT_REDIRECT, gatewayFile, TEST_SECRET } from './stack.ts'
@@ -43,13 +47,18 @@ export interface ClusterOptions {
 }
 
 export interface Cluster {
-  /** What clients and the upstream see, e.g. http://127.0.0.1:PORT; no replica listens there. */
+  /** What clients and the upstream see: the load balancer, e.g. http://127.0.0.1:PORT. */
   publicUrl: string
   upstream: StandInUpstream
   mcp: StandInMcpServer
   configFile: string
   keyPrefix: string
+  /** The replicas started first. */
   replicas: Replica[]
+  /** The replicas running now, in start order. */
+  running(): Replica[]
+  /** The next requests at the public URL go to these replicas, in order; then round robin again. */
+  route(...replicas: Replica[]): void
   /** Starts one more replica with the cluster's file and environment, plus `env`. */
   startReplica(env?: Record<string, string>): Promise<Replica>
   /** Stops every running replica and starts `count` new ones with `env` (a deploy). */
@@ -60,7 +69,9 @@ export interface Cluster {
 }
 
 export async function startCluster(options: ClusterOptions): Promise<Cluster> {
-  const publicUrl = `http://127.0.0.1:${await freePort()}`
+  const running = new Set<Replica>()
+  const balancer = await startLoadBalancer(() => [...running])
+  const publicUrl = balancer.url
   const upstream = await startUpstream({ redirectUris: [`${publicUrl}/callback`] })
   const mcp = await startMcpServer({
     upstream: { introspectionEndpoint: `${upstream.issuer}/token/introspection`, ...upstream.introspection },
@@ -83,7 +94,6 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
     ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
   }
-  const running = new Set<Replica>()
   const startOne = async (extra: Record<string, string> = {}) => {
     const replica = await startReplica({ ...env, ...extra })
     running.add(replica)
@@ -103,6 +113,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     configFile,
     keyPrefix,
     replicas,
+    running: () => [...running],
+    route: balancer.route,
     startReplica: startOne,
     async restart(count, extra = {}) {
       await Promise.all([...running].map((replica) => replica.stop()))
@@ -111,10 +123,35 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     writeConfig,
     async close() {
       await Promise.all([...running].map((replica) => replica.stop()))
+      await balancer.close()
       await mcp.close()
       await upstream.close()
       rmSync(directory, { recursive: true, force: true })
     },
+  }
+}
+
+/** Round robin over the running replicas, except for the requests the test routes (`route`). */
+async function startLoadBalancer(replicas: () => Replica[]) {
+  let turn = 0
+  let plan: Replica[] = []
+  const server = createServer((incoming, outgoing) => {
+    const running = replicas()
+    const target = plan.shift() ?? running[turn++ % running.length]
+    if (!target) return void outgoing.writeHead(503).end()
+    const { hostname, port } = new URL(target.url)
+    const forwarded = request({ hostname, port, method: incoming.method, path: incoming.url, headers: incoming.headers }, (answer) => {
+      outgoing.writeHead(answer.statusCode ?? 502, answer.headers)
+      answer.pipe(outgoing)
+    })
+    forwarded.on('error', () => (outgoing.headersSent ? outgoing.destroy() : outgoing.writeHead(502).end()))
+    incoming.pipe(forwarded)
+  })
+  const port = await listen(server, 0, '127.0.0.1')
+  return {
+    url: `http://127.0.0.1:${port}`,
+    route: (...next: Replica[]) => void (plan = next),
+    close: () => closeServer(server),
   }
 }
 
@@ -236,11 +273,16 @@ export interface SignedIn {
   state: string
 }
 
-/** /authorize on `replica`, then the browser signs in at the upstream and is sent back towards the public URL. */
-export async function authorizeAndSignIn(cluster: Cluster, replica: Replica, client: TestClient): Promise<SignedIn> {
+/**
+ * The browser starts at the public URL's /authorize, which the load balancer
+ * sends to `replica`; the consent page is answered on `consent` (by default
+ * another replica); the browser signs in at the upstream and is sent back
+ * towards the public URL's /callback, where the test takes over.
+ */
+export async function authorizeAndSignIn(cluster: Cluster, replica: Replica, client: TestClient, consent = nextAfter(cluster, replica)): Promise<SignedIn> {
   const verifier = randomBytes(32).toString('base64url')
   const state = randomBytes(8).toString('hex')
-  const authorize = new URL('/authorize', replica.url)
+  const authorize = new URL('/authorize', cluster.publicUrl)
   authorize.search = new URLSearchParams({
     response_type: 'code',
     client_id: client.client_id,
@@ -251,10 +293,20 @@ export async function authorizeAndSignIn(cluster: Cluster, replica: Replica, cli
     scope: 'openid offline_access',
     resource: cluster.mcp.url,
   }).toString()
-  const publicOrigin = new URL(cluster.publicUrl).origin
-  const result = await signInAndFollow(new CookieBrowser(), authorize.href, cluster.upstream.account, (url) => url.origin === publicOrigin)
-  if (!result.redirect) throw new Error(`the sign-in did not come back to the gateway: ${result.response?.status} ${result.body}`)
-  return { callback: result.redirect, verifier, state }
+  const callback = new URL('/callback', cluster.publicUrl).href
+  cluster.route(replica, consent)
+  try {
+    const result = await signInAndFollow(new CookieBrowser(), authorize.href, cluster.upstream.account, (url) => url.href.startsWith(`${callback}?`))
+    if (!result.redirect) throw new Error(`the sign-in did not come back to the gateway: ${result.response?.status} ${result.body?.slice(0, 300)}`)
+    return { callback: result.redirect, verifier, state }
+  } finally {
+    cluster.route()
+  }
+}
+
+function nextAfter(cluster: Cluster, replica: Replica): Replica {
+  const running = cluster.running()
+  return running[(running.indexOf(replica) + 1) % running.length] ?? replica
 }
 
 /** The browser arrives at `replica`'s /callback; returns the response (a redirect to the client when it worked). */
