@@ -1,5 +1,7 @@
 # syntax=docker/dockerfile:1
-# The gateway image: Node 24, production dependencies only, non-root.
+# The gateway image: Node 24, production dependencies only, non-root. Node
+# runs the TypeScript directly; there is no build step. One image serves every
+# replica: they differ only in PORT, and share REDIS_URL and GATEWAY_SECRET.
 # `--target standins` builds the development image that docker-compose uses
 # for the stand-in upstream and MCP server.
 

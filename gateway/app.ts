@@ -5,6 +5,7 @@
 import cors from '@fastify/cors'
 import formbody from '@fastify/formbody'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { Redis } from 'ioredis'
 import { ClientMetadataDocuments } from './client-metadata.ts'
 import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
@@ -23,6 +24,7 @@ export interface Gateway {
   config: Config
   sealer: Sealer
   clients: ClientRegistry
+  /** Replaced when the configuration file is reloaded (reload.ts): read it per request, never keep a reference. */
   allowlist: RedirectAllowlist
   consent: ConsentPolicy
   store: Store
@@ -41,7 +43,10 @@ declare module 'fastify' {
 
 export interface GatewayOptions {
   config: Config
+  /** Short-lived shared state; MemoryStore (one replica) when absent. The app closes it. */
   store?: Store
+  /** The replica's Redis connection (REDIS_URL), for what needs Redis beyond the Store (rate limits). The store owns and closes it. */
+  redis?: Redis
   logger?: FastifyServerOptions['logger']
 }
 

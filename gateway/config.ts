@@ -84,6 +84,17 @@ const upstreamSchema = z.strictObject({
   maxConnections: z.number().int().min(1).max(1024).default(64),
 })
 
+const redisSchema = z.strictObject({
+  /**
+   * Put before every key the gateway writes to Redis, so several gateways (or
+   * other applications) can share one Redis. Its URL, which may carry a
+   * password, comes only from env REDIS_URL.
+   */
+  keyPrefix: z.string().min(1).max(64).regex(/^[\x21-\x7E]+$/, 'must be printable ASCII without spaces').default('oauth-gateway:'),
+  /** How long a request waits for Redis before it is answered 503 temporarily_unavailable, in milliseconds. */
+  commandTimeoutMs: z.number().int().min(50).max(30_000).default(1000),
+})
+
 /**
  * The consent page (MCP authorization: a proxy with one upstream client must ask
  * the user before it sends them upstream for a client they have not approved).
@@ -189,6 +200,8 @@ const configSchema = z
       .prefault({}),
     consent: consentSchema,
     clientMetadataDocuments: clientMetadataDocumentsSchema,
+    /** The shared store, used only when env REDIS_URL is set; without it state lives in memory (one replica). */
+    redis: redisSchema.prefault({}),
   })
   .refine((config) => !config.clientMetadataDocuments.developmentAllowLoopback || isLoopbackHost(new URL(config.publicUrl).hostname), {
     message: 'may only be true when publicUrl is a loopback address (local development and tests, never production)',
@@ -213,6 +226,8 @@ export type Config = Readonly<
       /** RFC 7591 §3 initial access token for the upstream's registration endpoint; env UPSTREAM_REGISTRATION_TOKEN only. */
       registrationToken?: string | undefined
     }
+    /** `url` from env REDIS_URL: set means several replicas share Redis. */
+    redis: z.infer<typeof redisSchema> & { url?: string | undefined }
   }
 >
 
@@ -264,22 +279,35 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
   }
   const clientSecret = env.UPSTREAM_CLIENT_SECRET ?? ''
   if (!clientSecret) problems.push('  UPSTREAM_CLIENT_SECRET: is required (the gateway client secret at the upstream)')
+  const redisUrl = env.REDIS_URL || undefined
+  // The URL may carry a password: the message names the variable, never its value.
+  if (redisUrl !== undefined && !isRedisUrl(redisUrl)) problems.push('  REDIS_URL: must be a redis:// or rediss:// URL')
   if (problems.length) throw new ConfigError(`invalid configuration (environment):\n${problems.join('\n')}`)
 
   const registrationToken = env.UPSTREAM_REGISTRATION_TOKEN || undefined
-  const config = { ...result.data, secrets, upstream: { ...result.data.upstream, clientSecret, registrationToken } }
+  const config = { ...result.data, secrets, upstream: { ...result.data.upstream, clientSecret, registrationToken }, redis: { ...result.data.redis, url: redisUrl } }
   return deepFreeze(config)
 }
 
-/** Reads GATEWAY_CONFIG (default config/gateway.yaml) and the environment. */
-export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const path = resolve(env.GATEWAY_CONFIG ?? DEFAULT_CONFIG_PATH)
-  let text: string
+function isRedisUrl(value: string) {
+  return URL.canParse(value) && ['redis:', 'rediss:'].includes(new URL(value).protocol)
+}
+
+/** Where the configuration file is: GATEWAY_CONFIG, default config/gateway.yaml. */
+export function configPath(env: NodeJS.ProcessEnv = process.env): string {
+  return resolve(env.GATEWAY_CONFIG ?? DEFAULT_CONFIG_PATH)
+}
+
+export function readConfigFile(path: string): string {
   try {
-    text = readFileSync(path, 'utf8')
+    return readFileSync(path, 'utf8')
   } catch (err) {
     throw new ConfigError(`cannot read the configuration file ${path}: ${(err as Error).message}`)
   }
+}
+
+/** Validates the file's text plus the environment; `path` only names the file in messages. */
+export function parseConfigText(text: string, env: NodeJS.ProcessEnv, path: string): Config {
   let file: unknown
   try {
     file = parseYaml(text) ?? {}
@@ -287,6 +315,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     throw new ConfigError(`the configuration file ${path} is not valid YAML: ${(err as Error).message}`)
   }
   return parseConfig(file, env, path)
+}
+
+/** Reads GATEWAY_CONFIG (default config/gateway.yaml) and the environment. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const path = configPath(env)
+  return parseConfigText(readConfigFile(path), env, path)
 }
 
 function deepFreeze<T>(value: T): T {

@@ -1,10 +1,14 @@
 /**
  * Starts the gateway: configuration from GATEWAY_CONFIG and the environment,
- * then listen. A bad configuration stops start-up with a message naming the
- * field. SIGTERM and SIGINT close the server: in-flight requests finish.
+ * the shared store on Redis when REDIS_URL is set (otherwise in memory, one
+ * replica), then listen. A bad configuration stops start-up with a message
+ * naming the field. The configuration file is watched and SIGHUP re-reads it
+ * (reload.ts). SIGTERM and SIGINT close the server: in-flight requests finish.
  */
 import { buildGateway, LOGGER_OPTIONS } from './app.ts'
-import { ConfigError, loadConfig, type Config } from './config.ts'
+import { ConfigError, configPath, loadConfig, type Config } from './config.ts'
+import { connectRedis, createRedisClient, RedisStore } from './redis-store.ts'
+import { watchConfig } from './reload.ts'
 
 let config: Config
 try {
@@ -15,13 +19,21 @@ try {
   process.exit(78) // EX_CONFIG
 }
 
-const app = await buildGateway({ config, logger: LOGGER_OPTIONS })
+const { url: redisUrl, ...redisOptions } = config.redis
+const redis = redisUrl ? createRedisClient({ url: redisUrl, ...redisOptions }) : undefined
+const app = await buildGateway({ config, logger: LOGGER_OPTIONS, ...(redis ? { redis, store: new RedisStore(redis) } : {}) })
+if (redis) connectRedis(redis, app.log)
+else app.log.warn('REDIS_URL is not set: state is kept in memory, so run only one replica')
 // Load the upstream's metadata early; a failure is retried on the first request that needs it.
 app.gateway.upstream.metadata().catch((err: Error) => app.log.warn({ err: err.message }, 'upstream metadata not loaded yet'))
+
+const watcher = watchConfig(app.gateway, { path: configPath(), env: process.env, log: app.log })
+process.on('SIGHUP', () => watcher.reload())
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
     app.log.info({ signal }, 'shutting down')
+    watcher.close()
     app.close().then(
       () => process.exit(0),
       () => process.exit(1),

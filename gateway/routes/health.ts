@@ -1,14 +1,23 @@
-/** Liveness (the process answers) and readiness (the upstream's metadata is loaded). */
+/**
+ * Liveness (the process answers) and readiness (the upstream's metadata is
+ * loaded and the state store answers), so a load balancer sends no traffic to
+ * a replica that would answer 503.
+ */
 import type { FastifyInstance } from 'fastify'
 
 export async function health(app: FastifyInstance) {
   app.get('/healthz', async () => ({ status: 'ok' }))
   app.get('/readyz', async (_request, reply) => {
-    try {
-      await app.gateway.upstream.metadata()
-      return { status: 'ready' }
-    } catch {
-      return reply.code(503).header('cache-control', 'no-store').send({ status: 'unavailable', reason: 'the upstream metadata cannot be loaded' })
-    }
+    const reason = await notReadyBecause(app)
+    if (reason === undefined) return { status: 'ready' }
+    return reply.code(503).header('cache-control', 'no-store').send({ status: 'unavailable', reason })
   })
+}
+
+async function notReadyBecause(app: FastifyInstance): Promise<string | undefined> {
+  const { upstream, store } = app.gateway
+  const [metadata, storeAnswers] = await Promise.all([upstream.metadata().then(() => true, () => false), store.ping()])
+  if (!metadata) return 'the upstream metadata cannot be loaded'
+  if (!storeAnswers) return 'the state store does not answer'
+  return undefined
 }

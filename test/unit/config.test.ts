@@ -76,3 +76,22 @@ t.test('loadConfig reads GATEWAY_CONFIG and reports a broken file', async (t) =>
   t.throws(() => loadConfig({ ...env, GATEWAY_CONFIG: join(dir, 'missing.yaml') }), /cannot read the configuration file/)
   t.ok(loadConfig({ ...env }).allowedRedirectUris.length > 5, 'the shipped example file is valid')
 })
+
+t.test('Redis: REDIS_URL from the environment only, redis.* from the file', async (t) => {
+  const memory = parseConfig(file, env)
+  t.same(memory.redis, { keyPrefix: 'oauth-gateway:', commandTimeoutMs: 1000, url: undefined }, 'defaults, and no Redis without REDIS_URL')
+  const shared = parseConfig({ ...file, redis: { keyPrefix: 'np:', commandTimeoutMs: 250 } }, { ...env, REDIS_URL: 'rediss://:p4ss@redis.internal:6380/2' })
+  t.same(shared.redis, { keyPrefix: 'np:', commandTimeoutMs: 250, url: 'rediss://:p4ss@redis.internal:6380/2' })
+  t.throws(() => parseConfig(file, { ...env, REDIS_URL: 'http://:p4ss@redis.internal' }), /REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/)
+  let message = ''
+  try {
+    parseConfig(file, { ...env, REDIS_URL: 'memcached://:p4ss@x' })
+  } catch (err) {
+    message = (err as Error).message
+  }
+  t.match(message, /REDIS_URL/)
+  t.notMatch(message, /p4ss/, 'the message never repeats the URL, which can carry a password')
+  fails(t, { ...file, redis: { url: 'redis://x' } }, env, /redis: Unrecognized key.*url/, 'the URL is not a file key')
+  fails(t, { ...file, redis: { keyPrefix: 'has space' } }, env, /redis\.keyPrefix: must be printable ASCII/, 'prefix')
+  fails(t, { ...file, redis: { commandTimeoutMs: 10 } }, env, /redis\.commandTimeoutMs:/, 'timeout range')
+})
