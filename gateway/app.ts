@@ -8,6 +8,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
 import { errorHandler, notFoundHandler } from './errors.ts'
+import { allowlistSources } from './presets.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
 import { routes } from './routes/index.ts'
 import { Sealer } from './seal.ts'
@@ -72,8 +73,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   ) as Gateway['endpoints']
   const store = options.store ?? new MemoryStore()
   const upstream = createUpstream(config, endpoints.callback)
-  app.decorate('gateway', { config, sealer, clients: new ClientRegistry(sealer), allowlist: new RedirectAllowlist(config.allowedRedirectUris), store, upstream, endpoints })
+  const allowlist = new RedirectAllowlist(allowlistSources(config.redirectPresets, config.allowedRedirectUris))
+  app.decorate('gateway', { config, sealer, clients: new ClientRegistry(sealer), allowlist, store, upstream, endpoints })
   app.decorateRequest('redirectBack', null)
+  app.decorateRequest('oauthClient', null)
 
   await app.register(formbody)
   // Browser-based clients (MCP Inspector in direct mode, web portals) call metadata,
