@@ -3,8 +3,8 @@
  * §2.3.1), by the method the client registered and no other.
  */
 import type { FastifyRequest } from 'fastify'
-import type { AuthMethod, ClientRegistry, RegisteredClient } from './clients.ts'
-import { InvalidClient, invalidRequest } from './errors.ts'
+import { clientHandle, type AuthMethod, type ClientRegistry, type RegisteredClient } from './clients.ts'
+import { InvalidClient, invalidRequest, step } from './errors.ts'
 
 interface Credentials {
   clientId: string
@@ -42,27 +42,29 @@ function presentedCredentials(request: FastifyRequest, body: Record<string, unkn
   const bodyId = optionalString(body, 'client_id')
   const bodySecret = optionalString(body, 'client_secret')
   if (header !== undefined) {
-    if (bodySecret !== undefined) throw invalidRequest('use one client authentication method, not both Basic and client_secret')
+    if (bodySecret !== undefined) throw invalidRequest('client_secret: sent in the body as well as in Basic credentials; use one client authentication method (RFC 6749 §2.3)')
     const basic = basicCredentials(header)
-    if (bodyId !== undefined && bodyId !== basic.clientId) throw invalidRequest('client_id differs from the Basic credentials')
+    if (bodyId !== undefined && bodyId !== basic.clientId) throw invalidRequest('client_id: differs from the one in the Basic credentials')
     return basic
   }
-  if (!bodyId) throw new InvalidClient('client authentication is required: send client_id')
+  if (!bodyId) throw new InvalidClient('client_id: is required; client authentication failed (RFC 6749 §2.3)')
   return bodySecret === undefined
     ? { clientId: bodyId, method: 'none' }
     : { clientId: bodyId, clientSecret: bodySecret, method: 'client_secret_post' }
 }
 
 /** Returns the authenticated client, or throws 401 `invalid_client` so that the client re-registers. */
-export function authenticateClient(request: FastifyRequest, body: Record<string, unknown>, clients: ClientRegistry): RegisteredClient {
+export const authenticateClient = step('authenticateClient', (request: FastifyRequest, body: Record<string, unknown>, clients: ClientRegistry): RegisteredClient => {
   const credentials = presentedCredentials(request, body)
   const client = clients.find(credentials.clientId)
-  if (!client) throw new InvalidClient('unknown client_id: register the client again')
+  // An id sealed under a key the gateway no longer has (or never had) is stale: the client registers again.
+  if (!client) throw new InvalidClient('client_id: unknown to this gateway (stale or never registered); register the client again (RFC 7591)')
+  request.oauthClient = { name: client.client_name, handle: clientHandle(client.client_id) }
   if (credentials.method !== client.token_endpoint_auth_method) {
-    throw new InvalidClient(`the client is registered for ${client.token_endpoint_auth_method} but authenticated with ${credentials.method}`)
+    throw new InvalidClient(`client authentication: the client registered token_endpoint_auth_method ${client.token_endpoint_auth_method} but used ${credentials.method} (RFC 6749 §2.3)`)
   }
   if (credentials.clientSecret !== undefined && !clients.verifySecret(client, credentials.clientSecret)) {
-    throw new InvalidClient('wrong client_secret')
+    throw new InvalidClient('client_secret: is not the secret issued at registration')
   }
   return client
-}
+})

@@ -8,7 +8,8 @@ import * as oidc from 'openid-client'
 import { Agent, fetch as undiciFetch } from 'undici'
 import type { Config } from '../config.ts'
 import { isLoopbackHost } from '../redirect-uri.ts'
-import { translateUpstreamError } from './errors.ts'
+import { upstreamResourceParameters } from '../resource.ts'
+import { translateUpstreamError, type UpstreamCall } from './errors.ts'
 
 export interface TokenSet {
   access_token: string
@@ -33,17 +34,17 @@ export interface Upstream {
 }
 
 type UpstreamConfig = Config['upstream']
+type AuthMethod = 'client_secret_basic' | 'client_secret_post'
 
-/** RFC 8414 §2: client_secret_basic is the default when the upstream names no methods. */
-function chooseClientAuth(upstream: UpstreamConfig, metadata: oidc.ServerMetadata): oidc.ClientAuth {
+/**
+ * `auto` reads the upstream's metadata: client_secret_basic when it is listed
+ * (or nothing is: RFC 8414 §2 makes it the default), else client_secret_post
+ * when that is listed.
+ */
+export function chooseAuthMethod(configured: UpstreamConfig['tokenEndpointAuthMethod'], metadata: Pick<oidc.ServerMetadata, 'token_endpoint_auth_methods_supported'>): AuthMethod {
+  if (configured !== 'auto') return configured
   const supported = metadata.token_endpoint_auth_methods_supported ?? ['client_secret_basic']
-  const method =
-    upstream.tokenEndpointAuthMethod !== 'auto'
-      ? upstream.tokenEndpointAuthMethod
-      : supported.includes('client_secret_basic') || !supported.includes('client_secret_post')
-        ? 'client_secret_basic'
-        : 'client_secret_post'
-  return method === 'client_secret_basic' ? oidc.ClientSecretBasic(upstream.clientSecret) : oidc.ClientSecretPost(upstream.clientSecret)
+  return supported.includes('client_secret_basic') || !supported.includes('client_secret_post') ? 'client_secret_basic' : 'client_secret_post'
 }
 
 function isInsecureAllowed(issuer: string) {
@@ -51,19 +52,31 @@ function isInsecureAllowed(issuer: string) {
   return url.protocol === 'http:' && isLoopbackHost(url.hostname)
 }
 
+/** The issuer as configured, then with a trailing slash added or removed: upstreams and configs disagree on it. */
+export function issuerSpellings(issuer: string): URL[] {
+  const other = issuer.endsWith('/') ? issuer.replace(/\/+$/, '') : `${issuer}/`
+  const spellings = [new URL(issuer), new URL(other)]
+  // For a bare origin both spellings are one URL (`new URL` adds the slash).
+  return spellings[0]!.href === spellings[1]!.href ? [spellings[0]!] : spellings
+}
+
 /**
  * RFC 8414 first (issuers with a path use /.well-known/oauth-authorization-server/<path>),
- * then OpenID discovery (<issuer>/.well-known/openid-configuration).
+ * then OpenID discovery (<issuer>/.well-known/openid-configuration), each for
+ * both spellings of the issuer; the metadata's own `issuer` must match the
+ * spelling it was found under (RFC 8414 §3.3), and it is what every later
+ * `iss` check compares against.
  */
 async function discoverMetadata(upstream: UpstreamConfig, options: oidc.DiscoveryRequestOptions): Promise<oidc.ServerMetadata> {
-  const issuer = new URL(upstream.issuer)
   let firstError: unknown
-  for (const algorithm of ['oauth2', 'oidc'] as const) {
-    try {
-      const discovered = await oidc.discovery(issuer, upstream.clientId, undefined, oidc.None(), { ...options, algorithm })
-      return { ...discovered.serverMetadata() }
-    } catch (err) {
-      firstError ??= err
+  for (const issuer of issuerSpellings(upstream.issuer)) {
+    for (const algorithm of ['oauth2', 'oidc'] as const) {
+      try {
+        const discovered = await oidc.discovery(issuer, upstream.clientId, undefined, oidc.None(), { ...options, algorithm })
+        return { ...discovered.serverMetadata() }
+      } catch (err) {
+        firstError ??= err
+      }
     }
   }
   throw firstError
@@ -80,12 +93,17 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
   const customFetch: oidc.CustomFetch = (url, options) =>
     undiciFetch(url, { ...options, dispatcher: agent }) as unknown as Promise<Response>
   const execute = isInsecureAllowed(upstream.issuer) ? [oidc.allowInsecureRequests] : []
+  // RFC 8707: what the upstream gets in place of the client's resource, on every authorization, code exchange and refresh.
+  const resourceParameters = upstreamResourceParameters(config)
+  let authMethod: AuthMethod | undefined
 
   async function load(): Promise<oidc.Configuration> {
     const metadata: oidc.ServerMetadata = upstream.endpoints
       ? { issuer: upstream.issuer, ...upstream.endpoints }
       : await discoverMetadata(upstream, { [oidc.customFetch]: customFetch, execute, timeout: upstream.timeoutMs / 1000 })
-    const configuration = new oidc.Configuration(metadata, upstream.clientId, { client_secret: upstream.clientSecret }, chooseClientAuth(upstream, metadata))
+    authMethod = chooseAuthMethod(upstream.tokenEndpointAuthMethod, metadata)
+    const clientAuth = authMethod === 'client_secret_basic' ? oidc.ClientSecretBasic(upstream.clientSecret) : oidc.ClientSecretPost(upstream.clientSecret)
+    const configuration = new oidc.Configuration(metadata, upstream.clientId, { client_secret: upstream.clientSecret }, clientAuth)
     configuration[oidc.customFetch] = customFetch
     configuration.timeout = upstream.timeoutMs / 1000
     for (const apply of execute) apply(configuration)
@@ -95,19 +113,19 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
   let loading: Promise<oidc.Configuration> | undefined
   /** Discovery is cached once it succeeds and retried on the next call after a failure. */
   function configuration(): Promise<oidc.Configuration> {
-    loading ??= load().catch((err) => {
+    loading ??= load().catch(async (err) => {
       loading = undefined
-      throw translateUpstreamError(err)
+      throw await translateUpstreamError(err, 'discovery', { issuer: upstream.issuer })
     })
     return loading
   }
 
-  async function call<T>(work: (configuration: oidc.Configuration) => Promise<T>): Promise<T> {
+  async function call<T>(name: UpstreamCall, work: (configuration: oidc.Configuration) => Promise<T>): Promise<T> {
     const configuration_ = await configuration()
     try {
       return await work(configuration_)
     } catch (err) {
-      throw translateUpstreamError(err)
+      throw await translateUpstreamError(err, name, { auth_method: authMethod })
     }
   }
 
@@ -117,7 +135,7 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
     },
 
     async authorizationUrl(parameters) {
-      return oidc.buildAuthorizationUrl(await configuration(), { ...parameters, redirect_uri: callbackUrl })
+      return oidc.buildAuthorizationUrl(await configuration(), { ...parameters, ...resourceParameters, redirect_uri: callbackUrl })
     },
 
     exchangeCode({ code, iss, codeVerifier, parameters }) {
@@ -125,17 +143,19 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
       const response = new URL(callbackUrl)
       response.searchParams.set('code', code)
       if (iss !== undefined) response.searchParams.set('iss', iss)
-      return call(async (configuration_) =>
-        toTokenSet(await oidc.authorizationCodeGrant(configuration_, response, { pkceCodeVerifier: codeVerifier }, parameters)),
+      return call('token (authorization_code)', async (configuration_) =>
+        toTokenSet(await oidc.authorizationCodeGrant(configuration_, response, { pkceCodeVerifier: codeVerifier }, { ...parameters, ...resourceParameters })),
       )
     },
 
     refreshGrant(refreshToken, parameters) {
-      return call(async (configuration_) => toTokenSet(await oidc.refreshTokenGrant(configuration_, refreshToken, parameters)))
+      return call('token (refresh_token)', async (configuration_) =>
+        toTokenSet(await oidc.refreshTokenGrant(configuration_, refreshToken, { ...parameters, ...resourceParameters })),
+      )
     },
 
     revokeToken(token, tokenTypeHint) {
-      return call((configuration_) => oidc.tokenRevocation(configuration_, token, tokenTypeHint ? { token_type_hint: tokenTypeHint } : undefined))
+      return call('revocation', (configuration_) => oidc.tokenRevocation(configuration_, token, tokenTypeHint ? { token_type_hint: tokenTypeHint } : undefined))
     },
 
     async close() {
@@ -147,7 +167,8 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
 /**
  * The upstream's tokens, unchanged, minus the ID token: it carries the
  * upstream's issuer, which a client that discovered the gateway would reject,
- * and MCP clients need only the access and refresh tokens.
+ * and MCP clients need only the access and refresh tokens. `expires_in` is
+ * already a number: openid-client parses one sent as a string (Entra does).
  */
 function toTokenSet(response: oidc.TokenEndpointResponse): TokenSet {
   const { id_token: _idToken, ...rest } = response
