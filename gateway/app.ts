@@ -5,14 +5,17 @@
 import cors from '@fastify/cors'
 import formbody from '@fastify/formbody'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { ClientMetadataDocuments } from './client-metadata.ts'
 import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
+import { ConsentPolicy } from './consent.ts'
 import { errorHandler, notFoundHandler } from './errors.ts'
 import { allowlistSources } from './presets.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
 import { routes } from './routes/index.ts'
 import { Sealer } from './seal.ts'
 import { MemoryStore, type Store } from './store.ts'
+import { createClientMetadataFetcher, type ClientMetadataFetcher } from './upstream/client-metadata.ts'
 import { createUpstream, type Upstream } from './upstream/index.ts'
 
 /** Everything a route needs, built once per app. */
@@ -21,10 +24,11 @@ export interface Gateway {
   sealer: Sealer
   clients: ClientRegistry
   allowlist: RedirectAllowlist
+  consent: ConsentPolicy
   store: Store
   upstream: Upstream
-  /** The gateway's endpoints, absolute, as advertised in its metadata. */
-  endpoints: Readonly<Record<'authorization' | 'token' | 'registration' | 'revocation' | 'callback', string>>
+  /** The gateway's endpoints, absolute; its metadata advertises the OAuth ones. */
+  endpoints: Readonly<Record<keyof typeof PATHS, string>>
 }
 
 declare module 'fastify' {
@@ -45,6 +49,7 @@ export const PATHS = {
   registration: '/register',
   revocation: '/revoke',
   callback: '/callback',
+  consent: '/consent',
 } as const
 
 /**
@@ -73,8 +78,21 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   ) as Gateway['endpoints']
   const store = options.store ?? new MemoryStore()
   const upstream = createUpstream(config, endpoints.callback)
-  const allowlist = new RedirectAllowlist(allowlistSources(config.redirectPresets, config.allowedRedirectUris))
-  app.decorate('gateway', { config, sealer, clients: new ClientRegistry(sealer), allowlist, store, upstream, endpoints })
+  const documents = config.clientMetadataDocuments
+  const fetcher: ClientMetadataFetcher | undefined = documents.enabled
+    ? createClientMetadataFetcher({ timeoutMs: documents.timeoutMs, allowLoopback: documents.developmentAllowLoopback })
+    : undefined
+  const clients = new ClientRegistry(sealer, fetcher && new ClientMetadataDocuments(fetcher, store, documents))
+  app.decorate('gateway', {
+    config,
+    sealer,
+    clients,
+    allowlist: new RedirectAllowlist(allowlistSources(config.redirectPresets, config.allowedRedirectUris)),
+    consent: new ConsentPolicy(sealer, config),
+    store,
+    upstream,
+    endpoints,
+  })
   app.decorateRequest('redirectBack', null)
   app.decorateRequest('oauthClient', null)
 
@@ -96,6 +114,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
 
   app.addHook('onClose', async () => {
     await upstream.close()
+    await fetcher?.close()
     await store.close()
   })
   return app

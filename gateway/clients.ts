@@ -1,15 +1,22 @@
 /**
- * Registered clients (RFC 7591). A client id is the client's registration,
- * sealed with GATEWAY_SECRET: any replica that shares the secret knows every
- * client, and a restart loses none. A confidential client's secret is a MAC
- * of its id, so nothing about a client is stored anywhere.
+ * The clients the gateway knows. Registered clients (RFC 7591): a client id
+ * is the client's registration, sealed with GATEWAY_SECRET, so any replica
+ * that shares the secret knows every client and a restart loses none; a
+ * confidential client's secret is a MAC of its id, so nothing about a client
+ * is stored anywhere. Clients whose id is an https URL publish their own
+ * metadata there (client-metadata.ts).
  */
 import { createHash, randomUUID } from 'node:crypto'
+import type { JSONWebKeySet } from 'jose'
+import { ClientMetadataError, isClientIdUrl, type ClientMetadataDocuments } from './client-metadata.ts'
 import type { Sealer } from './seal.ts'
 import { nowSeconds } from './seal.ts'
 
+/** The methods a client may register with (RFC 7591). */
 export const AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post'] as const
-export type AuthMethod = (typeof AUTH_METHODS)[number]
+/** Every method the token endpoint accepts: metadata-document clients may also use private_key_jwt (RFC 7523). */
+export const TOKEN_AUTH_METHODS = [...AUTH_METHODS, 'private_key_jwt'] as const
+export type AuthMethod = (typeof TOKEN_AUTH_METHODS)[number]
 export const GRANT_TYPES = ['authorization_code', 'refresh_token'] as const
 
 export interface RegisteredClient {
@@ -20,7 +27,15 @@ export interface RegisteredClient {
   client_name?: string | undefined
   scope?: string | undefined
   client_id_issued_at: number
+  /** The client published its metadata at its client id (a URL) instead of registering. */
+  metadata_document?: true
+  /** private_key_jwt keys, inline or by URL, from the metadata document. */
+  jwks?: JSONWebKeySet | undefined
+  jwks_uri?: string | undefined
 }
+
+/** What looking up a client id gives: the client, or why it cannot be used, in words for the user. */
+export type ClientLookup = { ok: true; client: RegisteredClient } | { ok: false; reason: string; hint?: string }
 
 /** What the sealed client id holds; short keys keep the id short. */
 interface SealedClient {
@@ -39,9 +54,12 @@ const MAX_CLIENT_ID_LENGTH = 4096
 
 export class ClientRegistry {
   readonly #sealer: Sealer
+  readonly #documents: ClientMetadataDocuments | undefined
 
-  constructor(sealer: Sealer) {
+  /** `documents` is absent when client metadata documents are switched off. */
+  constructor(sealer: Sealer, documents?: ClientMetadataDocuments) {
     this.#sealer = sealer
+    this.#documents = documents
   }
 
   /** Returns the registered client and, for a confidential one, its secret; undefined when it is too large. */
@@ -61,9 +79,31 @@ export class ClientRegistry {
     return client.token_endpoint_auth_method === 'none' ? { client } : { client, clientSecret: this.#secretFor(clientId) }
   }
 
-  find(clientId: unknown): RegisteredClient | undefined {
+  /** A registered client, or the client a metadata document URL describes (fetched, or from the cache). */
+  async find(clientId: string): Promise<ClientLookup> {
+    if (isClientIdUrl(clientId)) return this.#fromDocument(clientId)
     const sealed = this.#sealer.open<SealedClient>('client', clientId)
-    return sealed && Array.isArray(sealed.r) ? toClient(clientId as string, sealed) : undefined
+    if (sealed && Array.isArray(sealed.r)) return { ok: true, client: toClient(clientId, sealed) }
+    return { ok: false, reason: 'This app is not registered with the gateway (unknown client_id).' }
+  }
+
+  /** The public keys of a private_key_jwt client; `refresh` bypasses the cache once a key is missing. */
+  async keySet(client: RegisteredClient, refresh = false): Promise<{ keys: JSONWebKeySet; fresh: boolean }> {
+    if (!this.#documents) throw new ClientMetadataError('cannot be used: client metadata documents are switched off')
+    return this.#documents.keySet(client, refresh)
+  }
+
+  async #fromDocument(clientId: string): Promise<ClientLookup> {
+    const where = `The app's client metadata document at ${clientId.slice(0, 300)}`
+    if (!this.#documents) {
+      return { ok: false, reason: `${where} cannot be used: this gateway does not accept client metadata documents.`, hint: 'Ask the app to register with the gateway instead, or ask your administrator to enable client metadata documents.' }
+    }
+    try {
+      return { ok: true, client: await this.#documents.resolve(clientId) }
+    } catch (err) {
+      if (!(err instanceof ClientMetadataError)) throw err
+      return { ok: false, reason: `${where} ${err.message}.`, hint: 'The app publishes this document itself: ask its maker to fix it, or try again in a few minutes.' }
+    }
   }
 
   verifySecret(client: RegisteredClient, secret: string): boolean {

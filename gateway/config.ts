@@ -66,6 +66,15 @@ const redirectPattern = z.string().superRefine((value, ctx) => {
   }
 })
 
+function isLoopbackPattern(value: string) {
+  try {
+    const pattern = parsePattern(value)
+    return pattern.protocol === 'http:' && isLoopbackHost(pattern.hostname)
+  } catch {
+    return false
+  }
+}
+
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token (RFC 6749 §3.3)')
 
 const upstreamSchema = z.strictObject({
@@ -120,6 +129,50 @@ const redirectPresets = z
 /** Space-separated upstream scopes ('' for none). */
 const upstreamScopes = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$|^$/, 'must be space-separated scope tokens, or empty')
 
+/**
+ * The consent page (MCP authorization: a proxy with one upstream client must ask
+ * the user before it sends them upstream for a client they have not approved).
+ */
+const consentSchema = z
+  .strictObject({
+    /** How long an approval is remembered in the browser, in days; 0 asks every time. */
+    rememberDays: z.number().int().min(0).max(400).default(30),
+    /**
+     * Redirect URIs (exact or patterns, as in allowedRedirectUris) whose clients skip the
+     * page: the code can only ever reach that address, so only list addresses whose owner
+     * ops trust with every user's account (e.g. a first-party app). Never loopback URIs.
+     */
+    trustedRedirectUris: z.array(redirectPattern.refine((value) => !isLoopbackPattern(value), 'must not be a loopback URI: any program on the user\'s machine can listen there')).default([]),
+    /** Client ids that skip the page: in practice client metadata document URLs, compared exactly. */
+    trustedClientIds: z.array(z.string().min(1)).default([]),
+  })
+  .prefault({})
+
+/** Client ID Metadata Documents (MCP 2025-11-25; draft-ietf-oauth-client-id-metadata-document). */
+const clientMetadataDocumentsSchema = z
+  .strictObject({
+    /** Accept https URLs as client ids and advertise client_id_metadata_document_supported. */
+    enabled: z.boolean().default(true),
+    /** Most bytes read of a document; the draft recommends 5 kB. */
+    maxBytes: z.number().int().min(512).max(65_536).default(5120),
+    /** Most bytes read of a JWKS named by a document's jwks_uri. */
+    jwksMaxBytes: z.number().int().min(1024).max(262_144).default(32_768),
+    /** Whole-fetch timeout (connect, headers and body), in milliseconds. */
+    timeoutMs: z.number().int().min(100).max(30_000).default(5_000),
+    /** Cache lifetime when the answer names none (no max-age, no Expires), in seconds. */
+    defaultCacheSeconds: z.number().int().min(0).max(86_400).default(300),
+    /** Upper bound on any cache lifetime, whatever the answer's Cache-Control says, in seconds. */
+    maxCacheSeconds: z.number().int().min(0).max(86_400).default(3600),
+    /** Most documents and key sets one replica puts into the shared store at a time. */
+    maxCachedDocuments: z.number().int().min(0).max(100_000).default(1000),
+    /**
+     * DEVELOPMENT ONLY, never in production: allow documents on loopback addresses
+     * (and plain http there), for local tests. Refused unless publicUrl is loopback too.
+     */
+    developmentAllowLoopback: z.boolean().default(false),
+  })
+  .prefault({})
+
 const configSchema = z
   .strictObject({
     /** The gateway's issuer, exactly as clients see it; env GATEWAY_PUBLIC_URL. */
@@ -160,8 +213,8 @@ const configSchema = z
       }),
     lifetimes: z
       .strictObject({
-        /** How long a browser has to come back from the upstream sign-in, in seconds. */
-        transactionSeconds: z.number().int().min(60).max(3600).default(600),
+        /** How long a browser has to decide on the consent page and come back from the upstream sign-in, in seconds. */
+        transactionSeconds: z.number().int().min(5).max(3600).default(600),
         /** How long a gateway authorization code lives, in seconds (RFC 9700: short). */
         codeSeconds: z.number().int().min(5).max(60).default(60),
         /**
@@ -182,6 +235,12 @@ const configSchema = z
         maxRedirectUris: z.number().int().min(1).max(20).default(10),
       })
       .prefault({}),
+    consent: consentSchema,
+    clientMetadataDocuments: clientMetadataDocumentsSchema,
+  })
+  .refine((config) => !config.clientMetadataDocuments.developmentAllowLoopback || isLoopbackHost(new URL(config.publicUrl).hostname), {
+    message: 'may only be true when publicUrl is a loopback address (local development and tests, never production)',
+    path: ['clientMetadataDocuments', 'developmentAllowLoopback'],
   })
   .refine((c) => c.allowedRedirectUris.length > 0 || Object.values(c.redirectPresets).some(Boolean), {
     message: 'must allow at least one redirect URI: switch on a preset in redirectPresets or list one here',

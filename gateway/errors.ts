@@ -20,15 +20,18 @@ export class OAuthError extends Error {
   readonly status: number
   readonly error: string
   readonly headers: Record<string, string>
+  /** What the user can try, on the error page; the error code's general hint otherwise. */
+  readonly hint: string | undefined
   /** For the log line only, e.g. the upstream's own answer. */
   readonly details: LogDetails
 
-  constructor(status: number, error: string, description: string, options: { cause?: unknown; headers?: Record<string, string>; details?: LogDetails } = {}) {
+  constructor(status: number, error: string, description: string, options: { cause?: unknown; headers?: Record<string, string>; hint?: string | undefined; details?: LogDetails } = {}) {
     super(description, { cause: options.cause })
     this.name = 'OAuthError'
     this.status = status
     this.error = error
     this.headers = options.headers ?? {}
+    this.hint = options.hint
     this.details = options.details ?? {}
   }
 }
@@ -150,7 +153,7 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
   if (back) return redirectBrowser(request, reply, authorizationErrorUrl(back, oauth))
 
   if (request.routeOptions.config?.browser) {
-    const hint = PAGE_HINTS[oauth.error] ?? PAGE_HINTS.invalid_request!
+    const hint = oauth.hint ?? PAGE_HINTS[oauth.error] ?? PAGE_HINTS.invalid_request!
     return reply
       .code(oauth.status >= 500 ? oauth.status : 400)
       .headers(PAGE_HEADERS)

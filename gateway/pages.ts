@@ -11,15 +11,32 @@ const template = readFileSync(new URL('./views/page.html', import.meta.url), 'ut
 const style = /<style>([\s\S]*?)<\/style>/.exec(template)?.[1] ?? ''
 const styleHash = createHash('sha256').update(style).digest('base64')
 
-/** Headers every page carries (RFC 9700 §4.16: no framing). */
-export const PAGE_HEADERS = Object.freeze({
-  'content-type': 'text/html; charset=utf-8',
-  'content-security-policy': `default-src 'none'; style-src 'sha256-${styleHash}'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'`,
-  'x-frame-options': 'DENY',
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'cache-control': 'no-store',
-})
+/**
+ * Headers every page carries (RFC 9700 §4.16: no framing). `formActions` are
+ * the origins a form on the page may end up at: browsers apply form-action to
+ * the redirects that follow a form post too, so the consent page names where
+ * its answer sends the browser (the upstream, the client).
+ */
+export function pageHeaders(formActions: readonly string[] = []) {
+  const formAction = ["'self'", ...new Set(formActions)].join(' ')
+  return Object.freeze({
+    'content-type': 'text/html; charset=utf-8',
+    'content-security-policy': `default-src 'none'; style-src 'sha256-${styleHash}'; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'`,
+    'x-frame-options': 'DENY',
+    'x-content-type-options': 'nosniff',
+    // Not no-referrer: with it, browsers send `Origin: null` on the page's own form post,
+    // and /consent checks Origin. same-origin still sends nothing to other sites.
+    'referrer-policy': 'same-origin',
+    'cache-control': 'no-store',
+  })
+}
+
+export const PAGE_HEADERS = pageHeaders()
+
+/** A CSP source for where a URL leads: its origin, or its scheme for an app's own scheme (cursor://). */
+export function cspSource(url: URL): string {
+  return url.protocol === 'http:' || url.protocol === 'https:' ? url.origin : url.protocol
+}
 
 export function escapeHtml(value: string): string {
   return value.replace(/[&<>"']/g, (ch) => `&#${ch.charCodeAt(0)};`)
@@ -40,6 +57,76 @@ export function renderErrorPage(error: string, description: string, hint: string
       `<p class="hint">Error code: <code>${escapeHtml(error)}</code></p>`,
     ].join('\n'),
   )
+}
+
+/** What each scope lets the app do, in the user's words. Unknown scopes are shown as they are. */
+const SCOPE_WORDS: Record<string, string> = {
+  openid: 'Confirm who you are on NeonPanel',
+  profile: 'See your name',
+  email: 'See your email address',
+  offline_access: 'Stay connected while you are away, until you disconnect it',
+}
+
+export interface ConsentView {
+  /** The name the client gave; self-asserted unless it came from a metadata document. */
+  clientName?: string | undefined
+  /** For a metadata-document client: the host that publishes it. */
+  publisher?: string | undefined
+  redirectUri: URL
+  scopes: string[]
+  action: string
+  pending: string
+  csrf: string
+}
+
+/** How the destination reads to a person: a web host, or an app on this computer or device. */
+function describeDestination(url: URL): { host: string; note: string } {
+  if (url.protocol === 'https:') return { host: url.host, note: 'a website' }
+  if (url.protocol === 'http:') return { host: url.host, note: 'an app on this computer' }
+  return { host: `${url.protocol}//${url.host}`, note: 'an app installed on this device' }
+}
+
+/** The consent page: who asks, where the browser goes afterwards (prominently), what for, and the two answers. */
+export function renderConsentPage(view: ConsentView): string {
+  const name = view.clientName?.trim() || 'An unnamed app'
+  const destination = describeDestination(view.redirectUri)
+  const who = view.publisher
+    ? `<p class="hint">This app describes itself at <strong>${escapeHtml(view.publisher)}</strong>.</p>`
+    : '<p class="hint">The app chose this name itself; NeonPanel has not checked it.</p>'
+  const scopes = view.scopes
+    .map((scope) => `<li>${escapeHtml(SCOPE_WORDS[scope] ?? 'A NeonPanel permission')} <code>${escapeHtml(scope)}</code></li>`)
+    .join('\n')
+  return renderPage(
+    `Connect ${name} to your NeonPanel account?`,
+    [
+      who,
+      '<section class="destination" aria-labelledby="destination-heading">',
+      '<h2 id="destination-heading">After you approve, you will be sent to</h2>',
+      `<p class="host" id="redirect-host">${escapeHtml(destination.host)}</p>`,
+      `<p class="hint">${escapeHtml(destination.note)}: <code>${escapeHtml(view.redirectUri.href)}</code></p>`,
+      '</section>',
+      '<section aria-labelledby="scopes-heading">',
+      '<h2 id="scopes-heading">The app will be able to</h2>',
+      `<ul class="scopes">\n${scopes}\n</ul>`,
+      '</section>',
+      '<p>Approve only if you started connecting this app yourself and you expected to be sent to the address above.</p>',
+      `<form method="post" action="${escapeHtml(view.action)}" aria-labelledby="decision-label">`,
+      '<p id="decision-label" class="hint">Your answer applies to this app and this address only.</p>',
+      `<input type="hidden" name="pending" value="${escapeHtml(view.pending)}">`,
+      `<input type="hidden" name="csrf" value="${escapeHtml(view.csrf)}">`,
+      '<div class="actions">',
+      '<button type="submit" name="decision" value="approve" class="primary">Approve</button>',
+      '<button type="submit" name="decision" value="deny">Deny</button>',
+      '</div>',
+      '</form>',
+    ].join('\n'),
+  )
+}
+
+/** A lifetime in words: "10 minutes", "30 seconds". */
+export function describeSeconds(seconds: number): string {
+  if (seconds % 60 === 0) return seconds === 60 ? '1 minute' : `${seconds / 60} minutes`
+  return seconds === 1 ? '1 second' : `${seconds} seconds`
 }
 
 /** Sends the browser on: 302 after a GET, 303 after a POST so that the next request is a GET (RFC 9700 §4.12). */

@@ -1,7 +1,8 @@
 /**
  * Sealing: authenticated encryption (AES-256-GCM) of everything the gateway
  * hands out and later takes back (client ids, transaction state, codes,
- * refresh tokens) or keeps in the shared store (remembered token answers), and
+ * refresh tokens, the consent page's pending authorization, CSRF token and
+ * cookie) or keeps in the shared store (remembered token answers), and
  * MACs for derived client secrets. Keys come from GATEWAY_SECRET: the first
  * seals and signs, every key opens and verifies, so keys rotate without
  * breaking what was issued under the old one.
@@ -9,7 +10,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
 
 /** What a sealed value is for; bound as additional data so one purpose's value never opens as another's. */
-export type Purpose = 'client' | 'transaction' | 'code' | 'refresh' | 'answer'
+export type Purpose = 'client' | 'transaction' | 'code' | 'refresh' | 'pending' | 'csrf' | 'consent' | 'answer'
 
 interface Key {
   id: string
@@ -17,7 +18,7 @@ interface Key {
   mac: Buffer
 }
 
-const PURPOSES: Purpose[] = ['client', 'transaction', 'code', 'refresh', 'answer']
+const PURPOSES: Purpose[] = ['client', 'transaction', 'code', 'refresh', 'pending', 'csrf', 'consent', 'answer']
 const IV_BYTES = 12
 const TAG_BYTES = 16
 

@@ -65,7 +65,7 @@ async function scriptedFlow() {
   const result = await signInAndFollow(new CookieBrowser(), provider.lastAuthorizationUrl.href, upstream.account, (url) => url.port === '33418')
   const code = result.redirect?.searchParams.get('code')
   if (!code) throw new Error(`the browser did not come back with a code: ${result.response?.status} ${result.body?.slice(0, 200)}`)
-  say(`  2. signed in at the upstream as ${upstream.account.username}; came back with a code and iss=${result.redirect?.searchParams.get('iss')}`)
+  say(`  2. approved the gateway's consent page, signed in at the upstream as ${upstream.account.username}; came back with a code and iss=${result.redirect?.searchParams.get('iss')}`)
   const transport = transportFor(mcp.url, provider)
   await transport.finishAuth(code)
   say('  3. exchanged the code at the gateway for NeonPanel tokens')
@@ -100,5 +100,5 @@ if (checkOnly) {
 }
 say(`
 Try it with MCP Inspector (npx @modelcontextprotocol/inspector): choose Streamable HTTP,
-enter ${mcp.url} and connect; it discovers the gateway, registers, and opens the sign-in page.
+enter ${mcp.url} and connect; it discovers the gateway, registers, and opens the consent page, then the sign-in page.
 Press Ctrl+C to stop.`)

@@ -1,17 +1,20 @@
 /**
  * The authorization endpoint. Until the client and its redirect URI are
  * known to be good, every error is an HTML page (never a redirect, RFC 6749
- * §4.1.2.1); after that, errors go back to the client. The browser then goes
- * to the upstream with the gateway's own callback, its own PKCE, and the
- * transaction sealed into `state`.
+ * §4.1.2.1); after that, errors go back to the client. Unless ops trust the
+ * client or this browser already approved it, the user is asked first (the
+ * consent page, answered at /consent). The browser then goes to the upstream
+ * with the gateway's own callback, its own PKCE, and the transaction sealed
+ * into `state`.
  */
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { randomPKCECodeVerifier, calculatePKCECodeChallenge } from 'openid-client'
 import type { Gateway } from '../app.ts'
 import { clientHandle, type RegisteredClient } from '../clients.ts'
+import { approvalKey, type ConsentCookie, type PendingAuthorization } from '../consent.ts'
 import { OAuthError, invalidRequest, step, unsupportedResponseType } from '../errors.ts'
-import { redirectBrowser } from '../pages.ts'
+import { cspSource, pageHeaders, redirectBrowser, renderConsentPage } from '../pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../params.ts'
 import { isValidChallenge } from '../pkce.ts'
 import { refusalReason } from '../presets.ts'
@@ -41,7 +44,7 @@ export async function authorize(app: FastifyInstance) {
   const gateway = app.gateway
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const parameters = parametersOf(request.method === 'POST' ? request.body : request.query)
-    const client = findClient(gateway, request, parameters)
+    const client = await findClient(gateway, request, parameters)
     const redirectUri = checkRedirectUri(gateway, client, parameters)
     const state = optional(parameters, 'state', 2048)
     request.redirectBack = { redirectUri, state, issuer: gateway.config.publicUrl }
@@ -51,29 +54,72 @@ export async function authorize(app: FastifyInstance) {
     const scope = resolveScope(gateway, parameters)
     const resource = checkResourceParameter(gateway, parameters)
 
-    const verifier = randomPKCECodeVerifier()
-    const transaction: Transaction = { j: randomUUID(), c: clientHandle(client.client_id), r: redirectUri, s: state, cc: codeChallenge, v: verifier, sc: scope, res: resource }
-    const upstreamUrl = await buildUpstreamAuthorizationUrl(gateway, {
-      response_type: 'code',
-      scope: upstreamScope(gateway.config.scopes, scope, { refreshTokens: client.grant_types.includes('refresh_token') }),
-      state: gateway.sealer.seal('transaction', transaction, gateway.config.lifetimes.transactionSeconds),
-      code_challenge: await calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-    })
-    request.log.info({ client: request.oauthClient, step: 'authorize' }, 'sending the browser to the upstream')
-    return redirectBrowser(request, reply, upstreamUrl.href)
+    const pending: PendingAuthorization = {
+      j: randomUUID(),
+      c: clientHandle(client.client_id),
+      a: approvalKey(client.client_id, redirectUri),
+      r: redirectUri,
+      s: state,
+      cc: codeChallenge,
+      sc: scope,
+      us: upstreamScope(gateway.config.scopes, scope, { refreshTokens: client.grant_types.includes('refresh_token') }),
+      res: resource,
+    }
+    const cookie = gateway.consent.readCookie(request.headers.cookie)
+    if (gateway.consent.isTrusted(client.client_id, new URL(redirectUri)) || gateway.consent.hasApproval(cookie, pending.a)) {
+      request.log.info({ client: request.oauthClient, step: 'authorize' }, 'sending the browser to the upstream')
+      return sendToUpstream(gateway, request, reply, pending)
+    }
+    return askForConsent(gateway, request, reply, client, pending, cookie ?? gateway.consent.newCookie())
   }
 
   app.get('/authorize', { config: { browser: true, cors: false } }, handler)
   app.post('/authorize', { config: { browser: true, cors: false } }, handler)
 }
 
-const findClient = step('findClient', (gateway: Gateway, request: FastifyRequest, parameters: Parameters): RegisteredClient => {
+/** Sends the browser to the upstream with the gateway's callback and PKCE, and the transaction sealed into `state`. */
+export async function sendToUpstream(gateway: Gateway, request: FastifyRequest, reply: FastifyReply, pending: PendingAuthorization) {
+  const verifier = randomPKCECodeVerifier()
+  const transaction: Transaction = { j: randomUUID(), c: pending.c, r: pending.r, s: pending.s, cc: pending.cc, v: verifier, sc: pending.sc, res: pending.res }
+  const upstreamUrl = await buildUpstreamAuthorizationUrl(gateway, {
+    response_type: 'code',
+    // Pending authorizations sealed before scope renaming carry no `us`: theirs is the client's scope.
+    scope: pending.us ?? pending.sc,
+    state: gateway.sealer.seal('transaction', transaction, gateway.config.lifetimes.transactionSeconds),
+    code_challenge: await calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+  })
+  return redirectBrowser(request, reply, upstreamUrl.href)
+}
+
+/**
+ * The consent page, with the pending authorization and a CSRF token bound to
+ * it and to this browser's consent cookie (set here when the browser has none).
+ */
+async function askForConsent(gateway: Gateway, request: FastifyRequest, reply: FastifyReply, client: RegisteredClient, pending: PendingAuthorization, cookie: ConsentCookie) {
+  const redirectUri = new URL(pending.r)
+  const upstreamAuthorization = (await gateway.upstream.metadata()).authorization_endpoint
+  const page = renderConsentPage({
+    clientName: client.client_name,
+    publisher: client.metadata_document ? new URL(client.client_id).host : undefined,
+    redirectUri,
+    scopes: pending.sc.split(' '),
+    action: gateway.endpoints.consent,
+    pending: gateway.consent.sealPending(pending),
+    csrf: gateway.consent.csrfToken(pending, cookie),
+  })
+  // The answer redirects to the upstream (approve) or to the client (deny); form-action must allow both.
+  const formActions = [cspSource(redirectUri), ...(upstreamAuthorization ? [cspSource(new URL(upstreamAuthorization))] : [])]
+  request.log.info({ client: request.oauthClient, step: 'consent' }, 'asking the user for consent')
+  return reply.code(200).headers(pageHeaders(formActions)).header('set-cookie', gateway.consent.setCookie(cookie)).send(page)
+}
+
+const findClient = step('findClient', async (gateway: Gateway, request: FastifyRequest, parameters: Parameters): Promise<RegisteredClient> => {
   const clientId = required(parameters, 'client_id', 8192)
-  const client = gateway.clients.find(clientId)
-  if (!client) throw new OAuthError(400, 'invalid_client', 'This app is not registered with the gateway (client_id is unknown here); remove it in the app and connect again.')
-  request.oauthClient = { name: client.client_name, handle: clientHandle(client.client_id) }
-  return client
+  const found = await gateway.clients.find(clientId)
+  if (!found.ok) throw new OAuthError(400, 'invalid_client', found.reason, { hint: found.hint })
+  request.oauthClient = { name: found.client.client_name, handle: clientHandle(found.client.client_id) }
+  return found.client
 })
 
 /** Exact match after normalisation (scheme and host case, default port; a loopback port may differ), and still allowed by ops. */
@@ -86,10 +132,12 @@ const checkRedirectUri = step('checkRedirectUri', (gateway: Gateway, client: Reg
   const checked = normaliseRedirectUri(requested)
   if (!checked.ok) throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address (redirect_uri) ${checked.reason}.`)
   if (!client.redirect_uris.some((registered) => sameRedirectUri(registered, checked.url))) {
-    throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is not one this app registered (redirect_uri must match a registered one exactly; only a loopback port may differ).`)
+    const where = client.metadata_document ? 'listed in the app\'s client metadata document' : 'one this app registered'
+    throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is not ${where} (redirect_uri must match exactly; only a loopback port may differ).`)
   }
   if (!gateway.allowlist.allows(checked.url)) {
-    throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is no longer allowed by this gateway: ${refusalReason(checked.url, gateway.config.redirectPresets)}.`)
+    const when = client.metadata_document ? 'not' : 'no longer'
+    throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is ${when} allowed by this gateway: ${refusalReason(checked.url, gateway.config.redirectPresets)}.`)
   }
   return checked.uri
 })

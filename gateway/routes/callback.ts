@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Gateway } from '../app.ts'
 import { OAuthError, step } from '../errors.ts'
-import { redirectBrowser } from '../pages.ts'
+import { describeSeconds, redirectBrowser } from '../pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../params.ts'
 import { redact, sameIssuer } from '../upstream/errors.ts'
 import type { Transaction } from './authorize.ts'
@@ -71,8 +71,8 @@ export async function callback(app: FastifyInstance) {
 const openTransaction = step('openTransaction', async (gateway: Gateway, parameters: Parameters): Promise<Transaction> => {
   const transaction = gateway.sealer.open<Transaction>('transaction', optional(parameters, 'state', 8192))
   if (!transaction) {
-    const minutes = Math.round(gateway.config.lifetimes.transactionSeconds / 60)
-    throw new OAuthError(400, 'invalid_request', `This sign-in link is invalid or has expired (state is not one this gateway issued, or older than ${minutes} minutes).`)
+    const lifetime = describeSeconds(gateway.config.lifetimes.transactionSeconds)
+    throw new OAuthError(400, 'invalid_request', `This sign-in link is invalid or has expired (it lasts ${lifetime}).`)
   }
   if (!(await gateway.store.useOnce(`transaction:${transaction.j}`, gateway.config.lifetimes.transactionSeconds))) {
     throw new OAuthError(400, 'invalid_request', 'This sign-in was already completed (state is used once); start again from the app.')

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify'
 import { authorize } from './authorize.ts'
 import { callback } from './callback.ts'
+import { consent } from './consent.ts'
 import { health } from './health.ts'
 import { metadata } from './metadata.ts'
 import { protectedResource } from './protected-resource.ts'
@@ -10,7 +11,7 @@ import { revoke } from './revoke.ts'
 import { token } from './token.ts'
 
 export async function routes(app: FastifyInstance) {
-  for (const plugin of [metadata, protectedResource, register, authorize, callback, token, revoke, health]) {
+  for (const plugin of [metadata, protectedResource, register, authorize, consent, callback, token, revoke, health]) {
     await app.register(plugin)
   }
 }

@@ -6,12 +6,16 @@
  * Provider, so it names no jwks_uri or userinfo endpoint and returns no ID token.
  */
 import type { FastifyInstance } from 'fastify'
-import { AUTH_METHODS, GRANT_TYPES } from '../clients.ts'
+import { ASSERTION_ALGORITHMS } from '../client-auth.ts'
+import { AUTH_METHODS, GRANT_TYPES, TOKEN_AUTH_METHODS } from '../clients.ts'
 
 const WELL_KNOWN = ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']
 
 export async function metadata(app: FastifyInstance) {
   const { config, endpoints } = app.gateway
+  // private_key_jwt is open to clients with a metadata document only (they publish their keys there).
+  const documents = config.clientMetadataDocuments.enabled
+  const authMethods = documents ? TOKEN_AUTH_METHODS : AUTH_METHODS
   const document = Object.freeze({
     issuer: config.publicUrl,
     authorization_endpoint: endpoints.authorization,
@@ -22,10 +26,19 @@ export async function metadata(app: FastifyInstance) {
     response_modes_supported: ['query'],
     grant_types_supported: GRANT_TYPES,
     code_challenge_methods_supported: ['S256'],
-    token_endpoint_auth_methods_supported: AUTH_METHODS,
-    revocation_endpoint_auth_methods_supported: AUTH_METHODS,
+    token_endpoint_auth_methods_supported: authMethods,
+    revocation_endpoint_auth_methods_supported: authMethods,
+    // RFC 8414 §2: required once private_key_jwt is listed.
+    ...(documents
+      ? {
+          token_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGORITHMS,
+          revocation_endpoint_auth_signing_alg_values_supported: ASSERTION_ALGORITHMS,
+        }
+      : {}),
     scopes_supported: config.scopes.supported,
     authorization_response_iss_parameter_supported: true,
+    // MCP authorization 2025-11-25: clients may use an https URL of their metadata as client_id.
+    client_id_metadata_document_supported: documents,
   })
   const body = JSON.stringify(document)
 

@@ -14,7 +14,7 @@ export async function revoke(app: FastifyInstance) {
 
   app.post('/revoke', async (request, reply) => {
     const parameters = parametersOf(request.body)
-    const client = authenticateClient(request, parameters, gateway.clients)
+    const client = await authenticateClient(request, parameters, gateway)
     const token = required(parameters, 'token', 8192)
     optional(parameters, 'token_type_hint')
 

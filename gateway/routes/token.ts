@@ -42,7 +42,7 @@ export async function token(app: FastifyInstance) {
 
   app.post('/token', async (request: FastifyRequest, reply: FastifyReply) => {
     const parameters = parametersOf(request.body)
-    const client = authenticateClient(request, parameters, gateway.clients)
+    const client = await authenticateClient(request, parameters, gateway)
     const grantType = required(parameters, 'grant_type')
     let tokens: TokenSet
     if (grantType === 'authorization_code') tokens = await authorizationCodeGrant(gateway, client, parameters)

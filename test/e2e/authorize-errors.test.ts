@@ -11,7 +11,9 @@ import { CookieBrowser, signInAndFollow } from '../support/browser.ts'
 import { authorizeUrl, obtainCode, pkcePair, registerClient } from '../support/flow.ts'
 import { CHATGPT_REDIRECT, startStack } from '../support/stack.ts'
 
-const stack = await startStack()
+// Ops trust ChatGPT's redirect here, so /authorize goes straight upstream and these
+// tests see its own answers; the consent page has its own tests (test/browser/).
+const stack = await startStack({ config: (file) => ({ ...file, consent: { trustedRedirectUris: ['https://chatgpt.com/connector/oauth/*'] } }) })
 t.teardown(() => stack.close())
 
 type Asserts = Pick<typeof t, 'equal' | 'ok' | 'match' | 'notMatch'>

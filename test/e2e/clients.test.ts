@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs'
 import t from 'tap'
 import { parse } from 'yaml'
+import { CookieBrowser, consentForm } from '../support/browser.ts'
 import { ConnectorProvider } from '../support/mcp-client.ts'
 import { freePort } from '../support/ports.ts'
 import { connectWithSdk } from '../support/sdk-flow.ts'
@@ -149,9 +150,13 @@ t.test('an empty scope= means the default scopes, for every client', async (t) =
     for (const [name, value] of Object.entries({ response_type: 'code', client_id: clientId, redirect_uri: client.redirectUrl, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', scope: '' })) {
       authorize.searchParams.set(name, value)
     }
-    const response = await fetch(authorize, { redirect: 'manual' })
-    t.equal(response.status, 302, `${client.name}: no invalid_scope`)
-    const upstream = new URL(response.headers.get('location')!)
+    // The consent page comes first (it names the scopes); approving sends the browser upstream.
+    const browser = new CookieBrowser()
+    const page = await browser.get(authorize)
+    t.equal(page.status, 200, `${client.name}: no invalid_scope, the consent page`)
+    const consent = consentForm(await page.text())!
+    const approved = await browser.postForm(new URL(consent.action, stack.gatewayUrl), { ...consent.fields, decision: 'approve' })
+    const upstream = new URL(approved.headers.get('location')!)
     t.equal(upstream.origin, new URL(stack.upstream.issuer).origin, `${client.name}: sent on to the upstream`)
     t.equal(upstream.searchParams.get('scope'), stack.config.scopes.default.join(' '), `${client.name}: with the default scopes`)
   }

@@ -105,8 +105,8 @@ export interface SignInResult {
 }
 
 /**
- * Follows redirects from startUrl; when a page contains the upstream's sign-in form,
- * submits the account; stops and returns the first redirect Location whose URL satisfies
+ * Follows redirects from startUrl; approves the gateway's consent page once when it
+ * shows; when a page contains the upstream's sign-in form, submits the account; stops and returns the first redirect Location whose URL satisfies
  * `isClientRedirect`, or the final non-redirect response.
  */
 export async function signInAndFollow(
@@ -119,6 +119,7 @@ export async function signInAndFollow(
   let url = new URL(startUrl);
   let response = await browser.get(url);
   let signedIn = false;
+  let answeredConsent = false;
 
   for (let step = 0; step < maxSteps; step++) {
     const location = response.headers.get('location');
@@ -132,6 +133,14 @@ export async function signInAndFollow(
     }
 
     const body = await response.text();
+    const consent = consentForm(body);
+    if (consent && !answeredConsent) {
+      // The gateway's consent page: approve, as a user who started the connection would.
+      answeredConsent = true;
+      url = new URL(consent.action, url);
+      response = await browser.postForm(url, { ...consent.fields, decision: 'approve' });
+      continue;
+    }
     const formAction = signInFormAction(body);
     // Submit once only: a second sign-in page means the credentials were rejected.
     if (formAction === undefined || signedIn) return { response, body };
@@ -159,11 +168,28 @@ export function signInFormAction(html: string): string | undefined {
   return undefined;
 }
 
+/**
+ * Recognises the gateway's consent page: a form carrying `pending` and `csrf`.
+ * Returns its action and hidden fields (HTML-unescaped).
+ */
+export function consentForm(html: string): { action: string; fields: Record<string, string> } | undefined {
+  for (const [, attributes = '', inner = ''] of html.matchAll(/<form\b([^>]*)>([\s\S]*?)<\/form>/gi)) {
+    const fields: Record<string, string> = {};
+    for (const [, name = '', value = ''] of inner.matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)) {
+      fields[unescapeHtml(name)] = unescapeHtml(value);
+    }
+    const action = /\baction="([^"]*)"/i.exec(attributes)?.[1];
+    if (action !== undefined && fields.pending && fields.csrf) return { action: unescapeHtml(action), fields };
+  }
+  return undefined;
+}
+
 function unescapeHtml(text: string): string {
   return text
     .replaceAll('&quot;', '"')
     .replaceAll('&#39;', "'")
     .replaceAll('&lt;', '<')
     .replaceAll('&gt;', '>')
+    .replace(/&#(\d+);/g, (_, code: string) => String.fromCharCode(Number(code)))
     .replaceAll('&amp;', '&');
 }

@@ -65,11 +65,12 @@ export interface ObtainedCode {
   redirect: URL
 }
 
-/** Drives a fresh browser from /authorize through the upstream sign-in to the client's redirect URI. */
+/** Drives a fresh browser from /authorize through consent and the upstream sign-in to the client's redirect URI. */
 export async function obtainCode(stack: Stack, client: RegisteredClient, parameters: Record<string, string> = {}): Promise<ObtainedCode> {
   const { verifier, challenge } = pkcePair()
   const url = authorizeUrl(stack, client, challenge, parameters)
-  const result = await signInAndFollow(new CookieBrowser(), url.href, stack.upstream.account, (next) => next.origin === 'https://chatgpt.com')
+  const target = url.searchParams.get('redirect_uri')!
+  const result = await signInAndFollow(new CookieBrowser(), url.href, stack.upstream.account, (next) => next.href.startsWith(target))
   const code = result.redirect?.searchParams.get('code')
   if (!result.redirect || !code) throw new Error(`no code reached the client: ${result.response?.status} ${result.body ?? result.redirect?.href}`)
   return { code, verifier, state: url.searchParams.get('state')!, redirect: result.redirect }

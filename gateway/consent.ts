@@ -1,0 +1,156 @@
+/**
+ * Consent policy. The gateway reaches NeonPanel as one client, so without a
+ * question of its own any client registered here could ride a user's NeonPanel
+ * session and receive a code silently (the confused deputy; MCP authorization,
+ * "Security Best Practices"). Before sending a browser upstream for a client
+ * this browser has not approved, the gateway asks.
+ *
+ * What the browser carries is sealed with GATEWAY_SECRET:
+ * - the pending authorization, in the consent form (expires with the transaction);
+ * - a CSRF token, in the same form, bound to that pending authorization and to
+ *   this browser, used once;
+ * - the consent cookie: this browser's random id and its approvals, each bound
+ *   to one client id and one redirect URI, HttpOnly and SameSite=Lax, so a
+ *   cross-site form post carries neither the cookie nor a matching token.
+ *
+ * Pure: no Fastify here; the routes pass header values in and out.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import type { Config } from './config.ts'
+import { RedirectAllowlist } from './redirect-uri.ts'
+import type { Sealer } from './seal.ts'
+
+/** What /authorize validated, sealed into the consent form until the user decides. */
+export interface PendingAuthorization {
+  /** Single-use id; the CSRF token is bound to it. */
+  j: string
+  /** clientHandle() of the client, and approvalKey() of client and redirect URI. */
+  c: string
+  a: string
+  /** The client's redirect URI, state and PKCE challenge (S256). */
+  r: string
+  s?: string | undefined
+  cc: string
+  /** The scope the client asked for, in its own names (shown on the page), and the RFC 8707 resource it named. */
+  sc: string
+  /** The scope asked of the upstream (renamed per scopes.upstream, offline_access added when configured). */
+  us?: string | undefined
+  res?: string | undefined
+}
+
+/** The consent cookie: this browser's id and its approvals as [approvalKey, expiry in epoch seconds]. */
+export interface ConsentCookie {
+  b: string
+  a: Array<[string, number]>
+}
+
+/** A cookie holds at most this many approvals, the newest; older ones are asked again. */
+const MAX_APPROVALS = 20
+const DAY = 24 * 60 * 60
+
+/** Binds an approval to one client id and one exact redirect URI, without carrying the (long) client id. */
+export function approvalKey(clientId: string, redirectUri: string): string {
+  return createHash('sha256').update(`${clientId}\n${redirectUri}`).digest('base64url').slice(0, 22)
+}
+
+function browserHash(browserId: string): string {
+  return createHash('sha256').update(browserId).digest('base64url').slice(0, 22)
+}
+
+export class ConsentPolicy {
+  /**
+   * `__Host-` pins the cookie to this host, https and path / (RFC 6265bis §4.1.3.2).
+   * Browsers refuse Secure cookies from plain-http pages, so on an http public URL
+   * (loopback development and tests only, config.ts allows nothing else) the
+   * cookie goes without Secure and without the prefix.
+   */
+  readonly cookieName: string
+  readonly #secure: boolean
+  readonly #sealer: Sealer
+  readonly #rememberSeconds: number
+  readonly #cookieSeconds: number
+  readonly #transactionSeconds: number
+  readonly #trustedRedirects: RedirectAllowlist
+  readonly #trustedClients: ReadonlySet<string>
+
+  constructor(sealer: Sealer, config: Config) {
+    this.#sealer = sealer
+    this.#secure = new URL(config.publicUrl).protocol === 'https:'
+    this.cookieName = this.#secure ? '__Host-gateway-consent' : 'gateway-consent'
+    this.#rememberSeconds = config.consent.rememberDays * DAY
+    this.#transactionSeconds = config.lifetimes.transactionSeconds
+    this.#cookieSeconds = Math.max(this.#rememberSeconds, this.#transactionSeconds)
+    this.#trustedRedirects = new RedirectAllowlist(config.consent.trustedRedirectUris)
+    this.#trustedClients = new Set(config.consent.trustedClientIds)
+  }
+
+  /** Ops trust this client, or every client sending users to this redirect URI: no page. */
+  isTrusted(clientId: string, redirectUri: URL): boolean {
+    return this.#trustedClients.has(clientId) || this.#trustedRedirects.allows(redirectUri)
+  }
+
+  /** The consent cookie from a Cookie header, when one opens (a forged or foreign one does not). */
+  readCookie(cookieHeader: string | undefined): ConsentCookie | undefined {
+    for (const value of cookieValues(cookieHeader, this.cookieName)) {
+      const cookie = this.#sealer.open<ConsentCookie & { exp?: number }>('consent', value)
+      if (cookie && typeof cookie.b === 'string' && Array.isArray(cookie.a)) return { b: cookie.b, a: cookie.a }
+    }
+    return undefined
+  }
+
+  /** A cookie for a browser that has none (or a broken one): a new id, no approvals. */
+  newCookie(): ConsentCookie {
+    return { b: randomBytes(18).toString('base64url'), a: [] }
+  }
+
+  hasApproval(cookie: ConsentCookie | undefined, key: string): boolean {
+    const now = Math.floor(Date.now() / 1000)
+    return cookie?.a.some(([approved, expires]) => approved === key && expires > now) ?? false
+  }
+
+  /** The cookie with this approval added (or renewed); unchanged when approvals are not remembered. */
+  withApproval(cookie: ConsentCookie, key: string): ConsentCookie {
+    if (this.#rememberSeconds === 0) return cookie
+    const now = Math.floor(Date.now() / 1000)
+    const kept = cookie.a.filter(([approved, expires]) => approved !== key && expires > now)
+    return { b: cookie.b, a: [...kept, [key, now + this.#rememberSeconds] as [string, number]].slice(-MAX_APPROVALS) }
+  }
+
+  /** The Set-Cookie header value. */
+  setCookie(cookie: ConsentCookie): string {
+    const value = this.#sealer.seal('consent', cookie, this.#cookieSeconds)
+    const attributes = [`${this.cookieName}=${value}`, 'Path=/', `Max-Age=${this.#cookieSeconds}`, 'HttpOnly', 'SameSite=Lax']
+    if (this.#secure) attributes.push('Secure')
+    return attributes.join('; ')
+  }
+
+  sealPending(pending: PendingAuthorization): string {
+    return this.#sealer.seal('pending', pending, this.#transactionSeconds)
+  }
+
+  openPending(value: unknown): PendingAuthorization | undefined {
+    const pending = this.#sealer.open<PendingAuthorization>('pending', value)
+    return pending && typeof pending.j === 'string' && typeof pending.r === 'string' ? pending : undefined
+  }
+
+  /** A CSRF token for one pending authorization in one browser. */
+  csrfToken(pending: PendingAuthorization, cookie: ConsentCookie): string {
+    return this.#sealer.seal('csrf', { j: pending.j, b: browserHash(cookie.b) }, this.#transactionSeconds)
+  }
+
+  /** Whether the token was made for this pending authorization and this browser (single use is the caller's, in the store). */
+  csrfMatches(token: unknown, pending: PendingAuthorization, cookie: ConsentCookie | undefined): boolean {
+    const opened = this.#sealer.open<{ j: string; b: string }>('csrf', token)
+    return !!opened && !!cookie && opened.j === pending.j && opened.b === browserHash(cookie.b)
+  }
+}
+
+/** Every value of the named cookie in a Cookie header (RFC 6265 §5.4); a browser may send two of the same name. */
+function cookieValues(header: string | undefined, name: string): string[] {
+  if (!header) return []
+  return header
+    .split(';')
+    .map((pair) => pair.trim())
+    .filter((pair) => pair.startsWith(`${name}=`))
+    .map((pair) => pair.slice(name.length + 1))
+}
