@@ -11,6 +11,7 @@ import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
 import { ConsentPolicy } from './consent.ts'
 import { errorHandler, notFoundHandler } from './errors.ts'
+import { allowlistSources } from './presets.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
 import { routes } from './routes/index.ts'
 import { Sealer } from './seal.ts'
@@ -95,7 +96,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     config,
     sealer,
     clients,
-    allowlist: new RedirectAllowlist(config.allowedRedirectUris),
+    allowlist: new RedirectAllowlist(allowlistSources(config.redirectPresets, config.allowedRedirectUris)),
     consent: new ConsentPolicy(sealer, config),
     store,
     upstream,
@@ -103,6 +104,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     endpoints,
   })
   app.decorateRequest('redirectBack', null)
+  app.decorateRequest('oauthClient', null)
 
   await app.register(formbody)
   // Browser-based clients (MCP Inspector in direct mode, web portals) call metadata,

@@ -7,9 +7,9 @@ import { createHash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { createLocalJWKSet, decodeJwt, errors as jose, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose'
 import type { Gateway } from './app.ts'
-import { ClientMetadataError } from './client-metadata.ts'
+import { ClientMetadataError, isClientIdUrl } from './client-metadata.ts'
 import { clientHandle, type AuthMethod, type RegisteredClient } from './clients.ts'
-import { InvalidClient, invalidRequest } from './errors.ts'
+import { InvalidClient, invalidRequest, step } from './errors.ts'
 import { nowSeconds } from './seal.ts'
 
 /** RFC 7523 §2.2. */
@@ -75,35 +75,39 @@ function presentedCredentials(request: FastifyRequest, body: Record<string, unkn
   const bodySecret = optionalString(body, 'client_secret')
   const usesAssertion = body.client_assertion !== undefined || body.client_assertion_type !== undefined
   if ([header !== undefined, bodySecret !== undefined, usesAssertion].filter(Boolean).length > 1) {
-    throw invalidRequest('use one client authentication method, not several')
+    throw invalidRequest('client authentication: use one method, not several (Basic credentials, client_secret or client_assertion; RFC 6749 §2.3)')
   }
   if (usesAssertion) return assertionCredentials(body, bodyId)
   if (header !== undefined) {
     const basic = basicCredentials(header)
-    if (bodyId !== undefined && bodyId !== basic.clientId) throw invalidRequest('client_id differs from the Basic credentials')
+    if (bodyId !== undefined && bodyId !== basic.clientId) throw invalidRequest('client_id: differs from the one in the Basic credentials')
     return basic
   }
-  if (!bodyId) throw new InvalidClient('client authentication is required: send client_id')
+  if (!bodyId) throw new InvalidClient('client_id: is required; client authentication failed (RFC 6749 §2.3)')
   return bodySecret === undefined
     ? { clientId: bodyId, method: 'none' }
     : { clientId: bodyId, clientSecret: bodySecret, method: 'client_secret_post' }
 }
 
 /** Returns the authenticated client, or throws 401 `invalid_client` so that the client re-registers. */
-export async function authenticateClient(request: FastifyRequest, body: Record<string, unknown>, gateway: Gateway): Promise<RegisteredClient> {
+export const authenticateClient = step('authenticateClient', async (request: FastifyRequest, body: Record<string, unknown>, gateway: Gateway): Promise<RegisteredClient> => {
   const credentials = presentedCredentials(request, body)
   const found = await gateway.clients.find(credentials.clientId)
-  if (!found.ok) throw new InvalidClient(found.reason)
+  if (!found.ok) {
+    // A registered id sealed under a key the gateway no longer has (or never had) is stale: the client registers again.
+    throw new InvalidClient(isClientIdUrl(credentials.clientId) ? `client_id: ${found.reason}` : 'client_id: unknown to this gateway (stale or never registered); register the client again (RFC 7591)')
+  }
   const { client } = found
+  request.oauthClient = { name: client.client_name, handle: clientHandle(client.client_id) }
   if (credentials.method !== client.token_endpoint_auth_method) {
-    throw new InvalidClient(`the client is registered for ${client.token_endpoint_auth_method} but authenticated with ${credentials.method}`)
+    throw new InvalidClient(`token_endpoint_auth_method: the client is registered for ${client.token_endpoint_auth_method} but authenticated with ${credentials.method} (RFC 6749 §2.3)`)
   }
   if (credentials.clientSecret !== undefined && !gateway.clients.verifySecret(client, credentials.clientSecret)) {
-    throw new InvalidClient('wrong client_secret')
+    throw new InvalidClient('client_secret: is not the secret issued at registration')
   }
   if (credentials.assertion !== undefined) await checkClientAssertion(gateway, client, credentials.assertion)
   return client
-}
+})
 
 /**
  * RFC 7523 §3: signed by a key the client publishes, iss = sub = client_id,

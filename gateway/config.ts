@@ -21,10 +21,42 @@ const secureUrl = z
   }, 'must be https (plain http is accepted only for loopback hosts)')
   .refine((value) => !new URL(value).hash, 'must not have a fragment')
 
-/** An issuer or public URL: no query, and no trailing slash after a path (RFC 8414 §2). */
+/** The gateway's own issuer: no query, and no trailing slash (RFC 8414 §2). */
 const issuerUrl = secureUrl
   .refine((value) => !new URL(value).search, 'must not have a query')
   .transform((value) => value.replace(/\/+$/, ''))
+
+/**
+ * The upstream's issuer, kept as written: discovery tolerates a trailing
+ * slash either way, but without discovery it is compared with the `iss` the
+ * upstream sends, exactly.
+ */
+const upstreamIssuerUrl = secureUrl.refine((value) => !new URL(value).search, 'must not have a query')
+
+/** An RFC 8707 §2 resource indicator: an absolute URI without a fragment. */
+const resourceIndicator = z
+  .string()
+  .refine((value) => URL.canParse(value), { message: 'must be an absolute URI', abort: true })
+  .refine((value) => !value.includes('#'), 'must not have a fragment (RFC 8707 §2)')
+
+/**
+ * What the upstream gets for the client's RFC 8707 `resource`. The gateway
+ * protects one resource, so in every mode but `drop` the parameter is sent
+ * on authorize, code exchange and refresh, whether or not the client named it.
+ */
+const upstreamResource = z.preprocess(
+  (value) => (typeof value === 'string' ? { mode: value } : value),
+  z.discriminatedUnion('mode', [
+    /** Not sent: many upstreams answer invalid_target to any resource. The default. */
+    z.strictObject({ mode: z.literal('drop') }),
+    /** Sent as `resource`, naming the MCP server (mcpResource). */
+    z.strictObject({ mode: z.literal('forward') }),
+    /** Sent as `resource` with another value, e.g. the API the upstream knows. */
+    z.strictObject({ mode: z.literal('map'), value: resourceIndicator }),
+    /** Sent as `audience` (Auth0 style) with `value`, or mcpResource when no value is given. */
+    z.strictObject({ mode: z.literal('audience'), value: z.string().min(1).optional() }),
+  ]),
+)
 
 const redirectPattern = z.string().superRefine((value, ctx) => {
   try {
@@ -60,13 +92,19 @@ const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callbac
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token (RFC 6749 §3.3)')
 
 const upstreamSchema = z.strictObject({
-  /** Issuer of NeonPanel's OAuth server; env UPSTREAM_ISSUER. Discovered with RFC 8414, then OpenID discovery. */
-  issuer: issuerUrl,
+  /**
+   * Issuer of NeonPanel's OAuth server; env UPSTREAM_ISSUER. Discovered with RFC 8414, then OpenID
+   * discovery, each with the issuer as written and then with a trailing slash added or removed.
+   */
+  issuer: upstreamIssuerUrl,
   /** The one client NeonPanel registered for the gateway; env UPSTREAM_CLIENT_ID. Its secret comes only from UPSTREAM_CLIENT_SECRET. */
   clientId: z.string().min(1),
   /** How the gateway authenticates to the upstream token endpoint; `auto` picks from the upstream's metadata. */
   tokenEndpointAuthMethod: z.enum(['auto', 'client_secret_basic', 'client_secret_post']).default('auto'),
-  /** Explicit endpoints for an upstream without discovery; when set, discovery is skipped. */
+  /**
+   * Explicit endpoints for an upstream without discovery; when set, discovery is skipped and
+   * `issuer` must be written exactly as the upstream's `iss` reads.
+   */
   endpoints: z
     .strictObject({
       authorization_endpoint: secureUrl,
@@ -82,6 +120,8 @@ const upstreamSchema = z.strictObject({
   connectTimeoutMs: z.number().int().min(100).max(60_000).default(5_000),
   /** Most open connections to the upstream. */
   maxConnections: z.number().int().min(1).max(1024).default(64),
+  /** RFC 8707 `resource` towards the upstream: drop (default), forward, map or audience. */
+  resource: upstreamResource.default({ mode: 'drop' }),
 })
 
 const redisSchema = z.strictObject({
@@ -94,6 +134,27 @@ const redisSchema = z.strictObject({
   /** How long a request waits for Redis before it is answered 503 temporarily_unavailable, in milliseconds. */
   commandTimeoutMs: z.number().int().min(50).max(30_000).default(1000),
 })
+
+/** Which client presets' redirect URIs are allowed (see gateway/presets.ts); all off unless switched on. */
+const redirectPresets = z
+  .strictObject({
+    /** https://chatgpt.com/connector/oauth/<id>, the legacy connector redirect, GPT Actions. */
+    chatgpt: z.boolean().default(false),
+    /** https://claude.ai and https://claude.com /api/mcp/auth_callback. */
+    claude: z.boolean().default(false),
+    /** http://localhost, 127.0.0.1 and [::1], any port, any path: Claude Code, VS Code and other native clients. */
+    loopback: z.boolean().default(false),
+    /** https://vscode.dev/redirect and https://insiders.vscode.dev/redirect. */
+    vscodeWeb: z.boolean().default(false),
+    /** cursor://anysphere.cursor-mcp/oauth/callback. */
+    cursor: z.boolean().default(false),
+    /** http://localhost:<any port>/oauth/callback and /oauth/callback/debug (MCP Inspector). */
+    inspector: z.boolean().default(false),
+  })
+  .prefault({})
+
+/** Space-separated upstream scopes ('' for none). */
+const upstreamScopes = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$|^$/, 'must be space-separated scope tokens, or empty')
 
 /**
  * The consent page (MCP authorization: a proxy with one upstream client must ask
@@ -149,18 +210,33 @@ const configSchema = z
     /** The protected MCP server (RFC 9728 `resource`); env MCP_RESOURCE. */
     mcpResource: secureUrl.refine((value) => !new URL(value).search, 'must not have a query'),
     upstream: upstreamSchema,
-    /** Redirect URIs clients may register: exact URIs or patterns; env ALLOWED_REDIRECT_URIS replaces the list. */
-    allowedRedirectUris: z.array(redirectPattern).min(1, 'must allow at least one redirect URI'),
+    redirectPresets,
+    /**
+     * Redirect URIs clients may register beyond the presets: exact URIs or patterns; env
+     * ALLOWED_REDIRECT_URIS replaces this list (the presets stay as the file sets them).
+     */
+    allowedRedirectUris: z.array(redirectPattern).default([]),
     scopes: z
       .strictObject({
         /** Advertised in metadata and accepted from clients. */
         supported: z.array(scopeToken).min(1),
         /** Asked of the upstream when a client sends no scope (or an empty one). */
         default: z.array(scopeToken).min(1),
+        /**
+         * Client scope → the upstream scope(s) it stands for, space-separated ('' = not sent).
+         * Scopes not listed go upstream as they are. Token responses name the client's scopes.
+         */
+        upstream: z.record(scopeToken, upstreamScopes).default({}),
+        /** Adds offline_access upstream for clients that registered the refresh_token grant (for upstreams that only then issue refresh tokens). */
+        addOfflineAccess: z.boolean().default(false),
       })
       .refine((s) => s.default.every((scope) => s.supported.includes(scope)), {
         message: 'every default scope must be in scopes.supported',
         path: ['default'],
+      })
+      .refine((s) => Object.keys(s.upstream).every((scope) => s.supported.includes(scope)), {
+        message: 'every scope renamed here must be in scopes.supported',
+        path: ['upstream'],
       }),
     lifetimes: z
       .strictObject({
@@ -168,6 +244,16 @@ const configSchema = z
         transactionSeconds: z.number().int().min(5).max(3600).default(600),
         /** How long a gateway authorization code lives, in seconds (RFC 9700: short). */
         codeSeconds: z.number().int().min(5).max(60).default(60),
+        /**
+         * For how long a repeated code exchange (same code, same code_verifier, same client, as
+         * ChatGPT sends) gets the first answer again instead of invalid_grant, in seconds.
+         */
+        codeRetrySeconds: z.number().int().min(1).max(60).default(10),
+        /**
+         * For how long a concurrent or retried refresh of the same refresh token gets the first
+         * answer again, so that an upstream that rotates refresh tokens is called once, in seconds.
+         */
+        refreshRetrySeconds: z.number().int().min(1).max(60).default(10),
       })
       .prefault({}),
     registration: z
@@ -206,6 +292,10 @@ const configSchema = z
   .refine((config) => !config.clientMetadataDocuments.developmentAllowLoopback || isLoopbackHost(new URL(config.publicUrl).hostname), {
     message: 'may only be true when publicUrl is a loopback address (local development and tests, never production)',
     path: ['clientMetadataDocuments', 'developmentAllowLoopback'],
+  })
+  .refine((c) => c.allowedRedirectUris.length > 0 || Object.values(c.redirectPresets).some(Boolean), {
+    message: 'must allow at least one redirect URI: switch on a preset in redirectPresets or list one here',
+    path: ['allowedRedirectUris'],
   })
   .refine((config) => !config.front.enabled || isFreeMcpPath(new URL(config.mcpResource).pathname), {
     message: 'in front mode the MCP endpoint must have its own path, not one the gateway answers (/authorize, /token, /.well-known/…)',

@@ -31,8 +31,10 @@ export interface PendingAuthorization {
   r: string
   s?: string | undefined
   cc: string
-  /** The scope asked of the upstream, and the RFC 8707 resource the client named. */
+  /** The scope the client asked for, in its own names (shown on the page), and the RFC 8707 resource it named. */
   sc: string
+  /** The scope asked of the upstream (renamed per scopes.upstream, offline_access added when configured). */
+  us?: string | undefined
   res?: string | undefined
   /** Registration passthrough: the client's own upstream client id, which the upstream authorization names. */
   u?: string | undefined

@@ -8,22 +8,61 @@ import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
 import { PAGE_HEADERS, redirectBrowser, renderErrorPage } from './pages.ts'
 import { StoreUnavailable } from './store.ts'
 
-/** An error whose description is written for the client; anything else is answered with a fixed `server_error`. */
+/** What the log line of a failure adds to the error itself: never sent to the client, and never a secret, code or token. */
+export type LogDetails = Readonly<Record<string, unknown>>
+
+/**
+ * An error whose description is written for the client: it names the
+ * parameter (or the upstream's answer) and the rule. Anything else is
+ * answered with a fixed `server_error`.
+ */
 export class OAuthError extends Error {
   readonly status: number
   readonly error: string
   readonly headers: Record<string, string>
   /** What the user can try, on the error page; the error code's general hint otherwise. */
   readonly hint: string | undefined
+  /** For the log line only, e.g. the upstream's own answer. */
+  readonly details: LogDetails
 
-  constructor(status: number, error: string, description: string, options: { cause?: unknown; headers?: Record<string, string>; hint?: string | undefined } = {}) {
+  constructor(status: number, error: string, description: string, options: { cause?: unknown; headers?: Record<string, string>; hint?: string | undefined; details?: LogDetails } = {}) {
     super(description, { cause: options.cause })
     this.name = 'OAuthError'
     this.status = status
     this.error = error
     this.headers = options.headers ?? {}
     this.hint = options.hint
+    this.details = options.details ?? {}
   }
+}
+
+/** The step each failure happened in, set by `step()`; the innermost step wins. */
+const failedSteps = new WeakMap<object, string>()
+
+/**
+ * Names a step of an endpoint (`checkPkce`, `exchangeUpstreamCode`) so that
+ * the log line of a failure inside it says where the request stopped.
+ */
+export function step<A extends unknown[], R>(name: string, work: (...args: A) => R): (...args: A) => R {
+  const mark = (err: unknown) => {
+    if (err !== null && typeof err === 'object' && !failedSteps.has(err)) failedSteps.set(err, name)
+    return err
+  }
+  return (...args: A): R => {
+    try {
+      const result = work(...args)
+      return (result instanceof Promise ? result.catch((err: unknown) => Promise.reject(mark(err))) : result) as R
+    } catch (err) {
+      throw mark(err)
+    }
+  }
+}
+
+/** Who the log line of a failure is about, once the endpoint knows the client. */
+export interface ClientNote {
+  name?: string | undefined
+  /** clientHandle(): short and stable, unlike the sealed client id. */
+  handle: string
 }
 
 /** RFC 6749 §5.2: 401, with a challenge, so that clients re-register or fix their credentials. */
@@ -54,6 +93,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Set by /authorize and /callback once the client's redirect URI is validated. */
     redirectBack: RedirectBack | null
+    /** Set once the endpoint knows which client is asking, for the log line of a failure. */
+    oauthClient: ClientNote | null
   }
   interface FastifyContextConfig {
     /** A browser endpoint: errors are HTML pages (or redirects), never JSON. */
@@ -84,10 +125,29 @@ export function toOAuthError(err: unknown): OAuthError {
   return new OAuthError(500, 'server_error', 'the gateway failed unexpectedly; the fault is logged', { cause: err })
 }
 
+/**
+ * The log line of a failure: the client, the step, the error as sent, and
+ * what the error adds for the log (the upstream's own answer). The raw cause
+ * of an OAuthError is not logged, since an upstream's error can carry its
+ * whole token response; only faults of the gateway itself log their stack.
+ */
+function logFailure(err: unknown, oauth: OAuthError, request: FastifyRequest) {
+  const line = {
+    endpoint: request.routeOptions.url,
+    step: err !== null && typeof err === 'object' ? failedSteps.get(err) : undefined,
+    client: request.oauthClient ?? undefined,
+    error: oauth.error,
+    error_description: oauth.message,
+    ...oauth.details,
+    ...(err instanceof OAuthError || oauth.status < 500 ? {} : { err }),
+  }
+  if (oauth.status >= 500) request.log.error(line, 'request failed')
+  else request.log.info(line, 'request refused')
+}
+
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply) {
   const oauth = toOAuthError(err)
-  if (oauth.status >= 500) request.log.error({ err, error: oauth.error }, 'request failed')
-  else request.log.info({ error: oauth.error, error_description: oauth.message }, 'request refused')
+  logFailure(err, oauth, request)
 
   const back = request.redirectBack
   if (back) return redirectBrowser(request, reply, authorizationErrorUrl(back, oauth))

@@ -17,13 +17,13 @@ export function parametersOf(source: unknown): Parameters {
 export function optional(parameters: Parameters, name: string, maxLength = MAX_PARAMETER_LENGTH): string | undefined {
   if (!Object.hasOwn(parameters, name)) return undefined
   const value = parameters[name]
-  if (typeof value !== 'string') throw invalidRequest(`${name} must be given once`)
+  if (typeof value !== 'string') throw invalidRequest(`${name} must be given once, as a single value (RFC 6749 §3.1)`)
   if (value.length > maxLength) throw invalidRequest(`${name} is longer than ${maxLength} characters`)
   return value === '' ? undefined : value
 }
 
 export function required(parameters: Parameters, name: string, maxLength?: number): string {
   const value = optional(parameters, name, maxLength)
-  if (value === undefined) throw invalidRequest(`${name} is required`)
+  if (value === undefined) throw invalidRequest(`${name} is required (RFC 6749 §4.1)`)
   return value
 }

@@ -49,36 +49,72 @@ export function normaliseRedirectUri(raw: unknown): Normalised {
   return { ok: true, uri: url.href, url }
 }
 
-/** One allowlist entry: an exact URI, or a pattern with `*` segments and an optional `:*` port. */
+/** One path segment of a pattern: literal, or a wildcard for the rest of the segment after a literal prefix ('' = the whole segment). */
+export type SegmentPattern = { literal: string } | { prefix: string }
+
+/** One allowlist entry: an exact URI, or a pattern with wildcard segments, an optional `:*` port and, on loopback, `/**`. */
 export interface RedirectPattern {
   source: string
   protocol: string
   hostname: string
   /** `*` for any port; otherwise the port as URL serialises it ('' for the default). */
   port: string
-  /** Path segments; `*` matches exactly one whole, non-empty segment. */
-  segments: string[]
+  /** The path's segments after the leading `/`. */
+  segments: SegmentPattern[]
+  /** A trailing `/**`: any path below, in whole segments (loopback only). */
+  anyPathBelow: boolean
   search: string
 }
 
+const ANY = '__any__'
+const ANY_PORT = /^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*):\*(?=[/?]|$)/
+const ANY_PATH_BELOW = /\/\*\*$/
+
+/** Replaces each wildcard segment (`*`, or `prefix*`) with a placeholder that survives normalisation. */
+function markWildcardSegments(source: string, path: string): string {
+  return path
+    .split('/')
+    .map((segment) => {
+      if (!segment.includes('*')) return segment
+      if (!/^[^*]*\*$/.test(segment)) throw new Error(`"${source}": "*" may only stand for a whole path segment, the rest of one after a literal prefix, or the port`)
+      return segment.slice(0, -1) + ANY
+    })
+    .join('/')
+}
+
 /**
- * Parses an allowlist entry. Wildcards only ever stand for a whole path
- * segment or the port: never part of a host, so `chatgpt.com.evil.com` can
- * never match `chatgpt.com`.
+ * Parses an allowlist entry. A wildcard never crosses a `/` and never applies
+ * to a host, so `chatgpt.com.evil.com` can never match `chatgpt.com`:
+ * `*` is one whole, non-empty path segment; `g-*` is one segment that starts
+ * with `g-` and goes on; `:*` after the host is any port; a trailing `/**`
+ * (loopback http only, RFC 8252 §7.3) is any path below, in whole segments.
  */
 export function parsePattern(source: string): RedirectPattern {
-  const anyPort = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*:\*(?=[/?]|$)/.test(source)
-  const concrete = source.replace(/^([^:]+:\/\/[^/?#]*):\*(?=[/?]|$)/, '$1').replace(/\/\*(?=\/|\?|$)/g, '/wildcard-segment')
-  if (/\*/.test(concrete)) throw new Error(`"${source}": "*" may only stand for a whole path segment or the port`)
-  const checked = normaliseRedirectUri(concrete)
+  if (source.includes(ANY)) throw new Error(`"${source}" must not contain ${ANY}`)
+  const anyPort = ANY_PORT.test(source)
+  let rest = source.replace(ANY_PORT, '$1')
+  const anyPathBelow = ANY_PATH_BELOW.test(rest)
+  if (anyPathBelow) rest = rest.replace(ANY_PATH_BELOW, '/')
+  const split = /^([a-zA-Z][a-zA-Z0-9+.-]*:\/\/[^/?#]*)([^?#]*)(.*)$/.exec(rest)
+  if (!split) throw new Error(`"${source}" must be an absolute URI with an authority (scheme://host/path)`)
+  const [, origin = '', path = '', tail = ''] = split
+  if (/\*/.test(origin) || /\*/.test(tail)) throw new Error(`"${source}": "*" may only stand for a whole path segment, the rest of one after a literal prefix, or the port`)
+  const checked = normaliseRedirectUri(origin + markWildcardSegments(source, path) + tail)
   if (!checked.ok) throw new Error(`"${source}" ${checked.reason}`)
   const { url } = checked
+  if (anyPathBelow && !isLoopbackHttp(url)) throw new Error(`"${source}": "/**" is only allowed on loopback http patterns (RFC 8252 §7.3)`)
+  const segments = url.pathname
+    .split('/')
+    .slice(1)
+    .map((segment): SegmentPattern => (segment.endsWith(ANY) ? { prefix: segment.slice(0, -ANY.length) } : { literal: segment }))
   return {
     source,
     protocol: url.protocol,
     hostname: url.hostname.toLowerCase(),
     port: anyPort ? '*' : url.port,
-    segments: url.pathname.split('/').map((segment) => (segment === 'wildcard-segment' ? '*' : segment)),
+    // '/**' was parsed as the path '/', whose one empty segment is not part of the prefix.
+    segments: anyPathBelow ? segments.slice(0, -1) : segments,
+    anyPathBelow,
     search: url.search,
   }
 }
@@ -88,12 +124,23 @@ function portMatches(pattern: RedirectPattern, url: URL) {
   return pattern.port === '*' || isLoopbackHttp(url) || pattern.port === url.port
 }
 
+function segmentMatches(pattern: SegmentPattern, segment: string) {
+  if ('literal' in pattern) return pattern.literal === segment
+  return segment.length > pattern.prefix.length && segment.startsWith(pattern.prefix)
+}
+
+/** Below a `/**`: at least one segment, none of them empty except a trailing slash's. */
+function isPathBelow(rest: string[]) {
+  return rest.length > 0 && rest.slice(0, -1).every((segment) => segment !== '')
+}
+
 export function matchesPattern(pattern: RedirectPattern, url: URL): boolean {
   if (pattern.protocol !== url.protocol || pattern.hostname !== url.hostname.toLowerCase()) return false
   if (!portMatches(pattern, url) || pattern.search !== url.search) return false
-  const segments = url.pathname.split('/')
-  if (segments.length !== pattern.segments.length) return false
-  return pattern.segments.every((expected, i) => (expected === '*' ? segments[i] !== '' : expected === segments[i]))
+  const segments = url.pathname.split('/').slice(1)
+  const fixed = pattern.segments.length
+  if (pattern.anyPathBelow ? segments.length <= fixed || !isPathBelow(segments.slice(fixed)) : segments.length !== fixed) return false
+  return pattern.segments.every((expected, i) => segmentMatches(expected, segments[i]!))
 }
 
 /** The compiled allowlist. */

@@ -2,7 +2,7 @@
  * Sealing: authenticated encryption (AES-256-GCM) of everything the gateway
  * hands out and later takes back (client ids, transaction state, codes,
  * refresh tokens, the consent page's pending authorization, CSRF token and
- * cookie), and
+ * cookie) or keeps in the shared store (remembered token answers), and
  * MACs for derived client secrets. Keys come from GATEWAY_SECRET: the first
  * seals and signs, every key opens and verifies, so keys rotate without
  * breaking what was issued under the old one.
@@ -10,7 +10,7 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
 
 /** What a sealed value is for; bound as additional data so one purpose's value never opens as another's. */
-export type Purpose = 'client' | 'transaction' | 'code' | 'refresh' | 'pending' | 'csrf' | 'consent'
+export type Purpose = 'client' | 'transaction' | 'code' | 'refresh' | 'pending' | 'csrf' | 'consent' | 'answer'
 
 interface Key {
   id: string
@@ -18,7 +18,7 @@ interface Key {
   mac: Buffer
 }
 
-const PURPOSES: Purpose[] = ['client', 'transaction', 'code', 'refresh', 'pending', 'csrf', 'consent']
+const PURPOSES: Purpose[] = ['client', 'transaction', 'code', 'refresh', 'pending', 'csrf', 'consent', 'answer']
 const IV_BYTES = 12
 const TAG_BYTES = 16
 
@@ -55,7 +55,7 @@ export class Sealer {
 
   /** Opens a sealed value; undefined when it is forged, for another purpose, under an unknown key, or expired. */
   open<T extends object>(purpose: Purpose, sealed: unknown): T | undefined {
-    if (typeof sealed !== 'string' || sealed.length > 8192) return undefined
+    if (typeof sealed !== 'string' || sealed.length > maxSealedLength(purpose)) return undefined
     const [keyId, ivText, dataText, extra] = sealed.split('.')
     if (!keyId || !ivText || !dataText || extra !== undefined) return undefined
     const key = this.#keys.find((candidate) => candidate.id === keyId)
@@ -90,6 +90,11 @@ export class Sealer {
       return expected.length === given.length && timingSafeEqual(expected, given)
     })
   }
+}
+
+/** Values from clients are bounded; remembered answers come from the gateway's own store and hold whole token responses. */
+function maxSealedLength(purpose: Purpose) {
+  return purpose === 'answer' ? 64 * 1024 : 8192
 }
 
 export function nowSeconds(): number {

@@ -13,11 +13,14 @@ import { randomPKCECodeVerifier, calculatePKCECodeChallenge } from 'openid-clien
 import type { Gateway } from '../app.ts'
 import { clientHandle, type RegisteredClient } from '../clients.ts'
 import { approvalKey, type ConsentCookie, type PendingAuthorization } from '../consent.ts'
-import { OAuthError, invalidRequest, invalidScope, invalidTarget, unsupportedResponseType } from '../errors.ts'
+import { OAuthError, invalidRequest, step, unsupportedResponseType } from '../errors.ts'
+import { cspSource, pageHeaders, redirectBrowser, renderConsentPage } from '../pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../params.ts'
 import { isValidChallenge } from '../pkce.ts'
+import { refusalReason } from '../presets.ts'
 import { normaliseRedirectUri, sameRedirectUri } from '../redirect-uri.ts'
-import { cspSource, pageHeaders, redirectBrowser, renderConsentPage } from '../pages.ts'
+import { checkResource } from '../resource.ts'
+import { resolveClientScope, upstreamScope } from '../scopes.ts'
 
 /** What the gateway remembers across the upstream round trip, sealed into the upstream `state`. */
 export interface Transaction {
@@ -32,7 +35,7 @@ export interface Transaction {
   cc: string
   /** The gateway's own PKCE verifier towards the upstream. */
   v: string
-  /** The scope asked of the upstream, and the RFC 8707 resource the client named. */
+  /** The scope the client asked for, in its own names, and the RFC 8707 resource it named. */
   sc: string
   res?: string | undefined
 }
@@ -41,7 +44,7 @@ export async function authorize(app: FastifyInstance) {
   const gateway = app.gateway
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const parameters = parametersOf(request.method === 'POST' ? request.body : request.query)
-    const client = await findClient(gateway, parameters)
+    const client = await findClient(gateway, request, parameters)
     const redirectUri = checkRedirectUri(gateway, client, parameters)
     const state = optional(parameters, 'state', 2048)
     request.redirectBack = { redirectUri, state, issuer: gateway.config.publicUrl }
@@ -49,7 +52,7 @@ export async function authorize(app: FastifyInstance) {
     checkResponseType(parameters)
     const codeChallenge = checkPkce(parameters)
     const scope = resolveScope(gateway, parameters)
-    const resource = checkResource(gateway, parameters)
+    const resource = checkResourceParameter(gateway, parameters)
 
     const pending: PendingAuthorization = {
       j: randomUUID(),
@@ -59,12 +62,13 @@ export async function authorize(app: FastifyInstance) {
       s: state,
       cc: codeChallenge,
       sc: scope,
+      us: upstreamScope(gateway.config.scopes, scope, { refreshTokens: client.grant_types.includes('refresh_token') }),
       res: resource,
       u: client.upstream?.clientId,
     }
     const cookie = gateway.consent.readCookie(request.headers.cookie)
     if (gateway.consent.isTrusted(client.client_id, new URL(redirectUri)) || gateway.consent.hasApproval(cookie, pending.a)) {
-      request.log.info({ client_name: client.client_name, step: 'authorize' }, 'sending the browser to the upstream')
+      request.log.info({ client: request.oauthClient, step: 'authorize' }, 'sending the browser to the upstream')
       return sendToUpstream(gateway, request, reply, pending)
     }
     return askForConsent(gateway, request, reply, client, pending, cookie ?? gateway.consent.newCookie())
@@ -78,9 +82,10 @@ export async function authorize(app: FastifyInstance) {
 export async function sendToUpstream(gateway: Gateway, request: FastifyRequest, reply: FastifyReply, pending: PendingAuthorization) {
   const verifier = randomPKCECodeVerifier()
   const transaction: Transaction = { j: randomUUID(), c: pending.c, r: pending.r, s: pending.s, cc: pending.cc, v: verifier, sc: pending.sc, res: pending.res }
-  const upstreamUrl = await gateway.upstream.authorizationUrl({
+  const upstreamUrl = await buildUpstreamAuthorizationUrl(gateway, {
     response_type: 'code',
-    scope: pending.sc,
+    // Pending authorizations sealed before scope renaming carry no `us`: theirs is the client's scope.
+    scope: pending.us ?? pending.sc,
     state: gateway.sealer.seal('transaction', transaction, gateway.config.lifetimes.transactionSeconds),
     code_challenge: await calculatePKCECodeChallenge(verifier),
     code_challenge_method: 'S256',
@@ -106,66 +111,62 @@ async function askForConsent(gateway: Gateway, request: FastifyRequest, reply: F
   })
   // The answer redirects to the upstream (approve) or to the client (deny); form-action must allow both.
   const formActions = [cspSource(redirectUri), ...(upstreamAuthorization ? [cspSource(new URL(upstreamAuthorization))] : [])]
-  request.log.info({ client_name: client.client_name, step: 'consent' }, 'asking the user for consent')
+  request.log.info({ client: request.oauthClient, step: 'consent' }, 'asking the user for consent')
   return reply.code(200).headers(pageHeaders(formActions)).header('set-cookie', gateway.consent.setCookie(cookie)).send(page)
 }
 
-async function findClient(gateway: Gateway, parameters: Parameters): Promise<RegisteredClient> {
+const findClient = step('findClient', async (gateway: Gateway, request: FastifyRequest, parameters: Parameters): Promise<RegisteredClient> => {
   const clientId = required(parameters, 'client_id', 8192)
   const found = await gateway.clients.find(clientId)
   if (!found.ok) throw new OAuthError(400, 'invalid_client', found.reason, { hint: found.hint })
+  request.oauthClient = { name: found.client.client_name, handle: clientHandle(found.client.client_id) }
   return found.client
-}
+})
 
-/** Exact match after normalisation (scheme and host case, default port), and still allowed by ops. */
-function checkRedirectUri(gateway: Gateway, client: RegisteredClient, parameters: Parameters): string {
+/** Exact match after normalisation (scheme and host case, default port; a loopback port may differ), and still allowed by ops. */
+const checkRedirectUri = step('checkRedirectUri', (gateway: Gateway, client: RegisteredClient, parameters: Parameters): string => {
   const requested = optional(parameters, 'redirect_uri')
   if (requested === undefined) {
     if (client.redirect_uris.length === 1) return client.redirect_uris[0]!
     throw new OAuthError(400, 'invalid_redirect_uri', 'redirect_uri is required: the app registered more than one.')
   }
   const checked = normaliseRedirectUri(requested)
-  if (!checked.ok) throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.reason}.`)
+  if (!checked.ok) throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address (redirect_uri) ${checked.reason}.`)
   if (!client.redirect_uris.some((registered) => sameRedirectUri(registered, checked.url))) {
     const where = client.metadata_document ? 'listed in the app\'s client metadata document' : 'one this app registered'
-    throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is not ${where}.`)
+    throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is not ${where} (redirect_uri must match exactly; only a loopback port may differ).`)
   }
   if (!gateway.allowlist.allows(checked.url)) {
     const when = client.metadata_document ? 'not' : 'no longer'
-    throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is ${when} allowed by this gateway.`)
+    throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is ${when} allowed by this gateway: ${refusalReason(checked.url, gateway.config.redirectPresets)}.`)
   }
   return checked.uri
-}
+})
 
-function checkResponseType(parameters: Parameters) {
+const checkResponseType = step('checkResponseType', (parameters: Parameters) => {
   const responseType = required(parameters, 'response_type')
-  if (responseType !== 'code') throw unsupportedResponseType('only response_type=code is supported')
-}
+  if (responseType !== 'code') throw unsupportedResponseType('response_type: only code is supported (OAuth 2.1 §4.1)')
+})
 
 /** PKCE with S256 is required (OAuth 2.1, MCP authorization). */
-function checkPkce(parameters: Parameters): string {
+const checkPkce = step('checkPkce', (parameters: Parameters): string => {
   const challenge = required(parameters, 'code_challenge')
   const method = optional(parameters, 'code_challenge_method')
-  if (method !== 'S256') throw invalidRequest('code_challenge_method must be S256')
-  if (!isValidChallenge(challenge)) throw invalidRequest('code_challenge must be a base64url SHA-256 digest (43 characters)')
+  if (method !== 'S256') throw invalidRequest(`code_challenge_method: must be S256, not ${method ?? 'absent (plain)'} (OAuth 2.1 §4.1.1)`)
+  if (!isValidChallenge(challenge)) throw invalidRequest('code_challenge: must be the base64url SHA-256 digest of the code_verifier, 43 characters (RFC 7636 §4.2)')
   return challenge
-}
+})
 
 /** An absent or empty scope means the configured default scopes. */
-function resolveScope(gateway: Gateway, parameters: Parameters): string {
-  const requested = (optional(parameters, 'scope') ?? '').split(' ').filter(Boolean)
-  if (requested.length === 0) return gateway.config.scopes.default.join(' ')
-  const unknown = requested.filter((scope) => !gateway.config.scopes.supported.includes(scope))
-  if (unknown.length) throw invalidScope(`unsupported scope: ${unknown.join(' ')}`)
-  return [...new Set(requested)].join(' ')
-}
+const resolveScope = step('resolveScope', (gateway: Gateway, parameters: Parameters): string =>
+  resolveClientScope(gateway.config.scopes, optional(parameters, 'scope')),
+)
 
-/** RFC 8707: a resource, when named, must be the protected MCP server (with or without a trailing slash). */
-function checkResource(gateway: Gateway, parameters: Parameters): string | undefined {
-  const resource = optional(parameters, 'resource')
-  if (resource === undefined) return undefined
-  if (resource.replace(/\/$/, '') !== gateway.config.mcpResource.replace(/\/$/, '')) {
-    throw invalidTarget(`resource must be ${gateway.config.mcpResource}`)
-  }
-  return gateway.config.mcpResource
-}
+/** RFC 8707: a resource, when named, must be the protected MCP server; what the upstream gets is the upstream module's business. */
+const checkResourceParameter = step('checkResource', (gateway: Gateway, parameters: Parameters): string | undefined =>
+  checkResource(gateway.config, optional(parameters, 'resource')),
+)
+
+const buildUpstreamAuthorizationUrl = step('buildUpstreamAuthorizationUrl', (gateway: Gateway, parameters: Record<string, string>, upstreamClientId: string | undefined) =>
+  gateway.upstream.authorizationUrl(parameters, upstreamClientId),
+)

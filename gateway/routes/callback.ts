@@ -8,9 +8,10 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Gateway } from '../app.ts'
-import { OAuthError } from '../errors.ts'
+import { OAuthError, step } from '../errors.ts'
 import { describeSeconds, redirectBrowser } from '../pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../params.ts'
+import { redact, sameIssuer } from '../upstream/errors.ts'
 import type { Transaction } from './authorize.ts'
 
 /** What a gateway authorization code holds. */
@@ -19,10 +20,11 @@ export interface CodeGrant {
   c: string
   r: string
   cc: string
-  /** The upstream's code, the gateway's verifier for it, and the upstream's `iss` as received. */
+  /** The upstream's code, the gateway's verifier for it, and the upstream's `iss` (its metadata's spelling). */
   uc: string
   v: string
   i?: string | undefined
+  /** The client's scope, in its own names. */
   sc: string
   res?: string | undefined
 }
@@ -39,6 +41,7 @@ export async function callback(app: FastifyInstance) {
   app.get('/callback', { config: { browser: true, cors: false } }, async (request, reply) => {
     const parameters = parametersOf(request.query)
     const transaction = await openTransaction(gateway, parameters)
+    request.oauthClient = { handle: transaction.c }
     request.redirectBack = { redirectUri: transaction.r, state: transaction.s, issuer: gateway.config.publicUrl }
 
     checkUpstreamError(parameters)
@@ -60,41 +63,54 @@ export async function callback(app: FastifyInstance) {
     target.searchParams.set('code', code)
     if (transaction.s !== undefined) target.searchParams.set('state', transaction.s)
     target.searchParams.set('iss', gateway.config.publicUrl)
-    request.log.info({ step: 'callback' }, 'sending the code to the client')
+    request.log.info({ client: { handle: transaction.c }, step: 'callback' }, 'sending the code to the client')
     return redirectBrowser(request, reply, target.href)
   })
 }
 
-async function openTransaction(gateway: Gateway, parameters: Parameters): Promise<Transaction> {
+const openTransaction = step('openTransaction', async (gateway: Gateway, parameters: Parameters): Promise<Transaction> => {
   const transaction = gateway.sealer.open<Transaction>('transaction', optional(parameters, 'state', 8192))
   if (!transaction) {
     const lifetime = describeSeconds(gateway.config.lifetimes.transactionSeconds)
     throw new OAuthError(400, 'invalid_request', `This sign-in link is invalid or has expired (it lasts ${lifetime}).`)
   }
   if (!(await gateway.store.useOnce(`transaction:${transaction.j}`, gateway.config.lifetimes.transactionSeconds))) {
-    throw new OAuthError(400, 'invalid_request', 'This sign-in was already completed; start again from the app.')
+    throw new OAuthError(400, 'invalid_request', 'This sign-in was already completed (state is used once); start again from the app.')
   }
   return transaction
-}
+})
 
-function checkUpstreamError(parameters: Parameters) {
+/** An authorization error from the upstream: passed on when the client can act on it, else the gateway's fault. */
+const checkUpstreamError = step('checkUpstreamError', (parameters: Parameters) => {
   const error = optional(parameters, 'error', 256)
   if (error === undefined) return
   const description = optional(parameters, 'error_description', 1024)
-  if (FORWARDED_ERRORS.has(error)) throw new OAuthError(400, error, description ?? `the NeonPanel sign-in ended with ${error}`)
-  throw new OAuthError(502, 'server_error', `the NeonPanel sign-in failed (${error}${description ? `: ${description}` : ''})`)
-}
+  const upstream = { upstream: { call: 'authorization', error, error_description: description && redact(description) } }
+  if (FORWARDED_ERRORS.has(error)) {
+    throw new OAuthError(400, error, description ? redact(description) : `the NeonPanel sign-in ended with ${error}`, { details: upstream })
+  }
+  const hint = error === 'invalid_target' ? { hint: 'the upstream rejects the RFC 8707 resource parameter: set upstream.resource to drop' } : {}
+  throw new OAuthError(502, 'server_error', `the NeonPanel sign-in refused the gateway's authorization request (${error}${description ? `: ${redact(description)}` : ''})`, {
+    details: { ...upstream, ...hint },
+  })
+})
 
-/** RFC 9207: the upstream's `iss` must be its own issuer, and present when it says it sends one. */
-async function checkUpstreamIssuer(gateway: Gateway, parameters: Parameters): Promise<string | undefined> {
+/**
+ * RFC 9207: the upstream's `iss` must be its own issuer, and present when its
+ * metadata says it sends one. A trailing slash either way is tolerated; the
+ * metadata's spelling is what the code exchange then checks.
+ */
+const checkUpstreamIssuer = step('checkUpstreamIssuer', async (gateway: Gateway, parameters: Parameters): Promise<string | undefined> => {
   const iss = optional(parameters, 'iss')
   const metadata = await gateway.upstream.metadata()
   if (iss === undefined) {
     if (metadata.authorization_response_iss_parameter_supported) {
-      throw new OAuthError(502, 'server_error', 'the NeonPanel sign-in answered without its issuer (RFC 9207)')
+      throw new OAuthError(502, 'server_error', 'iss: the NeonPanel sign-in answered without its issuer, although its metadata says it sends one (RFC 9207 §2.4)')
     }
     return undefined
   }
-  if (iss !== metadata.issuer) throw new OAuthError(502, 'server_error', 'the authorization response came from an unexpected issuer (RFC 9207)')
-  return iss
-}
+  if (!sameIssuer(iss, metadata.issuer)) {
+    throw new OAuthError(502, 'server_error', `iss: the authorization response names ${iss.slice(0, 200)} as its issuer, not ${metadata.issuer} (RFC 9207 §2.4)`)
+  }
+  return metadata.issuer
+})

@@ -9,6 +9,7 @@ import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import { AUTH_METHODS, GRANT_TYPES, type RegisteredClient } from '../clients.ts'
 import { invalidClientMetadata, invalidRedirectUri } from '../errors.ts'
+import { refusalReason } from '../presets.ts'
 import { normaliseRedirectUri } from '../redirect-uri.ts'
 import type { Gateway } from '../app.ts'
 
@@ -25,7 +26,7 @@ function registrationSchema(gateway: Gateway) {
     scope: z
       .string()
       .max(1000)
-      .refine((scope) => scope.split(' ').filter(Boolean).every((s) => config.scopes.supported.includes(s)), 'asks for a scope that is not supported')
+      .refine((scope) => scope.split(' ').filter(Boolean).every((s) => config.scopes.supported.includes(s)), `asks for a scope that is not supported (supported: ${config.scopes.supported.join(' ')})`)
       .optional(),
   })
 }
@@ -37,7 +38,7 @@ export async function register(app: FastifyInstance) {
   app.post('/register', async (request, reply) => {
     const metadata = parseMetadata(schema, request.body)
     const redirectUris = checkRedirectUris(gateway, metadata.redirect_uris)
-    if (!metadata.grant_types.includes('authorization_code')) throw invalidClientMetadata('grant_types must include authorization_code')
+    if (!metadata.grant_types.includes('authorization_code')) throw invalidClientMetadata('grant_types: must include authorization_code (the only flow this gateway serves)')
 
     const upstream = gateway.config.registration.mode === 'upstream'
       ? await gateway.upstream.registerClient({ client_name: metadata.client_name, grant_types: metadata.grant_types })
@@ -50,7 +51,7 @@ export async function register(app: FastifyInstance) {
       scope: metadata.scope?.trim() || undefined,
       upstream,
     }, upstream?.expiresAt)
-    if (!registered) throw invalidClientMetadata('the registration is too large: use fewer or shorter redirect URIs')
+    if (!registered) throw invalidClientMetadata('redirect_uris: the registration is too large for a client id; use fewer or shorter redirect URIs')
     const { client, clientSecret } = registered
     request.log.info({ client_name: client.client_name, auth_method: client.token_endpoint_auth_method, mode: gateway.config.registration.mode }, 'client registered')
 
@@ -74,7 +75,7 @@ function registrationResponse(client: RegisteredClient, clientSecret: string | u
 }
 
 function parseMetadata(schema: ReturnType<typeof registrationSchema>, body: unknown) {
-  if (!body || typeof body !== 'object' || Array.isArray(body)) throw invalidClientMetadata('the body must be a JSON object of client metadata')
+  if (!body || typeof body !== 'object' || Array.isArray(body)) throw invalidClientMetadata('the body must be a JSON object of client metadata (RFC 7591 §2)')
   const result = schema.safeParse(body)
   if (result.success) return result.data
   const issue = result.error.issues[0]!
@@ -87,7 +88,9 @@ function checkRedirectUris(gateway: Gateway, uris: string[]): string[] {
   return uris.map((uri, i) => {
     const checked = normaliseRedirectUri(uri)
     if (!checked.ok) throw invalidRedirectUri(`redirect_uris[${i}] ${checked.reason}`)
-    if (!gateway.allowlist.allows(checked.url)) throw invalidRedirectUri(`redirect_uris[${i}] is not allowed by this gateway: ${checked.uri}`)
+    if (!gateway.allowlist.allows(checked.url)) {
+      throw invalidRedirectUri(`redirect_uris[${i}] is not allowed by this gateway: ${checked.uri} (${refusalReason(checked.url, gateway.config.redirectPresets)})`)
+    }
     return checked.uri
   })
 }

@@ -25,7 +25,7 @@ export async function revoke(app: FastifyInstance) {
     } else {
       await gateway.upstream.revokeToken(token, 'access_token', client.upstream)
     }
-    request.log.info({ client_name: client.client_name, step: 'revoke' }, 'token revoked')
+    request.log.info({ client: request.oauthClient, step: 'revoke' }, 'token revoked')
     return reply.code(200).header('cache-control', 'no-store').send({})
   })
 }

@@ -1,18 +1,29 @@
 /**
  * The token endpoint. `authorization_code`: the gateway code is checked
- * (client, redirect URI, PKCE, single use) before the upstream code inside it
- * is exchanged; `refresh_token`: brokered to the upstream. The upstream's
- * access token reaches the client unchanged; its refresh token is sealed and
- * bound to the client, so only that client can use it here.
+ * (client, redirect URI, PKCE, resource) before the upstream code inside it
+ * is exchanged, once; `refresh_token`: brokered to the upstream, once for
+ * concurrent refreshes of one token. The upstream's access token reaches the
+ * client unchanged; its refresh token is sealed and bound to the client, so
+ * only that client can use it here.
+ *
+ * Retries are absorbed (single-flight.ts): the same code with the same
+ * code_verifier from the same client (ChatGPT posts twice) gets the first
+ * answer again for `lifetimes.codeRetrySeconds`, and refreshes of one refresh
+ * token within `lifetimes.refreshRetrySeconds` share one upstream call, so an
+ * upstream that rotates refresh tokens never sees the old one twice.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Gateway } from '../app.ts'
 import { authenticateClient } from '../client-auth.ts'
 import { clientHandle, type RegisteredClient } from '../clients.ts'
-import { OAuthError, invalidGrant, invalidRequest, unsupportedGrantType } from '../errors.ts'
+import type { Config } from '../config.ts'
+import { OAuthError, invalidGrant, invalidRequest, invalidScope, step, unsupportedGrantType } from '../errors.ts'
 import { optional, parametersOf, required, type Parameters } from '../params.ts'
 import { isValidVerifier, verifierMatches } from '../pkce.ts'
 import { normaliseRedirectUri, sameRedirectUri } from '../redirect-uri.ts'
+import { checkResource } from '../resource.ts'
+import { grantedClientScope, upstreamScope } from '../scopes.ts'
+import { hashOf, singleFlight } from '../single-flight.ts'
 import type { TokenSet } from '../upstream/index.ts'
 import type { CodeGrant } from './callback.ts'
 
@@ -21,6 +32,7 @@ export interface RefreshGrant {
   /** The upstream refresh token. */
   rt: string
   c: string
+  /** The scope granted, in the client's names. */
   sc?: string | undefined
   res?: string | undefined
 }
@@ -35,64 +47,161 @@ export async function token(app: FastifyInstance) {
     let tokens: TokenSet
     if (grantType === 'authorization_code') tokens = await authorizationCodeGrant(gateway, client, parameters)
     else if (grantType === 'refresh_token') tokens = await refreshTokenGrant(gateway, client, parameters)
-    else throw unsupportedGrantType(`grant_type ${grantType} is not supported`)
-    request.log.info({ client_name: client.client_name, grant_type: grantType, step: 'token' }, 'tokens issued')
+    else throw unsupportedGrantType(`grant_type: ${grantType.slice(0, 100)} is not supported (authorization_code, refresh_token)`)
+    request.log.info({ client: request.oauthClient, grant_type: grantType, step: 'token' }, 'tokens issued')
     // RFC 6749 §5.1
     return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).send(tokens)
   })
 }
 
 async function authorizationCodeGrant(gateway: Gateway, client: RegisteredClient, parameters: Parameters): Promise<TokenSet> {
-  const grant = openCode(gateway, client, parameters)
+  const { code, grant } = openCode(gateway, client, parameters)
   checkRedirectUri(grant, parameters)
-  checkPkce(grant, parameters)
-  await useCodeOnce(gateway, grant)
-  const tokens = await gateway.upstream.exchangeCode({ code: grant.uc, iss: grant.i, codeVerifier: grant.v, client: client.upstream })
-  return bindRefreshToken(gateway, client, tokens, grant)
+  const verifier = checkPkce(grant, parameters)
+  checkResourceParameter(gateway, parameters)
+  return exchangeCodeOnce(gateway, client, grant, code, verifier)
 }
 
-function openCode(gateway: Gateway, client: RegisteredClient, parameters: Parameters): CodeGrant {
-  const grant = gateway.sealer.open<CodeGrant>('code', required(parameters, 'code', 8192))
-  if (!grant) throw invalidGrant('the authorization code is invalid or has expired')
-  if (grant.c !== clientHandle(client.client_id)) throw invalidGrant('the authorization code was issued to another client')
-  return grant
-}
+const openCode = step('openCode', (gateway: Gateway, client: RegisteredClient, parameters: Parameters) => {
+  const code = required(parameters, 'code', 8192)
+  const grant = gateway.sealer.open<CodeGrant>('code', code)
+  if (!grant) throw invalidGrant(`code: is not a code this gateway issued, or it expired (codes live ${gateway.config.lifetimes.codeSeconds} s)`)
+  if (grant.c !== clientHandle(client.client_id)) throw invalidGrant('code: was issued to another client (RFC 6749 §4.1.3)')
+  return { code, grant }
+})
 
 /** RFC 6749 §4.1.3: when sent, it must be the redirect URI the code was issued for. */
-function checkRedirectUri(grant: CodeGrant, parameters: Parameters) {
+const checkRedirectUri = step('checkRedirectUri', (grant: CodeGrant, parameters: Parameters) => {
   const redirectUri = optional(parameters, 'redirect_uri')
   if (redirectUri === undefined) return
   const checked = normaliseRedirectUri(redirectUri)
-  if (!checked.ok || !sameRedirectUri(grant.r, checked.url)) throw invalidGrant('redirect_uri does not match the authorization request')
-}
+  if (!checked.ok || !sameRedirectUri(grant.r, checked.url)) throw invalidGrant('redirect_uri: must be the redirect_uri of the authorization request (RFC 6749 §4.1.3)')
+})
 
 /** RFC 7636 §4.6. */
-function checkPkce(grant: CodeGrant, parameters: Parameters) {
+const checkPkce = step('checkPkce', (grant: CodeGrant, parameters: Parameters): string => {
   const verifier = required(parameters, 'code_verifier')
-  if (!isValidVerifier(verifier)) throw invalidRequest('code_verifier must be 43 to 128 unreserved characters')
-  if (!verifierMatches(verifier, grant.cc)) throw invalidGrant('code_verifier does not match the code_challenge')
+  if (!isValidVerifier(verifier)) throw invalidRequest('code_verifier: must be 43 to 128 characters of A-Z a-z 0-9 - . _ ~ (RFC 7636 §4.1)')
+  if (!verifierMatches(verifier, grant.cc)) throw invalidGrant('code_verifier: does not match the code_challenge of the authorization request (RFC 7636 §4.6)')
+  return verifier
+})
+
+/** RFC 8707 §2.2: a resource on the token request, when sent, must name the MCP server too. */
+const checkResourceParameter = step('checkResource', (gateway: Gateway, parameters: Parameters) => checkResource(gateway.config, optional(parameters, 'resource')))
+
+/** How long an identical request waits for the running one: as long as that one may wait for the upstream. */
+function waitMs(config: Config) {
+  return config.upstream.timeoutMs + 1000
 }
 
-async function useCodeOnce(gateway: Gateway, grant: CodeGrant) {
-  // The mark outlives the code, so a replay is refused for as long as the code could be presented.
-  if (!(await gateway.store.useOnce(`code:${grant.j}`, gateway.config.lifetimes.codeSeconds + 60))) {
-    throw invalidGrant('the authorization code was already used')
+/**
+ * The code is spent on the first exchange. A repeat with the same code,
+ * verifier and client within the retry window gets the same answer; any other
+ * reuse is invalid_grant and reaches neither the upstream nor what it issued.
+ */
+const exchangeCodeOnce = step('exchangeCodeOnce', async (gateway: Gateway, client: RegisteredClient, grant: CodeGrant, code: string, verifier: string) => {
+  const { lifetimes } = gateway.config
+  // The spent mark outlives the code, so a replay is refused for as long as the code could be presented.
+  const spentSeconds = lifetimes.codeSeconds + 60
+  const outcome = await singleFlight(
+    gateway,
+    {
+      lockKey: `code:${grant.j}`,
+      lockSeconds: spentSeconds,
+      doneSeconds: spentSeconds,
+      answerKey: `code-answer:${hashOf(code)}`,
+      answerSeconds: lifetimes.codeRetrySeconds,
+      binding: `${grant.c}\n${verifier}`,
+      waitMs: waitMs(gateway.config),
+    },
+    () => exchangeUpstreamCode(gateway, client, grant),
+  )
+  switch (outcome.kind) {
+    case 'answered':
+      return outcome.value
+    case 'spent':
+      throw invalidGrant(`code: was already used; only a repeat within ${lifetimes.codeRetrySeconds} s gets the first answer again (RFC 6749 §4.1.2)`)
+    case 'mismatch':
+      throw invalidGrant('code: was already used by a request with another code_verifier')
+    case 'busy':
+      throw invalidGrant('code: an earlier exchange of this code has not finished; start the authorization again')
   }
-}
+})
+
+const exchangeUpstreamCode = step('exchangeUpstreamCode', async (gateway: Gateway, client: RegisteredClient, grant: CodeGrant) => {
+  const tokens = await gateway.upstream.exchangeCode({ code: grant.uc, iss: grant.i, codeVerifier: grant.v, client: client.upstream })
+  return clientTokens(gateway, client, tokens, grant.sc, grant)
+})
 
 async function refreshTokenGrant(gateway: Gateway, client: RegisteredClient, parameters: Parameters): Promise<TokenSet> {
-  if (!client.grant_types.includes('refresh_token')) throw new OAuthError(400, 'unauthorized_client', 'the client did not register the refresh_token grant')
-  const grant = gateway.sealer.open<RefreshGrant>('refresh', required(parameters, 'refresh_token', 8192))
-  if (!grant) throw invalidGrant('the refresh token is invalid')
-  if (grant.c !== clientHandle(client.client_id)) throw invalidGrant('the refresh token was issued to another client')
-  const scope = optional(parameters, 'scope')
-  const tokens = await gateway.upstream.refreshGrant(grant.rt, scope ? { scope } : undefined, client.upstream)
-  // An upstream that does not rotate answers without a refresh token: the client keeps the one it has.
-  return bindRefreshToken(gateway, client, tokens, { sc: grant.sc, res: grant.res })
+  const grant = openRefreshToken(gateway, client, parameters)
+  checkResourceParameter(gateway, parameters)
+  const scope = checkRefreshScope(gateway, grant, parameters)
+  return refreshOnce(gateway, client, grant, scope)
 }
 
-function bindRefreshToken(gateway: Gateway, client: RegisteredClient, tokens: TokenSet, origin: { sc?: string | undefined; res?: string | undefined }): TokenSet {
-  if (typeof tokens.refresh_token !== 'string') return tokens
+const openRefreshToken = step('openRefreshToken', (gateway: Gateway, client: RegisteredClient, parameters: Parameters): RefreshGrant => {
+  if (!client.grant_types.includes('refresh_token')) {
+    throw new OAuthError(400, 'unauthorized_client', 'grant_type: refresh_token is not among the grant_types this client registered')
+  }
+  const grant = gateway.sealer.open<RefreshGrant>('refresh', required(parameters, 'refresh_token', 8192))
+  if (!grant) throw invalidGrant('refresh_token: is not a refresh token this gateway issued (or it was sealed with a key the gateway no longer has)')
+  if (grant.c !== clientHandle(client.client_id)) throw invalidGrant('refresh_token: was issued to another client (RFC 9700 §4.14)')
+  return grant
+})
+
+/** RFC 6749 §6: a narrower scope may be asked for, never one that was not granted. */
+const checkRefreshScope = step('checkRefreshScope', (gateway: Gateway, grant: RefreshGrant, parameters: Parameters): string | undefined => {
+  const asked = optional(parameters, 'scope')?.split(' ').filter(Boolean)
+  if (!asked?.length) return undefined
+  const allowed = grant.sc?.split(' ') ?? gateway.config.scopes.supported
+  const beyond = asked.filter((scope) => !allowed.includes(scope))
+  if (beyond.length) throw invalidScope(`scope: ${beyond.join(' ')} was not granted with this refresh token (RFC 6749 §6)`)
+  return [...new Set(asked)].join(' ')
+})
+
+/** Concurrent refreshes of one refresh token make one upstream call; the others get its answer. */
+const refreshOnce = step('refreshOnce', async (gateway: Gateway, client: RegisteredClient, grant: RefreshGrant, scope: string | undefined) => {
+  const { config } = gateway
+  const key = hashOf(grant.rt)
+  const outcome = await singleFlight(
+    gateway,
+    {
+      lockKey: `refresh-lock:${key}`,
+      lockSeconds: Math.ceil(waitMs(config) / 1000) + 1,
+      answerKey: `refresh-answer:${key}`,
+      answerSeconds: config.lifetimes.refreshRetrySeconds,
+      binding: `${grant.c}\n${scope ?? ''}`,
+      waitMs: waitMs(config),
+    },
+    () => refreshAtUpstream(gateway, client, grant, scope),
+  )
+  switch (outcome.kind) {
+    case 'answered':
+      return outcome.value
+    case 'mismatch':
+      throw invalidGrant('refresh_token: was used a moment ago with another scope; use the refresh token from that answer')
+    case 'spent':
+    case 'busy':
+      throw new OAuthError(503, 'temporarily_unavailable', 'refresh_token: another refresh of this token is still running; try again in a moment')
+  }
+})
+
+const refreshAtUpstream = step('refreshAtUpstream', async (gateway: Gateway, client: RegisteredClient, grant: RefreshGrant, scope: string | undefined) => {
+  const parameters = scope === undefined ? undefined : { scope: upstreamScope(gateway.config.scopes, scope, { refreshTokens: true }) }
+  const tokens = await gateway.upstream.refreshGrant(grant.rt, parameters, client.upstream)
+  // An upstream that does not rotate answers without a refresh token: the client keeps the one it has.
+  return clientTokens(gateway, client, tokens, scope ?? grant.sc, grant)
+})
+
+/**
+ * The answer in the client's terms: the scope in its names, and the refresh
+ * token sealed and bound to it, keeping the grant's scope and resource.
+ */
+function clientTokens(gateway: Gateway, client: RegisteredClient, tokens: TokenSet, askedScope: string | undefined, origin: { sc?: string | undefined; res?: string | undefined }): TokenSet {
+  const scope = askedScope === undefined ? tokens.scope : grantedClientScope(gateway.config.scopes, askedScope, tokens.scope)
+  const answer: TokenSet = scope === undefined ? tokens : { ...tokens, scope }
+  if (typeof tokens.refresh_token !== 'string') return answer
   const bound: RefreshGrant = { rt: tokens.refresh_token, c: clientHandle(client.client_id), sc: origin.sc, res: origin.res }
-  return { ...tokens, refresh_token: gateway.sealer.seal('refresh', bound) }
+  return { ...answer, refresh_token: gateway.sealer.seal('refresh', bound) }
 }

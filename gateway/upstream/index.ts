@@ -11,7 +11,8 @@ import { Agent, fetch as undiciFetch } from 'undici'
 import type { Config } from '../config.ts'
 import { isLoopbackHost } from '../redirect-uri.ts'
 import { OAuthError } from '../errors.ts'
-import { translateRegisteredClientError, translateUpstreamError } from './errors.ts'
+import { upstreamResourceParameters } from '../resource.ts'
+import { translateRegisteredClientError, translateUpstreamError, type UpstreamCall } from './errors.ts'
 import { readRegistrationResponse, upstreamClientMetadata, type RegistrationRequest, type UpstreamAuthMethod, type UpstreamClient, type UpstreamRegistration } from './registration.ts'
 
 export type { UpstreamClient, UpstreamRegistration } from './registration.ts'
@@ -70,19 +71,31 @@ function isInsecureAllowed(issuer: string) {
   return url.protocol === 'http:' && isLoopbackHost(url.hostname)
 }
 
+/** The issuer as configured, then with a trailing slash added or removed: upstreams and configs disagree on it. */
+export function issuerSpellings(issuer: string): URL[] {
+  const other = issuer.endsWith('/') ? issuer.replace(/\/+$/, '') : `${issuer}/`
+  const spellings = [new URL(issuer), new URL(other)]
+  // For a bare origin both spellings are one URL (`new URL` adds the slash).
+  return spellings[0]!.href === spellings[1]!.href ? [spellings[0]!] : spellings
+}
+
 /**
  * RFC 8414 first (issuers with a path use /.well-known/oauth-authorization-server/<path>),
- * then OpenID discovery (<issuer>/.well-known/openid-configuration).
+ * then OpenID discovery (<issuer>/.well-known/openid-configuration), each for
+ * both spellings of the issuer; the metadata's own `issuer` must match the
+ * spelling it was found under (RFC 8414 §3.3), and it is what every later
+ * `iss` check compares against.
  */
 async function discoverMetadata(upstream: UpstreamConfig, options: oidc.DiscoveryRequestOptions): Promise<oidc.ServerMetadata> {
-  const issuer = new URL(upstream.issuer)
   let firstError: unknown
-  for (const algorithm of ['oauth2', 'oidc'] as const) {
-    try {
-      const discovered = await oidc.discovery(issuer, upstream.clientId, undefined, oidc.None(), { ...options, algorithm })
-      return { ...discovered.serverMetadata() }
-    } catch (err) {
-      firstError ??= err
+  for (const issuer of issuerSpellings(upstream.issuer)) {
+    for (const algorithm of ['oauth2', 'oidc'] as const) {
+      try {
+        const discovered = await oidc.discovery(issuer, upstream.clientId, undefined, oidc.None(), { ...options, algorithm })
+        return { ...discovered.serverMetadata() }
+      } catch (err) {
+        firstError ??= err
+      }
     }
   }
   throw firstError
@@ -99,6 +112,9 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
   const customFetch: oidc.CustomFetch = (url, options) =>
     undiciFetch(url, { ...options, dispatcher: agent }) as unknown as Promise<Response>
   const execute = isInsecureAllowed(upstream.issuer) ? [oidc.allowInsecureRequests] : []
+  // RFC 8707: what the upstream gets in place of the client's resource, on every authorization, code exchange and refresh.
+  const resourceParameters = upstreamResourceParameters(config)
+  let authMethod: AuthMethod | undefined
 
   /** Every Configuration goes through the one Agent, with the one timeout. */
   function withTransport(configuration: oidc.Configuration): oidc.Configuration {
@@ -112,16 +128,16 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
     const metadata: oidc.ServerMetadata = upstream.endpoints
       ? { issuer: upstream.issuer, ...upstream.endpoints }
       : await discoverMetadata(upstream, { [oidc.customFetch]: customFetch, execute, timeout: upstream.timeoutMs / 1000 })
-    const method = chooseAuthMethod(upstream.tokenEndpointAuthMethod, metadata)
-    return withTransport(new oidc.Configuration(metadata, upstream.clientId, { client_secret: upstream.clientSecret }, clientAuth(method, upstream.clientSecret)))
+    authMethod = chooseAuthMethod(upstream.tokenEndpointAuthMethod, metadata)
+    return withTransport(new oidc.Configuration(metadata, upstream.clientId, { client_secret: upstream.clientSecret }, clientAuth(authMethod, upstream.clientSecret)))
   }
 
   let loading: Promise<oidc.Configuration> | undefined
   /** Discovery is cached once it succeeds and retried on the next call after a failure. */
   function configuration(): Promise<oidc.Configuration> {
-    loading ??= load().catch((err) => {
+    loading ??= load().catch(async (err) => {
       loading = undefined
-      throw translateUpstreamError(err)
+      throw await translateUpstreamError(err, 'discovery', { issuer: upstream.issuer })
     })
     return loading
   }
@@ -134,12 +150,13 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
     return withTransport(new oidc.Configuration(shared.serverMetadata(), client.clientId, metadata, clientAuth(client.authMethod, client.clientSecret)))
   }
 
-  async function call<T>(work: (configuration: oidc.Configuration) => Promise<T>, client?: UpstreamClient): Promise<T> {
+  async function call<T>(name: UpstreamCall, work: (configuration: oidc.Configuration) => Promise<T>, client?: UpstreamClient): Promise<T> {
     const configuration_ = await configurationFor(client)
     try {
       return await work(configuration_)
     } catch (err) {
-      throw client ? translateRegisteredClientError(err) : translateUpstreamError(err)
+      const context = { auth_method: client ? client.authMethod : authMethod }
+      throw await (client ? translateRegisteredClientError(err, name, context) : translateUpstreamError(err, name, context))
     }
   }
 
@@ -164,7 +181,7 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
     async authorizationUrl(parameters, clientId) {
       // Only the public client id goes into the URL; no credentials are needed to build it.
       const client = clientId === undefined ? undefined : { clientId, authMethod: 'none' as const }
-      return oidc.buildAuthorizationUrl(await configurationFor(client), { ...parameters, redirect_uri: callbackUrl })
+      return oidc.buildAuthorizationUrl(await configurationFor(client), { ...parameters, ...resourceParameters, redirect_uri: callbackUrl })
     },
 
     exchangeCode({ code, iss, codeVerifier, parameters, client }) {
@@ -172,19 +189,20 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
       const response = new URL(callbackUrl)
       response.searchParams.set('code', code)
       if (iss !== undefined) response.searchParams.set('iss', iss)
-      const grant = async (configuration_: oidc.Configuration) =>
-        toTokenSet(await oidc.authorizationCodeGrant(configuration_, response, { pkceCodeVerifier: codeVerifier }, parameters))
-      return call(grant, client)
+      return call('token (authorization_code)', async (configuration_) =>
+        toTokenSet(await oidc.authorizationCodeGrant(configuration_, response, { pkceCodeVerifier: codeVerifier }, { ...parameters, ...resourceParameters })),
+      client)
     },
 
     refreshGrant(refreshToken, parameters, client) {
-      return call(async (configuration_) => toTokenSet(await oidc.refreshTokenGrant(configuration_, refreshToken, parameters)), client)
+      return call('token (refresh_token)', async (configuration_) =>
+        toTokenSet(await oidc.refreshTokenGrant(configuration_, refreshToken, { ...parameters, ...resourceParameters })),
+      client)
     },
 
     revokeToken(token, tokenTypeHint, client) {
-      return call((configuration_) => oidc.tokenRevocation(configuration_, token, tokenTypeHint ? { token_type_hint: tokenTypeHint } : undefined), client)
+      return call('revocation', (configuration_) => oidc.tokenRevocation(configuration_, token, tokenTypeHint ? { token_type_hint: tokenTypeHint } : undefined), client)
     },
-
     async registerClient(request) {
       const metadata = (await configuration()).serverMetadata()
       const endpoint = registrationEndpoint(metadata)
@@ -202,7 +220,7 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
         })
         return await readRegistrationResponse(response as unknown as Response, callbackUrl, authMethod)
       } catch (err) {
-        throw translateUpstreamError(err)
+        throw await translateUpstreamError(err, 'registration')
       }
     },
 
@@ -215,7 +233,8 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
 /**
  * The upstream's tokens, unchanged, minus the ID token: it carries the
  * upstream's issuer, which a client that discovered the gateway would reject,
- * and MCP clients need only the access and refresh tokens.
+ * and MCP clients need only the access and refresh tokens. `expires_in` is
+ * already a number: openid-client parses one sent as a string (Entra does).
  */
 function toTokenSet(response: oidc.TokenEndpointResponse): TokenSet {
   const { id_token: _idToken, ...rest } = response

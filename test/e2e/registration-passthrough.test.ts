@@ -38,7 +38,7 @@ function watchRegistrations(t: Test) {
   return seen
 }
 
-const upstreamRegistrations = () => stack.upstream.requests.filter((request) => request === 'POST /reg').length
+const upstreamRegistrations = () => stack.upstream.requestLines.filter((request) => request === 'POST /reg').length
 
 async function introspect(token: string) {
   const { clientId, clientSecret } = stack.upstream.introspection

@@ -54,6 +54,13 @@ export class ConnectorProvider implements OAuthClientProvider {
   codeVerifier() {
     return this.verifier
   }
+  /** What the SDK calls after invalid_client (scope 'all': register again) or invalid_grant ('tokens'), as real clients implement it. */
+  invalidateCredentials(scope: 'all' | 'client' | 'tokens' | 'verifier' | 'discovery') {
+    if (scope === 'all' || scope === 'client') this.client = undefined
+    if (scope === 'all' || scope === 'tokens') this.saved = undefined
+    if (scope === 'all' || scope === 'verifier') this.verifier = ''
+    if (scope === 'all' || scope === 'discovery') this.discovered = undefined
+  }
   /** Keeps what discovery found (the 401's resource_metadata), as a real connector does between steps. */
   saveDiscoveryState(state: OAuthDiscoveryState) {
     this.discovered = state

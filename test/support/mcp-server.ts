@@ -13,8 +13,8 @@ import { closeServer, listen, sendJson } from './http.ts';
 export interface McpServerOptions {
   port?: number;
   host?: string;
-  /** Where and as whom to introspect bearer tokens (client_secret_basic). */
-  upstream: { introspectionEndpoint: string; clientId: string; clientSecret: string };
+  /** Where and as whom to introspect bearer tokens (client_secret_basic unless told otherwise). */
+  upstream: { introspectionEndpoint: string; clientId: string; clientSecret: string; method?: 'client_secret_basic' | 'client_secret_post' };
   /** RFC 9728 protected resource metadata URL named in 401 challenges. */
   resourceMetadataUrl: string;
   /** 401s without any WWW-Authenticate header, like an MCP server that predates RFC 9728. */
@@ -156,18 +156,18 @@ function unauthorized(res: ServerResponse, resourceMetadataUrl: string | undefin
   );
 }
 
-/** RFC 7662 §2.1 request, authenticated with client_secret_basic (RFC 6749 §2.3.1). */
+/** RFC 7662 §2.1 request, authenticated with client_secret_basic or client_secret_post (RFC 6749 §2.3.1). */
 async function introspect(upstream: McpServerOptions['upstream'], token: string): Promise<Introspection> {
-  const credentials = `${encodeURIComponent(upstream.clientId)}:${encodeURIComponent(upstream.clientSecret)}`;
-  const response = await fetch(upstream.introspectionEndpoint, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(credentials).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-      accept: 'application/json',
-    },
-    body: new URLSearchParams({ token, token_type_hint: 'access_token' }),
-  });
+  const body = new URLSearchParams({ token, token_type_hint: 'access_token' });
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+  if (upstream.method === 'client_secret_post') {
+    body.set('client_id', upstream.clientId);
+    body.set('client_secret', upstream.clientSecret);
+  } else {
+    const credentials = `${encodeURIComponent(upstream.clientId)}:${encodeURIComponent(upstream.clientSecret)}`;
+    headers.authorization = `Basic ${Buffer.from(credentials).toString('base64')}`;
+  }
+  const response = await fetch(upstream.introspectionEndpoint, { method: 'POST', headers, body });
   if (!response.ok) {
     throw new Error(`introspection failed: HTTP ${response.status} ${await response.text()}`);
   }

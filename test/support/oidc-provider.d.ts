@@ -94,6 +94,24 @@ declare module 'oidc-provider' {
     static find(id: string): Promise<Grant | undefined>;
   }
 
+  /** The parts of Koa's context the stand-in's middleware reads and writes. */
+  export interface KoaContext {
+    method: string;
+    path: string;
+    query: Record<string, string | string[] | undefined>;
+    headers: Record<string, string | undefined>;
+    status: number;
+    body: unknown;
+    type: string;
+    oidc?: { body?: Record<string, unknown> };
+  }
+
+  /** oidc-provider's OAuth errors, thrown from configuration callbacks. */
+  export const errors: {
+    InvalidTarget: new (description?: string) => Error;
+    InvalidScope: new (description: string, scope?: string) => Error;
+  };
+
   /** Provider extends Koa; only the members the stand-ins need are declared. */
   export class Provider {
     constructor(issuer: string, configuration?: Configuration);
@@ -110,6 +128,8 @@ declare module 'oidc-provider' {
     ): Promise<void>;
     on(event: string, listener: (...args: unknown[]) => void): this;
     off(event: string, listener: (...args: unknown[]) => void): this;
+    /** Koa middleware, run before oidc-provider's own routes (and after them, past `await next()`). */
+    use(middleware: (ctx: KoaContext, next: () => Promise<void>) => Promise<void>): this;
   }
 
   export default Provider;

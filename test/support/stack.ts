@@ -4,8 +4,9 @@
  */
 import type { FastifyInstance } from 'fastify'
 import type { Test } from 'tap'
-import { buildGateway } from '../../gateway/app.ts'
+import { buildGateway, type GatewayOptions } from '../../gateway/app.ts'
 import { parseConfig, type Config } from '../../gateway/config.ts'
+import type { Store } from '../../gateway/store.ts'
 import { startMcpServer, type McpServerOptions, type StandInMcpServer } from './mcp-server.ts'
 import { freePort } from './ports.ts'
 import { startUpstream, type StandInUpstream, type UpstreamOptions } from './upstream.ts'
@@ -32,6 +33,10 @@ export interface StackOptions {
   mcp?: Partial<Omit<McpServerOptions, 'upstream' | 'resourceMetadataUrl'>>
   /** Front mode: the gateway proxies <gateway>/mcp to the MCP server, which is then MCP_RESOURCE. */
   front?: boolean
+  /** The gateway's logger (e.g. a stream the test reads). */
+  logger?: GatewayOptions['logger']
+  /** A store to share between stacks, as replicas share Redis. */
+  store?: Store
 }
 
 /** The gateway config file a test starts from. */
@@ -50,7 +55,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const gatewayPort = await freePort()
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
   const upstream = await startUpstream({ redirectUris: [`${gatewayUrl}/callback`], ...options.upstream })
-  const introspectionEndpoint = `${upstream.issuer}/token/introspection`
+  const introspectionEndpoint = `${upstream.issuer.replace(/\/$/, '')}/token/introspection`
   const mcp = await startMcpServer({
     upstream: { introspectionEndpoint, ...upstream.introspection },
     resourceMetadataUrl: `${gatewayUrl}/.well-known/oauth-protected-resource/mcp`,
@@ -64,7 +69,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
     ...options.env,
   })
-  const gateway = await buildGateway({ config })
+  const gateway = await buildGateway({ config, logger: options.logger, store: options.store })
   await gateway.listen({ port: gatewayPort, host: '127.0.0.1' })
 
   return {

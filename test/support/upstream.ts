@@ -4,8 +4,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import Provider from 'oidc-provider';
-import type { Account, ClientView, Configuration, Interaction, JWK } from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
+import type { Account, ClientView, Configuration, Interaction, JWK, KoaContext } from 'oidc-provider';
 import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 import { closeServer, escapeHtml, listen, readBody, sendHtml, sendJson } from './http.ts';
 
@@ -17,6 +17,11 @@ export interface UpstreamOptions {
   /** The gateway's callback URL(s), registered for the gateway's client. */
   redirectUris: string[];
   tokenAuthMethod?: 'client_secret_basic' | 'client_secret_post';
+  /**
+   * What the metadata lists as token_endpoint_auth_methods_supported (oidc-provider's
+   * `clientAuthMethods`); by default every method oidc-provider knows, whatever is enforced.
+   */
+  advertisedAuthMethods?: Array<'client_secret_basic' | 'client_secret_post'>;
   /** Access token lifetime in seconds. */
   accessTokenTtl?: number;
   /**
@@ -25,6 +30,32 @@ export interface UpstreamOptions {
    * that bearer token (RFC 7591 §3).
    */
   registration?: boolean | { initialAccessToken?: string };
+  /** false: every /.well-known/ path answers 404 HTML, as an upstream without discovery does. */
+  discovery?: boolean;
+  /** Spell the issuer with a trailing slash (metadata, `iss`, ID tokens), as some servers do. */
+  issuerTrailingSlash?: boolean;
+  /** Token and revocation errors come back as an HTML page with the same status, as from a proxy or framework error page. */
+  htmlErrors?: boolean;
+  /** Token and revocation OAuth errors come back (still JSON) with this HTTP status, e.g. 500. */
+  errorStatus?: number;
+  /** `expires_in` in token responses as a string, as Entra sends it. */
+  stringExpiresIn?: boolean;
+  /** Issue refresh tokens only when offline_access was granted: oidc-provider's default (NeonPanel issues them always). */
+  refreshTokensNeedOfflineAccess?: boolean;
+  /** Scopes beyond the OIDC ones, e.g. 'neonpanel.api'. */
+  extraScopes?: string[];
+  /** RFC 8707 resource indicators the upstream accepts; any other (and, without this, every one) is invalid_target. */
+  resources?: string[] | ((resource: string) => boolean);
+}
+
+/** A request the upstream received at its authorization, token or revocation endpoint (client_secret left out). */
+export interface RecordedRequest {
+  method: string;
+  /** Relative to the issuer, e.g. '/auth', '/token'. */
+  path: string;
+  params: Record<string, string>;
+  clientAuth: 'basic' | 'post' | 'none';
+  status: number;
 }
 
 export interface StandInUpstream {
@@ -32,11 +63,13 @@ export interface StandInUpstream {
   clientId: string;
   clientSecret: string;
   /** A second confidential client the MCP stand-in uses for RFC 7662 introspection. */
-  introspection: { clientId: string; clientSecret: string };
+  introspection: { clientId: string; clientSecret: string; method: 'client_secret_basic' | 'client_secret_post' };
   account: { username: string; password: string };
   provider: Provider;
+  /** Every authorization, token and revocation request, in order. */
+  requests: RecordedRequest[];
   /** Every request received, as `METHOD path` (no query), in order. */
-  requests: string[];
+  requestLines: string[];
   close(): Promise<void>;
 }
 
@@ -56,25 +89,81 @@ export async function startUpstream(opts: UpstreamOptions): Promise<StandInUpstr
   // Listen first: the issuer must contain the real port before the Provider exists.
   const server = createServer();
   const port = await listen(server, opts.port ?? 0, host);
-  const issuer = `http://${host}:${port}${issuerPath}`;
+  const issuer = `http://${host}:${port}${issuerPath}${opts.issuerTrailingSlash ? '/' : ''}`;
 
-  const provider = new Provider(issuer, providerConfiguration(opts, issuerPath));
+  // PKCE challenges of authorization requests that asked for offline_access (see refreshTokensNeedOfflineAccess).
+  const offlineRequested = new Set<string>();
+  const provider = new Provider(issuer, providerConfiguration(opts, issuerPath, offlineRequested));
+  const requests: RecordedRequest[] = [];
+  provider.use(recordRequests(requests, offlineRequested));
+  provider.use(quirks(opts));
   const authMethod = opts.tokenAuthMethod ?? 'client_secret_basic';
-  const requests: string[] = [];
-  const handler = createRequestHandler(provider, issuerPath, authMethod);
+  const requestLines: string[] = [];
+  const handler = createRequestHandler(provider, issuerPath, authMethod, opts.discovery ?? true);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    requests.push(`${req.method} ${splitQuery(req.url ?? '/')[0]}`);
+    requestLines.push(`${req.method} ${splitQuery(req.url ?? '/')[0]}`);
     handler(req, res);
   });
 
   return {
     issuer,
     ...GATEWAY_CLIENT,
-    introspection: { ...INTROSPECTION_CLIENT },
+    introspection: { ...INTROSPECTION_CLIENT, method: introspectionAuthMethod(opts) },
     account: { ...ACCOUNT },
     provider,
     requests,
+    requestLines,
     close: () => closeServer(server),
+  };
+}
+
+/** The introspection client authenticates with a method the upstream advertises. */
+function introspectionAuthMethod(opts: UpstreamOptions): 'client_secret_basic' | 'client_secret_post' {
+  const advertised = opts.advertisedAuthMethods;
+  return !advertised || advertised.includes('client_secret_basic') ? 'client_secret_basic' : 'client_secret_post';
+}
+
+const RECORDED_PATHS = new Set(['/auth', '/token', '/token/revocation']);
+
+/** Koa middleware: records what reached the authorization, token and revocation endpoints. */
+function recordRequests(requests: RecordedRequest[], offlineRequested: Set<string>) {
+  return async (ctx: KoaContext, next: () => Promise<void>): Promise<void> => {
+    if (ctx.path === '/auth' && String(ctx.query.scope ?? '').split(' ').includes('offline_access')) {
+      offlineRequested.add(String(ctx.query.code_challenge));
+    }
+    await next();
+    if (!RECORDED_PATHS.has(ctx.path)) return;
+    const source = ctx.method === 'POST' ? (ctx.oidc?.body ?? {}) : ctx.query;
+    const params: Record<string, string> = {};
+    for (const [name, value] of Object.entries(source)) {
+      if (name !== 'client_secret') params[name] = Array.isArray(value) ? value.join(',') : String(value);
+    }
+    const basic = /^basic /i.test(ctx.headers.authorization ?? '');
+    const clientAuth = basic ? 'basic' : 'client_secret' in source ? 'post' : 'none';
+    requests.push({ method: ctx.method, path: ctx.path, params, clientAuth, status: ctx.status });
+  };
+}
+
+/**
+ * Koa middleware for the quirks of real upstreams, applied to what
+ * oidc-provider answered: OAuth errors as HTML or with another status,
+ * `expires_in` as a string.
+ */
+function quirks(opts: UpstreamOptions) {
+  return async (ctx: KoaContext, next: () => Promise<void>): Promise<void> => {
+    await next();
+    if (ctx.path !== '/token' && ctx.path !== '/token/revocation') return;
+    const body = ctx.body as { error?: string; error_description?: string; expires_in?: unknown } | undefined;
+    if (body?.error) {
+      const status = opts.errorStatus ?? ctx.status;
+      if (opts.htmlErrors) {
+        ctx.type = 'text/html; charset=utf-8';
+        ctx.body = `<!doctype html><html><head><title>Error</title></head><body><h1>Something went wrong</h1><p>${escapeHtml(body.error_description ?? body.error)}</p></body></html>`;
+      }
+      ctx.status = status;
+    } else if (opts.stringExpiresIn && typeof body?.expires_in === 'number') {
+      ctx.body = { ...body, expires_in: String(body.expires_in) };
+    }
   };
 }
 
@@ -84,12 +173,13 @@ function normalizeIssuerPath(path: string): string {
   return path.replace(/\/+$/, '');
 }
 
-function providerConfiguration(opts: UpstreamOptions, issuerPath: string): Configuration {
+function providerConfiguration(opts: UpstreamOptions, issuerPath: string, offlineRequested: Set<string>): Configuration {
   return {
     // Passing the factory explicitly (same store oidc-provider defaults to) silences its
     // "development-only in-memory adapter" warning; each provider gets its own store.
     adapter: createMemoryAdapter(),
     jwks: { keys: [signingKey()] },
+    ...(opts.advertisedAuthMethods ? { clientAuthMethods: opts.advertisedAuthMethods } : {}),
     clients: [
       {
         client_id: GATEWAY_CLIENT.clientId,
@@ -108,7 +198,7 @@ function providerConfiguration(opts: UpstreamOptions, issuerPath: string): Confi
         redirect_uris: [],
         grant_types: [],
         response_types: [],
-        token_endpoint_auth_method: 'client_secret_basic',
+        token_endpoint_auth_method: introspectionAuthMethod(opts),
       },
     ],
     // Cookies: not Secure unless the request is https (ctx.secure), so plain http works.
@@ -120,10 +210,14 @@ function providerConfiguration(opts: UpstreamOptions, issuerPath: string): Confi
       introspection: { enabled: true, allowedPolicy: introspectionAllowed },
       registration: registrationFeature(opts.registration),
       registrationManagement: { enabled: Boolean(opts.registration) },
-      // resourceIndicators stays at the default: enabled, and its default
-      // getResourceServerInfo throws invalid_target for any `resource` (RFC 8707 §2).
+      // Enabled, as by default. Without `resources`, every `resource` is invalid_target
+      // (oidc-provider's default getResourceServerInfo); with it, those resources are known.
+      resourceIndicators: {
+        enabled: true,
+        getResourceServerInfo: resourceServerInfo(opts.resources ?? []),
+      },
     },
-    scopes: ['openid', 'offline_access', 'profile', 'email'],
+    scopes: ['openid', 'offline_access', 'profile', 'email', ...(opts.extraScopes ?? [])],
     claims: {
       acr: null, sid: null, auth_time: null, iss: null,
       openid: ['sub'],
@@ -134,7 +228,10 @@ function providerConfiguration(opts: UpstreamOptions, issuerPath: string): Confi
     interactions: { url: (_ctx, interaction) => `${issuerPath}/interaction/${interaction.uid}` },
     // Default only issues one when `offline_access` was granted, and oidc-provider drops
     // offline_access unless prompt=consent (OIDC Core §11). NeonPanel issues them always.
-    issueRefreshToken: (_ctx, client) => client.grantTypeAllowed('refresh_token'),
+    // With refreshTokensNeedOfflineAccess: only when the authorization request asked for offline_access
+    // (oidc-provider itself would also drop it without prompt=consent, which no MCP flow sends).
+    issueRefreshToken: (_ctx, client, code) =>
+      client.grantTypeAllowed('refresh_token') && (!opts.refreshTokensNeedOfflineAccess || offlineRequested.has(String((code as { codeChallenge?: string }).codeChallenge))),
     // Default rotates only public clients, or confidential ones after 70% of the RT's
     // lifetime. Always rotating is the stricter case for the gateway: the old RT is
     // consumed, and replaying it revokes the whole grant (OAuth 2.1 §4.3.1).
@@ -155,6 +252,15 @@ function registrationFeature(option: UpstreamOptions['registration']) {
   if (!option) return { enabled: false };
   const initialAccessToken = typeof option === 'object' ? option.initialAccessToken : undefined;
   return { enabled: true, initialAccessToken: initialAccessToken ?? false };
+}
+
+/** RFC 8707: known resources get opaque access tokens with the `api` scope; anything else is invalid_target. */
+function resourceServerInfo(resources: string[] | ((resource: string) => boolean)) {
+  const known = typeof resources === 'function' ? resources : (resource: string) => resources.includes(resource);
+  return (_ctx: unknown, resource: string) => {
+    if (!known(resource)) throw new errors.InvalidTarget();
+    return { scope: 'api', accessTokenFormat: 'opaque', audience: resource };
+  };
 }
 
 /**
@@ -183,14 +289,14 @@ type MountableRequest = IncomingMessage & { originalUrl?: string; baseUrl?: stri
 
 type TokenAuthMethod = NonNullable<UpstreamOptions['tokenAuthMethod']>;
 
-function createRequestHandler(provider: Provider, issuerPath: string, authMethod: TokenAuthMethod) {
+function createRequestHandler(provider: Provider, issuerPath: string, authMethod: TokenAuthMethod, discovery: boolean) {
   const providerCallback = provider.callback();
   const interactions = createInteractionHandlers(provider, issuerPath);
 
   return (req: MountableRequest, res: ServerResponse): void => {
     const rawUrl = rfc8414Alias(req.url ?? '/', issuerPath);
     const local = pathUnderMount(rawUrl, issuerPath);
-    if (local === undefined) {
+    if (local === undefined || (!discovery && splitQuery(rawUrl)[0].includes('/.well-known/'))) {
       sendHtml(res, 404, 'not found');
       return;
     }

@@ -74,7 +74,50 @@ t.test('loadConfig reads GATEWAY_CONFIG and reports a broken file', async (t) =>
   writeFileSync(broken, 'publicUrl: [unclosed\n')
   t.throws(() => loadConfig({ ...env, GATEWAY_CONFIG: broken }), /not valid YAML/)
   t.throws(() => loadConfig({ ...env, GATEWAY_CONFIG: join(dir, 'missing.yaml') }), /cannot read the configuration file/)
-  t.ok(loadConfig({ ...env }).allowedRedirectUris.length > 5, 'the shipped example file is valid')
+  const shipped = loadConfig({ ...env })
+  t.same(shipped.redirectPresets, { chatgpt: true, claude: true, loopback: true, vscodeWeb: true, cursor: true, inspector: true }, 'the shipped file switches every preset on')
+  t.same(shipped.upstream.resource, { mode: 'drop' }, 'and drops resource upstream')
+})
+
+t.test('redirect presets and extra entries', async (t) => {
+  const config = parseConfig(file, env)
+  t.same(config.redirectPresets, { chatgpt: false, claude: false, loopback: false, vscodeWeb: false, cursor: false, inspector: false }, 'presets are off unless switched on')
+  const presetsOnly = parseConfig({ ...file, allowedRedirectUris: undefined, redirectPresets: { claude: true } }, env)
+  t.same(presetsOnly.allowedRedirectUris, [], 'extra entries default to none')
+  t.equal(presetsOnly.redirectPresets.claude, true)
+  const fromEnv = parseConfig({ ...file, redirectPresets: { chatgpt: true } }, { ...env, ALLOWED_REDIRECT_URIS: 'https://app.example.com/cb' })
+  t.same(fromEnv.allowedRedirectUris, ['https://app.example.com/cb'], 'ALLOWED_REDIRECT_URIS replaces the extra entries')
+  t.equal(fromEnv.redirectPresets.chatgpt, true, 'and leaves the presets alone')
+  fails(t, { ...file, allowedRedirectUris: [], redirectPresets: { chatgpt: false } }, env, /allowedRedirectUris: must allow at least one redirect URI: switch on a preset/, 'nothing allowed')
+  fails(t, { ...file, redirectPresets: { chatgtp: true } }, env, /redirectPresets: Unrecognized key.*chatgtp/, 'a misspelt preset')
+  fails(t, { ...file, redirectPresets: { claude: 'yes' } }, env, /redirectPresets\.claude:/, 'a preset switch that is not a boolean')
+})
+
+t.test('upstream.resource', async (t) => {
+  const upstream = (resource: unknown) => ({ ...file, upstream: { ...file.upstream, resource } })
+  t.same(parseConfig(upstream('forward'), env).upstream.resource, { mode: 'forward' }, 'a bare mode')
+  t.same(parseConfig(upstream({ mode: 'map', value: 'https://api.example.com' }), env).upstream.resource, { mode: 'map', value: 'https://api.example.com' })
+  t.same(parseConfig(upstream({ mode: 'audience' }), env).upstream.resource, { mode: 'audience' }, 'audience defaults its value later')
+  fails(t, upstream({ mode: 'map' }), env, /upstream\.resource\.value:/, 'map needs a value')
+  fails(t, upstream({ mode: 'map', value: 'https://api.example.com/#x' }), env, /upstream\.resource\.value: must not have a fragment/, 'a fragment')
+  fails(t, upstream('send'), env, /upstream\.resource/, 'an unknown mode')
+})
+
+t.test('scopes.upstream and lifetimes', async (t) => {
+  const config = parseConfig({ ...file, scopes: { ...file.scopes, upstream: { openid: 'openid neonpanel.api', offline_access: '' }, addOfflineAccess: true } }, env)
+  t.same(config.scopes.upstream, { openid: 'openid neonpanel.api', offline_access: '' })
+  t.equal(config.scopes.addOfflineAccess, true)
+  t.equal(config.lifetimes.codeRetrySeconds, 10)
+  t.equal(config.lifetimes.refreshRetrySeconds, 10)
+  fails(t, { ...file, scopes: { ...file.scopes, upstream: { mcp: 'neonpanel.api' } } }, env, /scopes\.upstream: every scope renamed here must be in scopes\.supported/, 'an unsupported client scope')
+  fails(t, { ...file, scopes: { ...file.scopes, upstream: { openid: 'a  b' } } }, env, /scopes\.upstream\.openid: must be space-separated scope tokens/, 'a bad upstream scope list')
+  fails(t, { ...file, lifetimes: { codeRetrySeconds: 0 } }, env, /lifetimes\.codeRetrySeconds:/, 'a zero retry window')
+})
+
+t.test('the upstream issuer keeps its trailing slash; the public URL loses it', async (t) => {
+  const config = parseConfig({ ...file, publicUrl: 'https://oauth.example.com/', upstream: { ...file.upstream, issuer: 'https://id.example.com/oauth/' } }, env)
+  t.equal(config.publicUrl, 'https://oauth.example.com')
+  t.equal(config.upstream.issuer, 'https://id.example.com/oauth/', 'compared with the upstream iss exactly when there is no discovery')
 })
 
 t.test('Redis: REDIS_URL from the environment only, redis.* from the file', async (t) => {

@@ -1,9 +1,11 @@
 import t from 'tap'
 import { RedirectAllowlist, normaliseRedirectUri, parsePattern, sameRedirectUri } from '../../gateway/redirect-uri.ts'
+import { allowlistSources } from '../../gateway/presets.ts'
 import { parse } from 'yaml'
 import { readFileSync } from 'node:fs'
 
-const shipped = new RedirectAllowlist(parse(readFileSync(new URL('../../config/gateway.yaml', import.meta.url), 'utf8')).allowedRedirectUris)
+const file = parse(readFileSync(new URL('../../config/gateway.yaml', import.meta.url), 'utf8'))
+const shipped = new RedirectAllowlist(allowlistSources(file.redirectPresets, file.allowedRedirectUris))
 
 function allowed(uri: string) {
   const checked = normaliseRedirectUri(uri)
@@ -57,6 +59,8 @@ t.test('the shipped allowlist lets in every real client', async (t) => {
     'http://localhost:6274/oauth/callback/debug',
     'http://127.0.0.1:33418/',
     'http://127.0.0.1/',
+    'http://localhost:1234/other',
+    'http://[::1]:8080/callback',
     'https://vscode.dev/redirect',
     'https://insiders.vscode.dev/redirect',
     'cursor://anysphere.cursor-mcp/oauth/callback',
@@ -78,16 +82,30 @@ t.test('look-alikes and near misses never match', async (t) => {
     'http://claude.ai/api/mcp/auth_callback',
     'http://localhost.evil.com/callback',
     'http://127.0.0.1.evil.com/callback',
-    'http://localhost:1234/other',
+    // The loopback preset allows any path on http loopback, but not https or other hosts.
+    'https://localhost:1234/callback',
+    'http://127.0.0.2:1234/callback',
     'cursor://evil/oauth/callback',
     'https://chat.openai.com/aip//oauth/callback',
   ]) t.notOk(allowed(uri), uri)
 })
 
-t.test('patterns: wildcards only for whole segments and ports', async (t) => {
+t.test('patterns: wildcards only for whole segments (or their ends) and ports', async (t) => {
   t.throws(() => parsePattern('https://*.chatgpt.com/x'), /whole path segment/)
-  t.throws(() => parsePattern('https://chatgpt.com/conn*'), /whole path segment/)
+  t.throws(() => parsePattern('https://chatgpt.com/co*nn'), /whole path segment/)
+  t.throws(() => parsePattern('https://chatgpt.com/*conn'), /whole path segment/)
+  t.throws(() => parsePattern('https://chatgpt.com/x?a=*'), /whole path segment/)
   t.throws(() => parsePattern('http://example.com/callback'), /https/)
+  t.throws(() => parsePattern('https://example.com/**'), /only allowed on loopback/)
+  t.throws(() => parsePattern('http://localhost/**/x'), /whole path segment/)
+  const prefixed = new RedirectAllowlist(['https://chatgpt.com/aip/g-*/oauth/callback'])
+  t.ok(prefixed.allows(new URL('https://chatgpt.com/aip/g-123/oauth/callback')))
+  t.notOk(prefixed.allows(new URL('https://chatgpt.com/aip/g-/oauth/callback')), 'the prefix alone is not enough')
+  t.notOk(prefixed.allows(new URL('https://chatgpt.com/aip/x-123/oauth/callback')), 'another prefix')
+  const below = new RedirectAllowlist(['http://127.0.0.1:*/**'])
+  for (const path of ['/', '/callback', '/a/b/c', '/a/b/']) t.ok(below.allows(new URL(`http://127.0.0.1:5000${path}`)), path)
+  t.notOk(below.allows(new URL('http://127.0.0.1:5000//x')), 'no empty segment in the middle')
+  t.notOk(below.allows(new URL('http://127.0.0.1:5000/cb?x=1')), 'no query')
   const anyPort = new RedirectAllowlist(['https://example.com:*/cb'])
   t.ok(anyPort.allows(new URL('https://example.com:8443/cb')))
   t.ok(anyPort.allows(new URL('https://example.com/cb')))
