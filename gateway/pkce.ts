@@ -1,5 +1,5 @@
 /** PKCE (RFC 7636) with S256 only, as OAuth 2.1 and the MCP authorization spec require. */
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 
 /** RFC 7636 §4.1: 43 to 128 characters of the unreserved set. */
 const VERIFIER = /^[A-Za-z0-9._~-]{43,128}$/
@@ -23,4 +23,9 @@ export function verifierMatches(verifier: string, challenge: string): boolean {
   const computed = Buffer.from(s256(verifier))
   const expected = Buffer.from(challenge)
   return computed.length === expected.length && timingSafeEqual(computed, expected)
+}
+
+/** A fresh verifier for the gateway's own PKCE towards the upstream: 32 random bytes, 43 characters. */
+export function newVerifier(): string {
+  return randomBytes(32).toString('base64url')
 }

@@ -14,22 +14,16 @@ import { randomBytes } from 'node:crypto'
 import { buildGateway, LOGGER_OPTIONS } from '../gateway/app.ts'
 import { loadConfig } from '../gateway/config.ts'
 import { CookieBrowser, signInAndFollow } from './support/browser.ts'
-import { startMcpServer } from './support/mcp-server.ts'
 import { ConnectorProvider, mcpClient, textOf, transportFor } from './support/mcp-client.ts'
-import { startUpstream } from './support/upstream.ts'
+import { startStandIns } from './support/standins.ts'
 
 const checkOnly = process.argv.includes('--check')
 const host = '127.0.0.1'
 const gatewayPort = Number(process.env.PORT ?? 8080)
 const gatewayUrl = `http://localhost:${gatewayPort}`
 
-const upstream = await startUpstream({ host, port: Number(process.env.DEMO_UPSTREAM_PORT ?? 4000), redirectUris: [`${gatewayUrl}/callback`] })
-const mcp = await startMcpServer({
-  host,
-  port: Number(process.env.DEMO_MCP_PORT ?? 3001),
-  upstream: { introspectionEndpoint: `${upstream.issuer}/token/introspection`, ...upstream.introspection },
-  resourceMetadataUrl: `${gatewayUrl}/.well-known/oauth-protected-resource/mcp`,
-})
+const standIns = await startStandIns(gatewayUrl, host)
+const { upstream, mcp } = standIns
 const config = loadConfig({
   ...process.env,
   GATEWAY_PUBLIC_URL: gatewayUrl,
@@ -46,8 +40,7 @@ await gateway.listen({ port: config.port, host: config.host })
 
 async function shutdown() {
   await gateway.close()
-  await mcp.close()
-  await upstream.close()
+  await standIns.close()
 }
 process.once('SIGINT', () => void shutdown().then(() => process.exit(0)))
 process.once('SIGTERM', () => void shutdown().then(() => process.exit(0)))

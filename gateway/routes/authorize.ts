@@ -9,14 +9,13 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { randomPKCECodeVerifier, calculatePKCECodeChallenge } from 'openid-client'
 import type { Gateway } from '../app.ts'
 import { clientHandle, type RegisteredClient } from '../clients.ts'
 import { approvalKey, type ConsentCookie, type PendingAuthorization } from '../consent.ts'
 import { OAuthError, invalidRequest, step, unsupportedResponseType } from '../errors.ts'
 import { cspSource, pageHeaders, redirectBrowser, renderConsentPage } from '../pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../params.ts'
-import { isValidChallenge } from '../pkce.ts'
+import { isValidChallenge, newVerifier, s256 } from '../pkce.ts'
 import { refusalReason } from '../presets.ts'
 import { normaliseRedirectUri, sameRedirectUri } from '../redirect-uri.ts'
 import { checkResource } from '../resource.ts'
@@ -80,14 +79,14 @@ export async function authorize(app: FastifyInstance) {
 
 /** Sends the browser to the upstream with the gateway's callback and PKCE, and the transaction sealed into `state`. */
 export async function sendToUpstream(gateway: Gateway, request: FastifyRequest, reply: FastifyReply, pending: PendingAuthorization) {
-  const verifier = randomPKCECodeVerifier()
+  const verifier = newVerifier()
   const transaction: Transaction = { j: randomUUID(), c: pending.c, r: pending.r, s: pending.s, cc: pending.cc, v: verifier, sc: pending.sc, res: pending.res }
   const upstreamUrl = await buildUpstreamAuthorizationUrl(gateway, {
     response_type: 'code',
     // Pending authorizations sealed before scope renaming carry no `us`: theirs is the client's scope.
     scope: pending.us ?? pending.sc,
     state: gateway.sealer.seal('transaction', transaction, gateway.config.lifetimes.transactionSeconds),
-    code_challenge: await calculatePKCECodeChallenge(verifier),
+    code_challenge: s256(verifier),
     code_challenge_method: 'S256',
   }, pending.u)
   return redirectBrowser(request, reply, upstreamUrl.href)

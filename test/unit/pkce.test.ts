@@ -1,5 +1,5 @@
 import t from 'tap'
-import { isValidChallenge, isValidVerifier, s256, verifierMatches } from '../../gateway/pkce.ts'
+import { isValidChallenge, isValidVerifier, newVerifier, s256, verifierMatches } from '../../gateway/pkce.ts'
 
 t.test('RFC 7636 appendix B example', async (t) => {
   const verifier = 'dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk'
@@ -17,4 +17,11 @@ t.test('shapes', async (t) => {
   t.ok(isValidChallenge('E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM'))
   t.notOk(isValidChallenge('E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-c='))
   t.notOk(isValidChallenge(['E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM']))
+})
+
+t.test('the gateway makes valid, distinct verifiers for its own PKCE', async (t) => {
+  const a = newVerifier()
+  t.ok(isValidVerifier(a), 'RFC 7636 shape')
+  t.not(a, newVerifier(), 'fresh each time')
+  t.ok(isValidChallenge(s256(a)))
 })
