@@ -1,14 +1,17 @@
 /**
  * The only module that talks to the upstream OAuth server (my.neonpanel.com):
- * one openid-client Configuration, one undici Agent with connect, headers and
- * body timeouts, and verb-noun functions for each call. Every failure leaves
- * through translateUpstreamError.
+ * one openid-client Configuration, one undici Agent, every request bounded in
+ * time and size (fetch.ts), and verb-noun functions for each call. Every
+ * failure leaves through translateUpstreamError, and what the upstream
+ * answered is logged.
  */
+import type { FastifyBaseLogger } from 'fastify'
 import * as oidc from 'openid-client'
-import { Agent, fetch as undiciFetch } from 'undici'
+import { Agent } from 'undici'
 import type { Config } from '../config.ts'
 import { isLoopbackHost } from '../redirect-uri.ts'
 import { translateUpstreamError } from './errors.ts'
+import { boundedFetch, codesOf, recordingExchange, type Exchange } from './fetch.ts'
 
 export interface TokenSet {
   access_token: string
@@ -69,22 +72,40 @@ async function discoverMetadata(upstream: UpstreamConfig, options: oidc.Discover
   throw firstError
 }
 
-export function createUpstream(config: Config, callbackUrl: string): Upstream {
+type UpstreamLog = Pick<FastifyBaseLogger, 'info' | 'warn'>
+
+const silent: UpstreamLog = { info() {}, warn() {} }
+
+export function createUpstream(config: Config, callbackUrl: string, log: UpstreamLog = silent): Upstream {
   const upstream = config.upstream
+  // The Agent's timeouts are backstops; the deadline in boundedFetch is what bounds a request as a whole.
   const agent = new Agent({
     connect: { timeout: upstream.connectTimeoutMs },
     headersTimeout: upstream.timeoutMs,
     bodyTimeout: upstream.timeoutMs,
     connections: upstream.maxConnections,
   })
-  const customFetch: oidc.CustomFetch = (url, options) =>
-    undiciFetch(url, { ...options, dispatcher: agent }) as unknown as Promise<Response>
+  const customFetch: oidc.CustomFetch = boundedFetch(agent, upstream)
   const execute = isInsecureAllowed(upstream.issuer) ? [oidc.allowInsecureRequests] : []
+
+  /** Runs one upstream call; a failure is logged with what the upstream answered, then translated. */
+  async function observed<T>(name: string, work: () => Promise<T>): Promise<T> {
+    const exchange: Exchange = {}
+    try {
+      return await recordingExchange(exchange, work)
+    } catch (err) {
+      const translated = translateUpstreamError(err, exchange)
+      const entry = { upstream: { call: name, ...exchange, codes: codesOf(err) }, status: translated.status, error: translated.error, reason: translated.message }
+      if (translated.status >= 500) log.warn(entry, 'upstream call failed')
+      else log.info(entry, 'upstream refused the call')
+      throw translated
+    }
+  }
 
   async function load(): Promise<oidc.Configuration> {
     const metadata: oidc.ServerMetadata = upstream.endpoints
       ? { issuer: upstream.issuer, ...upstream.endpoints }
-      : await discoverMetadata(upstream, { [oidc.customFetch]: customFetch, execute, timeout: upstream.timeoutMs / 1000 })
+      : await observed('discovery', () => discoverMetadata(upstream, { [oidc.customFetch]: customFetch, execute, timeout: upstream.timeoutMs / 1000 }))
     const configuration = new oidc.Configuration(metadata, upstream.clientId, { client_secret: upstream.clientSecret }, chooseClientAuth(upstream, metadata))
     configuration[oidc.customFetch] = customFetch
     configuration.timeout = upstream.timeoutMs / 1000
@@ -102,13 +123,9 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
     return loading
   }
 
-  async function call<T>(work: (configuration: oidc.Configuration) => Promise<T>): Promise<T> {
+  async function call<T>(name: string, work: (configuration: oidc.Configuration) => Promise<T>): Promise<T> {
     const configuration_ = await configuration()
-    try {
-      return await work(configuration_)
-    } catch (err) {
-      throw translateUpstreamError(err)
-    }
+    return observed(name, () => work(configuration_))
   }
 
   return {
@@ -125,17 +142,17 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
       const response = new URL(callbackUrl)
       response.searchParams.set('code', code)
       if (iss !== undefined) response.searchParams.set('iss', iss)
-      return call(async (configuration_) =>
+      return call('token', async (configuration_) =>
         toTokenSet(await oidc.authorizationCodeGrant(configuration_, response, { pkceCodeVerifier: codeVerifier }, parameters)),
       )
     },
 
     refreshGrant(refreshToken, parameters) {
-      return call(async (configuration_) => toTokenSet(await oidc.refreshTokenGrant(configuration_, refreshToken, parameters)))
+      return call('refresh', async (configuration_) => toTokenSet(await oidc.refreshTokenGrant(configuration_, refreshToken, parameters)))
     },
 
     revokeToken(token, tokenTypeHint) {
-      return call((configuration_) => oidc.tokenRevocation(configuration_, token, tokenTypeHint ? { token_type_hint: tokenTypeHint } : undefined))
+      return call('revocation', (configuration_) => oidc.tokenRevocation(configuration_, token, tokenTypeHint ? { token_type_hint: tokenTypeHint } : undefined))
     },
 
     async close() {

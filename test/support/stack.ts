@@ -2,10 +2,11 @@
  * Starts the real parts together on loopback: the oidc-provider upstream,
  * the gateway (real HTTP), and the SDK's MCP server, wired as in production.
  */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Test } from 'tap'
 import { buildGateway } from '../../gateway/app.ts'
 import { parseConfig, type Config } from '../../gateway/config.ts'
+import { startFaultProxy, type FaultProxy } from './fault-proxy.ts'
 import { startMcpServer, type StandInMcpServer } from './mcp-server.ts'
 import { freePort } from './ports.ts'
 import { startUpstream, type StandInUpstream, type UpstreamOptions } from './upstream.ts'
@@ -19,6 +20,8 @@ export interface Stack {
   config: Config
   upstream: StandInUpstream
   mcp: StandInMcpServer
+  /** The fault-injecting proxy in front of the upstream, when asked for. */
+  proxy?: FaultProxy
   close(): Promise<void>
 }
 
@@ -27,6 +30,9 @@ export interface StackOptions {
   config?: (file: Record<string, any>) => Record<string, any>
   env?: Record<string, string>
   upstream?: Partial<UpstreamOptions>
+  /** Puts a fault-injecting proxy in front of the upstream: the upstream's issuer is the proxy's origin. */
+  faultProxy?: boolean
+  logger?: FastifyServerOptions['logger']
 }
 
 /** The gateway config file a test starts from. */
@@ -44,7 +50,9 @@ export function gatewayFile(gatewayUrl: string, upstreamIssuer: string, mcpResou
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const gatewayPort = await freePort()
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
-  const upstream = await startUpstream({ redirectUris: [`${gatewayUrl}/callback`], ...options.upstream })
+  const proxy = options.faultProxy ? await startFaultProxy() : undefined
+  const upstream = await startUpstream({ redirectUris: [`${gatewayUrl}/callback`], publicOrigin: proxy?.url, ...options.upstream })
+  proxy?.setTarget(upstream.address)
   const introspectionEndpoint = `${upstream.issuer}/token/introspection`
   const mcp = await startMcpServer({
     upstream: { introspectionEndpoint, ...upstream.introspection },
@@ -56,7 +64,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
     ...options.env,
   })
-  const gateway = await buildGateway({ config })
+  const gateway = await buildGateway({ config, logger: options.logger })
   await gateway.listen({ port: gatewayPort, host: '127.0.0.1' })
 
   return {
@@ -65,9 +73,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     config,
     upstream,
     mcp,
+    proxy,
     async close() {
       await gateway.close()
       await mcp.close()
+      await proxy?.close()
       await upstream.close()
     },
   }

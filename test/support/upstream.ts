@@ -19,10 +19,17 @@ export interface UpstreamOptions {
   tokenAuthMethod?: 'client_secret_basic' | 'client_secret_post';
   /** Access token lifetime in seconds. */
   accessTokenTtl?: number;
+  /**
+   * The origin clients reach it at when something sits in front of it (a fault-injecting
+   * proxy): the issuer names it, while the server listens on its own port.
+   */
+  publicOrigin?: string;
 }
 
 export interface StandInUpstream {
   issuer: string;
+  /** Where the server itself listens (http://host:port), whatever the issuer says. */
+  address: string;
   clientId: string;
   clientSecret: string;
   /** A second confidential client the MCP stand-in uses for RFC 7662 introspection. */
@@ -48,7 +55,8 @@ export async function startUpstream(opts: UpstreamOptions): Promise<StandInUpstr
   // Listen first: the issuer must contain the real port before the Provider exists.
   const server = createServer();
   const port = await listen(server, opts.port ?? 0, host);
-  const issuer = `http://${host}:${port}${issuerPath}`;
+  const address = `http://${host}:${port}`;
+  const issuer = `${opts.publicOrigin ?? address}${issuerPath}`;
 
   const provider = new Provider(issuer, providerConfiguration(opts, issuerPath));
   const authMethod = opts.tokenAuthMethod ?? 'client_secret_basic';
@@ -56,6 +64,7 @@ export async function startUpstream(opts: UpstreamOptions): Promise<StandInUpstr
 
   return {
     issuer,
+    address,
     ...GATEWAY_CLIENT,
     introspection: { ...INTROSPECTION_CLIENT },
     account: { ...ACCOUNT },
