@@ -7,7 +7,8 @@ import formbody from '@fastify/formbody'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
-import { errorHandler, notFoundHandler } from './errors.ts'
+import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler } from './errors.ts'
+import { parameterLimit } from './params.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
 import { routes } from './routes/index.ts'
 import { Sealer } from './seal.ts'
@@ -59,11 +60,24 @@ export const LOGGER_OPTIONS = {
 
 export async function buildGateway(options: GatewayOptions): Promise<FastifyInstance> {
   const { config } = options
+  const { server } = config
   const app = Fastify({
     logger: options.logger ?? false,
     // Behind a load balancer the public URL comes from config, never from Host or X-Forwarded-* headers.
     trustProxy: false,
-    bodyLimit: 64 * 1024,
+    // Endpoints that read a body set their own limit (config server.bodyLimits); nothing else needs one.
+    bodyLimit: 16 * 1024,
+    connectionTimeout: server.connectionTimeoutMs,
+    keepAliveTimeout: server.keepAliveTimeoutMs,
+    requestTimeout: server.requestTimeoutMs,
+    http: {
+      headersTimeout: server.headersTimeoutMs,
+      requestTimeout: server.requestTimeoutMs,
+      // Node checks both timeouts only this often (30 s by default), which would stretch them.
+      connectionsCheckingInterval: Math.min(1000, Math.max(100, server.headersTimeoutMs / 4)),
+    },
+    clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler,
   })
 
   const sealer = new Sealer(config.secrets)
@@ -71,7 +85,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     Object.fromEntries(Object.entries(PATHS).map(([name, path]) => [name, config.publicUrl + path])),
   ) as Gateway['endpoints']
   const store = options.store ?? new MemoryStore()
-  const upstream = createUpstream(config, endpoints.callback)
+  const upstream = createUpstream(config, endpoints.callback, app.log)
   app.decorate('gateway', { config, sealer, clients: new ClientRegistry(sealer), allowlist: new RedirectAllowlist(config.allowedRedirectUris), store, upstream, endpoints })
   app.decorateRequest('redirectBack', null)
 
@@ -87,6 +101,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     maxAge: 600,
   })
 
+  app.addHook('preValidation', parameterLimit(server.maxParameters))
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
   await app.register(routes)

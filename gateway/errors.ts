@@ -4,7 +4,9 @@
  * client once /authorize has validated its redirect URI (RFC 6749 §4.1.2.1),
  * and an HTML page on browser endpoints before that.
  */
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { PAGE_HEADERS, redirectBrowser, renderErrorPage } from './pages.ts'
 import { StoreUnavailable } from './store.ts'
 
@@ -115,4 +117,37 @@ export function authorizationErrorUrl(back: RedirectBack, err: OAuthError): stri
 
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply) {
   return errorHandler(new OAuthError(404, 'invalid_request', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`), request, reply)
+}
+
+/** What Node's HTTP parser refuses before a request exists, and how it is answered. */
+function clientFault(code: string | undefined): [number, string] {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'the request was not received in time']
+  if (code === 'HPE_HEADER_OVERFLOW') return [431, 'the request headers are too large']
+  return [400, 'the request is not valid HTTP']
+}
+
+/**
+ * Fastify's `clientErrorHandler`: a malformed request, oversized headers or a
+ * client too slow to send its request (server.headersTimeoutMs,
+ * requestTimeoutMs) get the OAuth error shape too, and the connection is closed.
+ */
+export function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException, socket: Duplex) {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, description] = clientFault(err.code)
+  this.log.debug({ code: err.code, status }, 'client error')
+  // A response already under way (a pipelined request) cannot be followed by another one.
+  const busy = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent
+  if (socket.writable && !busy) {
+    const body = JSON.stringify({ error: 'invalid_request', error_description: description })
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nCache-Control: no-store\r\n` +
+        `Connection: close\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    )
+  }
+  socket.destroy()
+}
+
+/** Fastify's `frameworkErrors` (a malformed URL, an overlong path parameter): through the one error handler. */
+export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  return errorHandler(err, request, reply)
 }

@@ -62,7 +62,7 @@ export async function authorize(app: FastifyInstance) {
   }
 
   app.get('/authorize', { config: { browser: true, cors: false } }, handler)
-  app.post('/authorize', { config: { browser: true, cors: false } }, handler)
+  app.post('/authorize', { config: { browser: true, cors: false }, bodyLimit: gateway.config.server.bodyLimits.authorize }, handler)
 }
 
 function findClient(gateway: Gateway, parameters: Parameters): RegisteredClient {

@@ -28,7 +28,7 @@ export interface RefreshGrant {
 export async function token(app: FastifyInstance) {
   const gateway = app.gateway
 
-  app.post('/token', async (request: FastifyRequest, reply: FastifyReply) => {
+  app.post('/token', { bodyLimit: gateway.config.server.bodyLimits.token }, async (request: FastifyRequest, reply: FastifyReply) => {
     const parameters = parametersOf(request.body)
     const client = authenticateClient(request, parameters, gateway.clients)
     const grantType = required(parameters, 'grant_type')
