@@ -99,6 +99,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     exposedHeaders: ['WWW-Authenticate'],
     credentials: false,
     maxAge: 600,
+    // A bare OPTIONS (no Origin) gets the same empty 204, not a text/plain 400 outside the OAuth shape.
+    strictPreflight: false,
   })
 
   app.addHook('preValidation', parameterLimit(server.maxParameters))

@@ -132,8 +132,8 @@ function record(exchange: Exchange, body: Buffer, size: number) {
 }
 
 const EXCERPT_CHARACTERS = 200
-/** JSON members whose values are credentials. */
-const SECRET_MEMBER = /("[^"]*(?:token|secret|code|password|assertion|key)[^"]*"\s*:\s*)"(?:[^"\\]|\\.)*"?/gi
+/** JSON members whose values are credentials (token_type is not one). */
+const SECRET_MEMBER = /("(?!token_type")[^"]*(?:token|secret|code|password|assertion|key)[^"]*"\s*:\s*)"(?:[^"\\]|\\.)*"?/gi
 /** Anything long enough to be a token, a code or a key. */
 const TOKEN_LIKE = /[A-Za-z0-9\-._~+/]{20,}=*/g
 
