@@ -23,9 +23,14 @@ export async function registerClient(gatewayUrl: string, metadata: Record<string
   return (await response.json()) as RegisteredClient
 }
 
+/** RFC 7636 S256. */
+export function challengeOf(verifier: string): string {
+  return createHash('sha256').update(verifier).digest('base64url')
+}
+
 export function pkcePair() {
   const verifier = randomBytes(32).toString('base64url')
-  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') }
+  return { verifier, challenge: challengeOf(verifier) }
 }
 
 /** The gateway's /authorize URL for `client`, with a fresh PKCE pair. */

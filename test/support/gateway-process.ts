@@ -21,7 +21,17 @@ export interface GatewayProcess {
   exited: Promise<number | string>
   /** Resident and peak resident memory of the process, in bytes, from /proc (Linux). */
   memory(): { rss: number; peak: number }
+  /** The live heap after a full garbage collection (needs `memoryProbe`). */
+  liveMemory(): Promise<MemoryProbe>
   stop(): Promise<number | string>
+}
+
+export interface MemoryProbe {
+  rss: number
+  heapUsed: number
+  heapTotal: number
+  external: number
+  arrayBuffers: number
 }
 
 export interface GatewayProcessOptions {
@@ -30,6 +40,10 @@ export interface GatewayProcessOptions {
   env: Record<string, string>
   /** Extra node arguments, e.g. `--import` of a module that injects a fault. */
   nodeArgs?: string[]
+  /** Loads memory-probe.ts, for liveMemory(). */
+  memoryProbe?: boolean
+  /** The port to listen on; a free one when absent. */
+  port?: number
   /** Which log lines to keep (a long run logs hundreds of thousands). */
   keep?: (entry: Record<string, any>) => boolean
 }
@@ -38,15 +52,20 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
   const dir = mkdtempSync(join(tmpdir(), 'gateway-process-'))
   const configPath = join(dir, 'gateway.yaml')
   writeFileSync(configPath, JSON.stringify(options.config))
-  const port = await freePort()
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), 'gateway/server.ts'], {
+  const port = options.port ?? (await freePort())
+  const probe = options.memoryProbe ? ['--expose-gc', '--import', './test/support/memory-probe.ts'] : []
+  const child = spawn(process.execPath, [...probe, ...(options.nodeArgs ?? []), 'gateway/server.ts'], {
     env: { PATH: process.env.PATH ?? '', ...options.env, GATEWAY_CONFIG: configPath, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const logs: Array<Record<string, any>> = []
   const waiters = new Set<{ match: (entry: Record<string, any>) => boolean; resolve: (entry: Record<string, any>) => void }>()
   let stderr = ''
-  child.stderr!.on('data', (chunk) => (stderr += chunk))
+  const probes: Array<(probe: MemoryProbe) => void> = []
+  createInterface({ input: child.stderr! }).on('line', (line) => {
+    if (line.startsWith('{"memoryProbe":')) return probes.shift()?.((JSON.parse(line) as { memoryProbe: MemoryProbe }).memoryProbe)
+    if (stderr.length < 10_000) stderr += `${line}\n`
+  })
   createInterface({ input: child.stdout! }).on('line', (line) => {
     let entry: Record<string, any>
     try {
@@ -97,6 +116,12 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
       const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
       const kib = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024
       return { rss: kib('VmRSS'), peak: kib('VmHWM') }
+    },
+    liveMemory() {
+      return new Promise<MemoryProbe>((resolve) => {
+        probes.push(resolve)
+        child.kill('SIGUSR2')
+      })
     },
     async stop() {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')

@@ -111,7 +111,7 @@ function providerConfiguration(opts: UpstreamOptions, issuerPath: string): Confi
     cookies: { keys: COOKIE_KEYS },
     features: {
       devInteractions: { enabled: false },
-      revocation: { enabled: true },
+      revocation: { enabled: true, allowedPolicy: revocationAllowed },
       introspection: { enabled: true, allowedPolicy: introspectionAllowed },
       // resourceIndicators stays at the default: enabled, and its default
       // getResourceServerInfo throws invalid_target for any `resource` (RFC 8707 §2).
@@ -150,6 +150,14 @@ function providerConfiguration(opts: UpstreamOptions, issuerPath: string): Confi
  */
 function introspectionAllowed(_ctx: unknown, client: ClientView, token: { clientId?: string }): boolean {
   return client.clientAuthMethod !== 'none' || token.clientId === client.clientId;
+}
+
+/**
+ * Stated explicitly to silence oidc-provider's "you SHOULD change" notice on every
+ * revocation: a client revokes only its own tokens (another's is ignored, RFC 7009 §2.1).
+ */
+function revocationAllowed(_ctx: unknown, client: ClientView, token: { clientId?: string }): boolean {
+  return token.clientId === client.clientId;
 }
 
 /** A fresh RS256 key per upstream (RS256 is the default id_token_signed_response_alg). */
