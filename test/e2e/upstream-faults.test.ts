@@ -62,6 +62,7 @@ const CASES: Case[] = [
   { name: 'connection refused', fault: 'refuse', status: 503, error: 'temporarily_unavailable' },
   { name: 'no answer', fault: 'no-answer', status: 504, error: 'temporarily_unavailable' },
   { name: 'an HTML page with status 500', fault: 'html-500', status: 502, error: 'server_error', upstream: { status: 500, contentType: 'text/html; charset=utf-8', excerpt: /Internal Server Error/ } },
+  { name: 'a maintenance page with status 503', fault: 'html-503', status: 503, error: 'temporarily_unavailable', upstream: { status: 503, contentType: 'text/html', excerpt: /Temporarily Unavailable/ } },
   { name: 'invalid JSON', fault: 'invalid-json', status: 502, error: 'server_error', upstream: { status: 200, contentType: 'application/json' } },
   { name: 'truncated JSON (the connection closes before Content-Length is reached)', fault: 'truncated-json', status: 502, error: 'server_error', upstream: { status: 200 } },
   { name: 'a connection reset mid-body', fault: 'reset-mid-body', status: 502, error: 'server_error', upstream: { status: 200 } },

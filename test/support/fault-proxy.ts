@@ -16,6 +16,8 @@ export type Fault =
   | 'no-answer'
   /** A 500 with an HTML error page, as a web server in front of the upstream sends. */
   | 'html-500'
+  /** A 503 maintenance page, as a load balancer in front of the upstream sends. */
+  | 'html-503'
   /** 200, application/json, a body that is not JSON. */
   | 'invalid-json'
   /** The real answer, with its Content-Length, cut off halfway by a clean close. */
@@ -123,6 +125,9 @@ export async function startFaultProxy(host = '127.0.0.1'): Promise<FaultProxy> {
       case 'html-500':
         req.resume()
         return send(res, 500, 'text/html; charset=utf-8', '<!doctype html><html><head><title>500 Internal Server Error</title></head><body><h1>Internal Server Error</h1><p>nginx</p></body></html>')
+      case 'html-503':
+        req.resume()
+        return send(res, 503, 'text/html', '<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>')
       case 'invalid-json':
         req.resume()
         return send(res, 200, 'application/json', '{"access_token": "half-a-token", "token_type": Bearer, }')
