@@ -10,7 +10,8 @@ import { ClientMetadataDocuments } from './client-metadata.ts'
 import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
 import { ConsentPolicy } from './consent.ts'
-import { errorHandler, notFoundHandler } from './errors.ts'
+import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler } from './errors.ts'
+import { parameterLimit } from './params.ts'
 import { allowlistSources } from './presets.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
 import { routes } from './routes/index.ts'
@@ -73,11 +74,24 @@ export const LOGGER_OPTIONS = {
 
 export async function buildGateway(options: GatewayOptions): Promise<FastifyInstance> {
   const { config } = options
+  const { server } = config
   const app = Fastify({
     logger: options.logger ?? false,
     // Behind a load balancer the public URL comes from config, never from Host or X-Forwarded-* headers.
     trustProxy: false,
-    bodyLimit: 64 * 1024,
+    // Endpoints that read a body set their own limit (config server.bodyLimits); nothing else needs one.
+    bodyLimit: 16 * 1024,
+    connectionTimeout: server.connectionTimeoutMs,
+    keepAliveTimeout: server.keepAliveTimeoutMs,
+    requestTimeout: server.requestTimeoutMs,
+    http: {
+      headersTimeout: server.headersTimeoutMs,
+      requestTimeout: server.requestTimeoutMs,
+      // Node checks both timeouts only this often (30 s by default), which would stretch them.
+      connectionsCheckingInterval: Math.min(1000, Math.max(100, server.headersTimeoutMs / 4)),
+    },
+    clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler,
   })
 
   const sealer = new Sealer(config.secrets)
@@ -85,7 +99,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     Object.fromEntries(Object.entries(PATHS).map(([name, path]) => [name, config.publicUrl + path])),
   ) as Gateway['endpoints']
   const store = options.store ?? new MemoryStore()
-  const upstream = createUpstream(config, endpoints.callback)
+  const upstream = createUpstream(config, endpoints.callback, app.log)
   const mcpProxy = config.front.enabled ? createMcpProxy(config.front) : undefined
   const documents = config.clientMetadataDocuments
   const fetcher: ClientMetadataFetcher | undefined = documents.enabled
@@ -117,8 +131,11 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     exposedHeaders: ['WWW-Authenticate', 'Mcp-Session-Id'],
     credentials: false,
     maxAge: 600,
+    // A bare OPTIONS (no Origin) gets the same empty 204, not a text/plain 400 outside the OAuth shape.
+    strictPreflight: false,
   })
 
+  app.addHook('preValidation', parameterLimit(server.maxParameters))
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
   await app.register(routes)

@@ -114,8 +114,13 @@ const upstreamSchema = z.strictObject({
       registration_endpoint: secureUrl.optional(),
     })
     .optional(),
-  /** Whole-request timeout for every upstream call, in milliseconds (connect, headers and body included). */
+  /**
+   * Deadline of every upstream request, in milliseconds, from connect to the
+   * last byte of the body: a body that trickles in slowly is cut off at it.
+   */
   timeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+  /** Largest upstream answer, in bytes (default 1 MiB); a larger one is dropped while it streams and answered 502. */
+  maxResponseBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
   /** Connect timeout, in milliseconds. */
   connectTimeoutMs: z.number().int().min(100).max(60_000).default(5_000),
   /** Most open connections to the upstream. */
@@ -199,6 +204,38 @@ const clientMetadataDocumentsSchema = z
     developmentAllowLoopback: z.boolean().default(false),
   })
   .prefault({})
+
+/** Largest request body, in bytes, per endpoint that reads one; larger bodies are answered 413 `invalid_request`. */
+const bodyLimitsSchema = z
+  .strictObject({
+    /** POST /register: JSON client metadata. */
+    register: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
+    /** POST /token: a form with a code or refresh token, the verifier and client credentials. */
+    token: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024),
+    /** POST /revoke: a form with a token and client credentials. */
+    revoke: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024),
+    /** POST /authorize: the authorization request as a form. */
+    authorize: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024),
+  })
+  .prefault({})
+
+/** Limits that protect the gateway from slow and oversized requests (Node's http server and Fastify settings). */
+const serverSchema = z
+  .strictObject({
+    /** Time a client has to send its request headers, ms; then 408 and the connection is closed (slowloris). */
+    headersTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
+    /** Time a client has to send its whole request, headers and body, ms; then 408 and the connection is closed. */
+    requestTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
+    /** How long an idle keep-alive connection stays open, ms; longer than the idle timeout of the load balancer in front (often 60 s). */
+    keepAliveTimeoutMs: z.number().int().min(100).max(600_000).default(72_000),
+    /** A connection with no traffic at all during a request is closed after this long, ms; must outlast upstream.timeoutMs. */
+    connectionTimeoutMs: z.number().int().min(100).max(600_000).default(60_000),
+    /** Most parameters in one query string, form or registration; a repeated parameter counts each time. */
+    maxParameters: z.number().int().min(10).max(10_000).default(100),
+    bodyLimits: bodyLimitsSchema,
+  })
+  .prefault({})
+  .refine((s) => s.headersTimeoutMs <= s.requestTimeoutMs, { message: 'must not be longer than server.requestTimeoutMs', path: ['headersTimeoutMs'] })
 
 const configSchema = z
   .strictObject({
@@ -288,6 +325,12 @@ const configSchema = z
     clientMetadataDocuments: clientMetadataDocumentsSchema,
     /** The shared store, used only when env REDIS_URL is set; without it state lives in memory (one replica). */
     redis: redisSchema.prefault({}),
+    server: serverSchema,
+  })
+  // A request waiting on the upstream is silent towards the client: the idle timeout must not cut it.
+  .refine((c) => c.server.connectionTimeoutMs > c.upstream.timeoutMs, {
+    message: 'must be longer than upstream.timeoutMs',
+    path: ['server', 'connectionTimeoutMs'],
   })
   .refine((config) => !config.clientMetadataDocuments.developmentAllowLoopback || isLoopbackHost(new URL(config.publicUrl).hostname), {
     message: 'may only be true when publicUrl is a loopback address (local development and tests, never production)',

@@ -4,7 +4,9 @@
  * client once /authorize has validated its redirect URI (RFC 6749 §4.1.2.1),
  * and an HTML page on browser endpoints before that.
  */
-import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { PAGE_HEADERS, redirectBrowser, renderErrorPage } from './pages.ts'
 import { StoreUnavailable } from './store.ts'
 
@@ -163,14 +165,30 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
   return reply
     .code(oauth.status)
     .headers({ ...oauth.headers, 'cache-control': 'no-store', pragma: 'no-cache' })
-    .send({ error: oauth.error, error_description: oauth.message })
+    .send({ error: oauth.error, error_description: describeForClient(oauth.message) })
+}
+
+/**
+ * RFC 6749 §5.2 and §4.1.2.1: error_description is printable ASCII without
+ * `"` or `\`. Descriptions quote client input, so they are made to fit and
+ * kept short.
+ */
+export function describeForClient(message: string): string {
+  const fitted = message
+    .replace(/"/g, "'")
+    .replace(/\\/g, '/')
+    // The gateway's own descriptions cite specs as "RFC 7636 §4.6"; ASCII has no section sign.
+    .replace(/§/g, 'section ')
+    .replace(/…/g, '...')
+    .replace(/[^\x20-\x7E]/g, '?')
+  return fitted.length > 300 ? `${fitted.slice(0, 297)}...` : fitted
 }
 
 /** RFC 6749 §4.1.2.1 with RFC 9207's `iss`. */
 export function authorizationErrorUrl(back: RedirectBack, err: OAuthError): string {
   const url = new URL(back.redirectUri)
   url.searchParams.set('error', err.error)
-  url.searchParams.set('error_description', err.message)
+  url.searchParams.set('error_description', describeForClient(err.message))
   if (back.state !== undefined) url.searchParams.set('state', back.state)
   url.searchParams.set('iss', back.issuer)
   return url.href
@@ -178,4 +196,43 @@ export function authorizationErrorUrl(back: RedirectBack, err: OAuthError): stri
 
 export function notFoundHandler(request: FastifyRequest, reply: FastifyReply) {
   return errorHandler(new OAuthError(404, 'invalid_request', `no such endpoint: ${request.method} ${request.url.split('?')[0]}`), request, reply)
+}
+
+/** What Node's HTTP parser refuses before a request exists, and how it is answered. */
+function clientFault(code: string | undefined): [number, string] {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return [408, 'the request was not received in time']
+  if (code === 'HPE_HEADER_OVERFLOW') return [431, 'the request headers are too large']
+  return [400, 'the request is not valid HTTP']
+}
+
+/** A request line for one of the browser endpoints, which answer with the HTML page. */
+const BROWSER_REQUEST_LINE = /^(?:(?:GET|HEAD|POST) \/authorize|(?:GET|HEAD) \/callback)(?:[?\s]|$)/
+
+/**
+ * Fastify's `clientErrorHandler`: a malformed request, oversized headers or a
+ * client too slow to send its request (server.headersTimeoutMs,
+ * requestTimeoutMs) get the OAuth error shape too, and the connection is
+ * closed. When the request line is at hand (oversized headers) and names a
+ * browser endpoint, the answer is the HTML error page.
+ */
+export function clientErrorHandler(this: FastifyInstance, err: NodeJS.ErrnoException & { rawPacket?: unknown }, socket: Duplex) {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const [status, description] = clientFault(err.code)
+  this.log.debug({ code: err.code, status }, 'client error')
+  // A response already under way (a pipelined request) cannot be followed by another one.
+  const busy = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent
+  if (socket.writable && !busy) {
+    const browser = Buffer.isBuffer(err.rawPacket) && BROWSER_REQUEST_LINE.test(err.rawPacket.subarray(0, 32).toString('latin1'))
+    const [headers, body] = browser
+      ? [PAGE_HEADERS, renderErrorPage('invalid_request', description, PAGE_HINTS.invalid_request!)]
+      : [{ 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }, JSON.stringify({ error: 'invalid_request', error_description: description })]
+    const lines = Object.entries({ ...headers, connection: 'close', 'content-length': String(Buffer.byteLength(body)) }).map(([name, value]) => `${name}: ${value}\r\n`)
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${lines.join('')}\r\n${body}`)
+  }
+  socket.destroy()
+}
+
+/** Fastify's `frameworkErrors` (a malformed URL, an overlong path parameter): through the one error handler. */
+export function frameworkErrorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  return errorHandler(err, request, reply)
 }

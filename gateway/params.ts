@@ -27,3 +27,24 @@ export function required(parameters: Parameters, name: string, maxLength?: numbe
   if (value === undefined) throw invalidRequest(`${name} is required (RFC 6749 §4.1)`)
   return value
 }
+
+/** How many parameters a parsed query, form or JSON object carries; a repeated parameter counts each time. */
+export function countParameters(source: unknown): number {
+  if (!source || typeof source !== 'object') return 0
+  if (Array.isArray(source)) return source.length
+  let count = 0
+  for (const value of Object.values(source)) count += Array.isArray(value) ? value.length : 1
+  return count
+}
+
+/**
+ * A hook that refuses requests with more than `max` parameters in their
+ * query and body together, before any endpoint looks at them.
+ */
+export function parameterLimit(max: number) {
+  return async function limitParameters(request: { query: unknown; body: unknown }) {
+    if (countParameters(request.query) + countParameters(request.body) > max) {
+      throw invalidRequest(`the request carries more than ${max} parameters`)
+    }
+  }
+}

@@ -4,6 +4,13 @@
  * replica), then listen. A bad configuration stops start-up with a message
  * naming the field. The configuration file is watched and SIGHUP re-reads it
  * (reload.ts). SIGTERM and SIGINT close the server: in-flight requests finish.
+ *
+ * Faults outside any request: an unhandled promise rejection is logged and the
+ * gateway keeps serving (a rejection is one failed operation; every request
+ * path awaits its promises, so one reaching here is a bug to fix, not a broken
+ * process). An uncaught exception is logged and the process exits with 70
+ * (EX_SOFTWARE) for the orchestrator to restart it: after a synchronous throw
+ * nobody caught, the process state can no longer be trusted.
  */
 import { buildGateway, LOGGER_OPTIONS } from './app.ts'
 import { ConfigError, configPath, loadConfig, type Config } from './config.ts'
@@ -24,6 +31,14 @@ const redis = redisUrl ? createRedisClient({ url: redisUrl, ...redisOptions }) :
 const app = await buildGateway({ config, logger: LOGGER_OPTIONS, ...(redis ? { redis, store: new RedisStore(redis) } : {}) })
 if (redis) connectRedis(redis, app.log)
 else app.log.warn('REDIS_URL is not set: state is kept in memory, so run only one replica')
+
+process.on('unhandledRejection', (reason) => {
+  app.log.error({ err: reason }, 'unhandled promise rejection; still serving')
+})
+process.on('uncaughtException', (err, origin) => {
+  app.log.fatal({ err, origin }, 'uncaught exception; exiting for the orchestrator to restart the gateway')
+  process.exit(70) // EX_SOFTWARE
+})
 // Load the upstream's metadata early; a failure is retried on the first request that needs it.
 app.gateway.upstream.metadata().catch((err: Error) => app.log.warn({ err: err.message }, 'upstream metadata not loaded yet'))
 

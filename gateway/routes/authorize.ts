@@ -74,7 +74,7 @@ export async function authorize(app: FastifyInstance) {
   }
 
   app.get('/authorize', { config: { browser: true, cors: false } }, handler)
-  app.post('/authorize', { config: { browser: true, cors: false } }, handler)
+  app.post('/authorize', { config: { browser: true, cors: false }, bodyLimit: gateway.config.server.bodyLimits.authorize }, handler)
 }
 
 /** Sends the browser to the upstream with the gateway's callback and PKCE, and the transaction sealed into `state`. */

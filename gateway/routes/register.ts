@@ -35,7 +35,7 @@ export async function register(app: FastifyInstance) {
   const gateway = app.gateway
   const schema = registrationSchema(gateway)
 
-  app.post('/register', async (request, reply) => {
+  app.post('/register', { bodyLimit: gateway.config.server.bodyLimits.register }, async (request, reply) => {
     const metadata = parseMetadata(schema, request.body)
     const redirectUris = checkRedirectUris(gateway, metadata.redirect_uris)
     if (!metadata.grant_types.includes('authorization_code')) throw invalidClientMetadata('grant_types: must include authorization_code (the only flow this gateway serves)')

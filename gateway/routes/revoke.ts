@@ -12,7 +12,7 @@ import type { RefreshGrant } from './token.ts'
 export async function revoke(app: FastifyInstance) {
   const gateway = app.gateway
 
-  app.post('/revoke', async (request, reply) => {
+  app.post('/revoke', { bodyLimit: gateway.config.server.bodyLimits.revoke }, async (request, reply) => {
     const parameters = parametersOf(request.body)
     const client = await authenticateClient(request, parameters, gateway)
     const token = required(parameters, 'token', 8192)

@@ -40,7 +40,7 @@ export interface RefreshGrant {
 export async function token(app: FastifyInstance) {
   const gateway = app.gateway
 
-  app.post('/token', async (request: FastifyRequest, reply: FastifyReply) => {
+  app.post('/token', { bodyLimit: gateway.config.server.bodyLimits.token }, async (request: FastifyRequest, reply: FastifyReply) => {
     const parameters = parametersOf(request.body)
     const client = await authenticateClient(request, parameters, gateway)
     const grantType = required(parameters, 'grant_type')

@@ -12,6 +12,7 @@
  */
 import { ResponseBodyError, WWWAuthenticateChallengeError } from 'openid-client'
 import { InvalidClient, OAuthError } from '../errors.ts'
+import { codesOf, UpstreamFault, type FaultKind } from './fetch.ts'
 
 /** Which upstream request failed, as the descriptions and log lines name it. */
 export type UpstreamCall = 'discovery' | 'authorization' | 'token (authorization_code)' | 'token (refresh_token)' | 'revocation' | 'registration'
@@ -55,16 +56,13 @@ export function sameIssuer(a: string, b: string): boolean {
   return a.replace(/\/$/, '') === b.replace(/\/$/, '')
 }
 
-/** Every `code` (and timeout `name`) along an error's cause chain. */
-function codesOf(err: unknown): string[] {
-  const codes: string[] = []
+/** The UpstreamFault along an error's cause chain (openid-client wraps what its fetch throws). */
+function faultIn(err: unknown): UpstreamFault | undefined {
   for (let current = err, depth = 0; current && typeof current === 'object' && depth < 8; depth++) {
-    const { code, name, cause } = current as { code?: unknown; name?: unknown; cause?: unknown }
-    if (typeof code === 'string') codes.push(code)
-    if (name === 'TimeoutError') codes.push(name)
-    current = cause
+    if (current instanceof UpstreamFault) return current
+    current = (current as { cause?: unknown }).cause
   }
-  return codes
+  return undefined
 }
 
 /** The innermost message along the cause chain: oauth4webapi's own words about what it refused. */
@@ -149,7 +147,13 @@ export async function translateUpstreamError(err: unknown, call: UpstreamCall, c
   const details = { upstream: { call, ...context, ...answer, code: codes[0], message: message && redact(message) } }
   const options = { cause: err, details }
 
+  // Classified where it happened (fetch.ts): the deadline passed, the connection failed, or the answer broke the rules.
+  const fault = faultIn(err)
+  if (fault) return fromFault(fault.kind, call, options)
   if (answer?.error && ERROR_CODE.test(answer.error)) return fromOAuthAnswer(answer as UpstreamAnswer & { error: string }, call, options)
+  // A gateway or maintenance page in front of the upstream keeps its meaning.
+  if (answer?.status === 503) return fromFault('unreachable', call, options)
+  if (answer?.status === 504) return fromFault('timeout', call, options)
   if (answer?.status !== undefined) {
     const type = answer.content_type ? ` (${answer.content_type.split(';')[0]})` : ''
     return new OAuthError(502, 'server_error', `the NeonPanel sign-in service answered the ${call} request with HTTP ${answer.status}${type} instead of an OAuth JSON answer`, options)
@@ -162,6 +166,17 @@ export async function translateUpstreamError(err: unknown, call: UpstreamCall, c
     return new OAuthError(503, 'temporarily_unavailable', `the NeonPanel sign-in service cannot be reached for the ${call} request (${unreachable})`, options)
   }
   return new OAuthError(502, 'server_error', `the NeonPanel sign-in service gave a ${call} answer the gateway cannot accept${message ? `: ${redact(message, 200)}` : ''}`, options)
+}
+
+function fromFault(kind: FaultKind, call: UpstreamCall, options: { cause: unknown; details: { upstream: Record<string, unknown> } }): OAuthError {
+  switch (kind) {
+    case 'timeout':
+      return new OAuthError(504, 'temporarily_unavailable', `the NeonPanel sign-in service did not answer the ${call} request in time`, options)
+    case 'unreachable':
+      return new OAuthError(503, 'temporarily_unavailable', `the NeonPanel sign-in service cannot be reached for the ${call} request`, options)
+    case 'bad_answer':
+      return new OAuthError(502, 'server_error', `the NeonPanel sign-in service gave a ${call} answer that is not a valid OAuth response`, options)
+  }
 }
 
 function fromOAuthAnswer(answer: UpstreamAnswer & { error: string }, call: UpstreamCall, options: { cause: unknown; details: { upstream: Record<string, unknown> } }): OAuthError {

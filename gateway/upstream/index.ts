@@ -2,18 +2,21 @@
  * The only module that talks to the upstream OAuth server (my.neonpanel.com):
  * one openid-client Configuration for the gateway's own client (in
  * registration passthrough, one per call for the client registered at the
- * upstream, over the same metadata), one undici Agent with connect, headers
- * and body timeouts, and verb-noun functions for each call. Every failure
- * leaves through upstream/errors.ts.
+ * upstream, over the same metadata), one undici Agent, every request bounded in
+ * time and size (fetch.ts), and verb-noun functions for each call. Every failure
+ * leaves through upstream/errors.ts, and what the upstream answered is logged.
  */
+import type { FastifyBaseLogger } from 'fastify'
 import * as oidc from 'openid-client'
-import { Agent, fetch as undiciFetch } from 'undici'
+import { Agent } from 'undici'
 import type { Config } from '../config.ts'
 import { isLoopbackHost } from '../redirect-uri.ts'
 import { OAuthError } from '../errors.ts'
 import { upstreamResourceParameters } from '../resource.ts'
 import { translateRegisteredClientError, translateUpstreamError, type UpstreamCall } from './errors.ts'
 import { readRegistrationResponse, upstreamClientMetadata, type RegistrationRequest, type UpstreamAuthMethod, type UpstreamClient, type UpstreamRegistration } from './registration.ts'
+
+import { boundedFetch, codesOf, recordingExchange, type Exchange } from './fetch.ts'
 
 export type { UpstreamClient, UpstreamRegistration } from './registration.ts'
 
@@ -101,20 +104,39 @@ async function discoverMetadata(upstream: UpstreamConfig, options: oidc.Discover
   throw firstError
 }
 
-export function createUpstream(config: Config, callbackUrl: string): Upstream {
+type UpstreamLog = Pick<FastifyBaseLogger, 'info' | 'warn'>
+
+const silent: UpstreamLog = { info() {}, warn() {} }
+
+export function createUpstream(config: Config, callbackUrl: string, log: UpstreamLog = silent): Upstream {
   const upstream = config.upstream
+  // The Agent's timeouts are backstops; the deadline in boundedFetch is what bounds a request as a whole.
   const agent = new Agent({
     connect: { timeout: upstream.connectTimeoutMs },
     headersTimeout: upstream.timeoutMs,
     bodyTimeout: upstream.timeoutMs,
     connections: upstream.maxConnections,
   })
-  const customFetch: oidc.CustomFetch = (url, options) =>
-    undiciFetch(url, { ...options, dispatcher: agent }) as unknown as Promise<Response>
+  const customFetch: oidc.CustomFetch = boundedFetch(agent, upstream)
   const execute = isInsecureAllowed(upstream.issuer) ? [oidc.allowInsecureRequests] : []
   // RFC 8707: what the upstream gets in place of the client's resource, on every authorization, code exchange and refresh.
   const resourceParameters = upstreamResourceParameters(config)
   let authMethod: AuthMethod | undefined
+
+  /** Runs one upstream call; a failure is translated, then logged with what the upstream answered. */
+  async function observed<T>(name: UpstreamCall, client: UpstreamClient | undefined, work: () => Promise<T>): Promise<T> {
+    const exchange: Exchange = {}
+    try {
+      return await recordingExchange(exchange, work)
+    } catch (err) {
+      const context = { auth_method: client ? client.authMethod : authMethod }
+      const translated = await (client ? translateRegisteredClientError(err, name, context) : translateUpstreamError(err, name, context))
+      const entry = { upstream: { call: name, ...exchange, codes: codesOf(err) }, status: translated.status, error: translated.error, reason: translated.message }
+      if (translated.status >= 500) log.warn(entry, 'upstream call failed')
+      else log.info(entry, 'upstream refused the call')
+      throw translated
+    }
+  }
 
   /** Every Configuration goes through the one Agent, with the one timeout. */
   function withTransport(configuration: oidc.Configuration): oidc.Configuration {
@@ -152,12 +174,7 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
 
   async function call<T>(name: UpstreamCall, work: (configuration: oidc.Configuration) => Promise<T>, client?: UpstreamClient): Promise<T> {
     const configuration_ = await configurationFor(client)
-    try {
-      return await work(configuration_)
-    } catch (err) {
-      const context = { auth_method: client ? client.authMethod : authMethod }
-      throw await (client ? translateRegisteredClientError(err, name, context) : translateUpstreamError(err, name, context))
-    }
+    return observed(name, client, () => work(configuration_))
   }
 
   /** RFC 7591 §3: from discovery, or `upstream.endpoints.registration_endpoint`; https like every upstream call. */
@@ -211,14 +228,9 @@ export function createUpstream(config: Config, callbackUrl: string): Upstream {
       // RFC 7591 §3: an upstream may require an initial access token.
       if (upstream.registrationToken) headers.authorization = `Bearer ${upstream.registrationToken}`
       try {
-        const response = await undiciFetch(endpoint, {
-          method: 'POST',
-          headers,
-          body: JSON.stringify(upstreamClientMetadata(request, callbackUrl, authMethod)),
-          dispatcher: agent,
-          signal: AbortSignal.timeout(upstream.timeoutMs),
-        })
-        return await readRegistrationResponse(response as unknown as Response, callbackUrl, authMethod)
+        const body = JSON.stringify(upstreamClientMetadata(request, callbackUrl, authMethod))
+        const response = await customFetch(endpoint, { method: 'POST', headers, body, redirect: 'manual' })
+        return await readRegistrationResponse(response, callbackUrl, authMethod)
       } catch (err) {
         throw await translateUpstreamError(err, 'registration')
       }

@@ -63,7 +63,7 @@ t.test('a wrong code_verifier: the description names it, the log names the clien
   secret(verifier)
   const wrong = secret(pkcePair().verifier)
   const body = await failsWith(t, await postForm(`${plain.stack.gatewayUrl}/token`, tokenFields(client, code, wrong)), 400, 'invalid_grant')
-  t.match(body.error_description, /^code_verifier: does not match the code_challenge .*\(RFC 7636 §4\.6\)$/)
+  t.match(body.error_description, /^code_verifier: does not match the code_challenge .*\(RFC 7636 section 4\.6\)$/)
   const line = plain.refusals().at(-1)!
   t.match(line, { msg: 'request refused', endpoint: '/token', step: 'checkPkce', error: 'invalid_grant', client: { name: 'ChatGPT', handle: clientHandle(client.client_id) } })
   const tokens = await exchangeCode(plain.stack, client, { code, verifier, state: '', redirect: new URL(CHATGPT_REDIRECT) })

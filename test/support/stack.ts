@@ -2,12 +2,13 @@
  * Starts the real parts together on loopback: the oidc-provider upstream,
  * the gateway (real HTTP), and the SDK's MCP server, wired as in production.
  */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyServerOptions } from 'fastify'
 import type { Test } from 'tap'
 import { buildGateway, type GatewayOptions } from '../../gateway/app.ts'
 import { parseConfig, type Config } from '../../gateway/config.ts'
 import type { Store } from '../../gateway/store.ts'
 import { startMcpServer, type McpServerOptions, type StandInMcpServer } from './mcp-server.ts'
+import { startFaultProxy, type FaultProxy } from './fault-proxy.ts'
 import { freePort } from './ports.ts'
 import { startUpstream, type StandInUpstream, type UpstreamOptions } from './upstream.ts'
 
@@ -22,6 +23,8 @@ export interface Stack {
   mcp: StandInMcpServer
   /** The MCP URL clients use: the MCP server's own, or the gateway's /mcp in front mode. */
   mcpUrl: string
+  /** The fault-injecting proxy in front of the upstream, when asked for. */
+  proxy?: FaultProxy
   close(): Promise<void>
 }
 
@@ -37,6 +40,8 @@ export interface StackOptions {
   logger?: GatewayOptions['logger']
   /** A store to share between stacks, as replicas share Redis. */
   store?: Store
+  /** Puts a fault-injecting proxy in front of the upstream: the upstream's issuer is the proxy's origin. */
+  faultProxy?: boolean
 }
 
 /** The gateway config file a test starts from. */
@@ -54,7 +59,9 @@ export function gatewayFile(gatewayUrl: string, upstreamIssuer: string, mcpResou
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const gatewayPort = await freePort()
   const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
-  const upstream = await startUpstream({ redirectUris: [`${gatewayUrl}/callback`], ...options.upstream })
+  const proxy = options.faultProxy ? await startFaultProxy() : undefined
+  const upstream = await startUpstream({ redirectUris: [`${gatewayUrl}/callback`], publicOrigin: proxy?.url, ...options.upstream })
+  proxy?.setTarget(upstream.address)
   const introspectionEndpoint = `${upstream.issuer.replace(/\/$/, '')}/token/introspection`
   const mcp = await startMcpServer({
     upstream: { introspectionEndpoint, ...upstream.introspection },
@@ -79,9 +86,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     upstream,
     mcp,
     mcpUrl,
+    proxy,
     async close() {
       await gateway.close()
       await mcp.close()
+      await proxy?.close()
       await upstream.close()
     },
   }

@@ -25,6 +25,11 @@ export interface UpstreamOptions {
   /** Access token lifetime in seconds. */
   accessTokenTtl?: number;
   /**
+   * The origin clients reach it at when something sits in front of it (a fault-injecting
+   * proxy): the issuer names it, while the server listens on its own port.
+   */
+  publicOrigin?: string;
+  /**
    * Dynamic client registration (RFC 7591, at `<issuer>/reg`) and its management
    * (RFC 7592), off by default. `initialAccessToken` makes registration require
    * that bearer token (RFC 7591 §3).
@@ -60,6 +65,8 @@ export interface RecordedRequest {
 
 export interface StandInUpstream {
   issuer: string;
+  /** Where the server itself listens (http://host:port), whatever the issuer says. */
+  address: string;
   clientId: string;
   clientSecret: string;
   /** A second confidential client the MCP stand-in uses for RFC 7662 introspection. */
@@ -89,7 +96,8 @@ export async function startUpstream(opts: UpstreamOptions): Promise<StandInUpstr
   // Listen first: the issuer must contain the real port before the Provider exists.
   const server = createServer();
   const port = await listen(server, opts.port ?? 0, host);
-  const issuer = `http://${host}:${port}${issuerPath}${opts.issuerTrailingSlash ? '/' : ''}`;
+  const address = `http://${host}:${port}`;
+  const issuer = `${opts.publicOrigin ?? address}${issuerPath}${opts.issuerTrailingSlash ? '/' : ''}`;
 
   // PKCE challenges of authorization requests that asked for offline_access (see refreshTokensNeedOfflineAccess).
   const offlineRequested = new Set<string>();
@@ -107,6 +115,7 @@ export async function startUpstream(opts: UpstreamOptions): Promise<StandInUpstr
 
   return {
     issuer,
+    address,
     ...GATEWAY_CLIENT,
     introspection: { ...INTROSPECTION_CLIENT, method: introspectionAuthMethod(opts) },
     account: { ...ACCOUNT },
@@ -206,7 +215,7 @@ function providerConfiguration(opts: UpstreamOptions, issuerPath: string, offlin
     cookies: { keys: COOKIE_KEYS },
     features: {
       devInteractions: { enabled: false },
-      revocation: { enabled: true },
+      revocation: { enabled: true, allowedPolicy: revocationAllowed },
       introspection: { enabled: true, allowedPolicy: introspectionAllowed },
       registration: registrationFeature(opts.registration),
       registrationManagement: { enabled: Boolean(opts.registration) },
@@ -269,6 +278,14 @@ function resourceServerInfo(resources: string[] | ((resource: string) => boolean
  */
 function introspectionAllowed(_ctx: unknown, client: ClientView, token: { clientId?: string }): boolean {
   return client.clientAuthMethod !== 'none' || token.clientId === client.clientId;
+}
+
+/**
+ * Stated explicitly to silence oidc-provider's "you SHOULD change" notice on every
+ * revocation: a client revokes only its own tokens (another's is ignored, RFC 7009 §2.1).
+ */
+function revocationAllowed(_ctx: unknown, client: ClientView, token: { clientId?: string }): boolean {
+  return token.clientId === client.clientId;
 }
 
 /** A fresh RS256 key per upstream (RS256 is the default id_token_signed_response_alg). */

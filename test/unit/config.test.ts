@@ -138,3 +138,24 @@ t.test('Redis: REDIS_URL from the environment only, redis.* from the file', asyn
   fails(t, { ...file, redis: { keyPrefix: 'has space' } }, env, /redis\.keyPrefix: must be printable ASCII/, 'prefix')
   fails(t, { ...file, redis: { commandTimeoutMs: 10 } }, env, /redis\.commandTimeoutMs:/, 'timeout range')
 })
+
+t.test('limits and timeouts have defaults and are checked against each other', async (t) => {
+  const config = parseConfig(file, env)
+  t.equal(config.upstream.maxResponseBytes, 1024 * 1024, 'upstream answers are capped at 1 MiB')
+  t.match(config.server, {
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    keepAliveTimeoutMs: 72_000,
+    connectionTimeoutMs: 60_000,
+    maxParameters: 100,
+    bodyLimits: { register: 16_384, token: 32_768, revoke: 32_768, authorize: 32_768 },
+  })
+  t.equal(parseConfig({ ...file, server: { bodyLimits: { token: 4096 } } }, env).server.bodyLimits.register, 16_384, 'one limit changed, the others keep their defaults')
+  fails(t, { ...file, server: { headersTimeoutMs: 20_000, requestTimeoutMs: 10_000 } }, env, /server\.headersTimeoutMs: must not be longer than server\.requestTimeoutMs/, 'headers after the request')
+  fails(t, { ...file, server: { connectionTimeoutMs: 5_000 } }, env, /server\.connectionTimeoutMs: must be longer than upstream\.timeoutMs/, 'idle timeout shorter than the upstream call')
+  fails(t, { ...file, server: { maxParameters: 0 } }, env, /server\.maxParameters/, 'no parameters at all')
+  fails(t, { ...file, upstream: { ...file.upstream, maxResponseBytes: 10 } }, env, /upstream\.maxResponseBytes/, 'a cap too small for any answer')
+  const shipped = loadConfig({ ...env })
+  t.same(shipped.server, config.server, 'the shipped file states the defaults')
+  t.equal(shipped.upstream.maxResponseBytes, config.upstream.maxResponseBytes)
+})
