@@ -10,10 +10,13 @@ import { ClientMetadataDocuments } from './client-metadata.ts'
 import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
 import { ConsentPolicy } from './consent.ts'
-import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler } from './errors.ts'
+import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler, shuttingDown } from './errors.ts'
+import { requestId } from './log.ts'
+import { Metrics } from './metrics.ts'
 import { parameterLimit } from './params.ts'
 import { allowlistSources } from './presets.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
+import { addRateLimits } from './rate-limits.ts'
 import { routes } from './routes/index.ts'
 import { Sealer } from './seal.ts'
 import { MemoryStore, type Store } from './store.ts'
@@ -33,6 +36,7 @@ export interface Gateway {
   upstream: Upstream
   /** Front mode only: the way to the MCP server. */
   mcpProxy: McpProxy | undefined
+  metrics: Metrics
   /** The gateway's endpoints, absolute; its metadata advertises the OAuth ones. */
   endpoints: Readonly<Record<keyof typeof PATHS, string>>
 }
@@ -50,6 +54,8 @@ export interface GatewayOptions {
   /** The replica's Redis connection (REDIS_URL), for what needs Redis beyond the Store (rate limits). The store owns and closes it. */
   redis?: Redis
   logger?: FastifyServerOptions['logger']
+  /** Node's process metrics (memory, event loop, GC) in /metrics; the process-wide collectors suit one app per process. */
+  processMetrics?: boolean
 }
 
 export const PATHS = {
@@ -61,24 +67,20 @@ export const PATHS = {
   consent: '/consent',
 } as const
 
-/**
- * Logger settings for production: requests are logged by path only, since a
- * query string can carry codes and state, and no header is logged at all.
- */
-export const LOGGER_OPTIONS = {
-  level: 'info',
-  serializers: {
-    req: (request: { method: string; url: string; id: string }) => ({ method: request.method, path: request.url.split('?')[0], id: request.id }),
-  },
-} as const
+/** Trusts the nearest `hops` proxies: X-Forwarded-For is read from its right end, that many entries deep. */
+function trustHops(hops: number) {
+  return (_address: string, hop: number) => hop < hops
+}
 
 export async function buildGateway(options: GatewayOptions): Promise<FastifyInstance> {
   const { config } = options
   const { server } = config
   const app = Fastify({
     logger: options.logger ?? false,
-    // Behind a load balancer the public URL comes from config, never from Host or X-Forwarded-* headers.
-    trustProxy: false,
+    genReqId: requestId,
+    requestIdHeader: false,
+    // Only for the client address rate limits count by: the public URL comes from config, never from Host or X-Forwarded-* headers.
+    trustProxy: typeof server.trustProxy === 'number' ? trustHops(server.trustProxy) : server.trustProxy,
     // Endpoints that read a body set their own limit (config server.bodyLimits); nothing else needs one.
     bodyLimit: 16 * 1024,
     connectionTimeout: server.connectionTimeoutMs,
@@ -92,6 +94,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     },
     clientErrorHandler,
     frameworkErrors: frameworkErrorHandler,
+    // While closing, a request on a kept-alive connection gets the OAuth-shaped 503 below instead of Fastify's.
+    return503OnClosing: false,
   })
 
   const sealer = new Sealer(config.secrets)
@@ -99,7 +103,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     Object.fromEntries(Object.entries(PATHS).map(([name, path]) => [name, config.publicUrl + path])),
   ) as Gateway['endpoints']
   const store = options.store ?? new MemoryStore()
-  const upstream = createUpstream(config, endpoints.callback, app.log)
+  const metrics = new Metrics({ processMetrics: options.processMetrics ?? false })
+  const upstream = createUpstream(config, endpoints.callback, { log: app.log, observe: (call, seconds, failure) => metrics.upstreamCall(call, seconds, failure) })
   const mcpProxy = config.front.enabled ? createMcpProxy(config.front) : undefined
   const documents = config.clientMetadataDocuments
   const fetcher: ClientMetadataFetcher | undefined = documents.enabled
@@ -115,10 +120,21 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     store,
     upstream,
     mcpProxy,
+    metrics,
     endpoints,
   })
   app.decorateRequest('redirectBack', null)
   app.decorateRequest('oauthClient', null)
+  app.decorateRequest('flow', null)
+  let closing = false
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+    if (closing) throw shuttingDown()
+  })
+  // Labelled by route pattern: a 404 for any path counts once, as `unmatched`.
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.request(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000)
+  })
 
   await app.register(formbody)
   // Browser-based clients (MCP Inspector in direct mode, web portals) call metadata,
@@ -128,7 +144,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     origin: '*',
     methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
     allowedHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version', 'Mcp-Session-Id', 'Last-Event-ID'],
-    exposedHeaders: ['WWW-Authenticate', 'Mcp-Session-Id'],
+    exposedHeaders: ['WWW-Authenticate', 'Mcp-Session-Id', 'Retry-After', 'X-Request-Id'],
     credentials: false,
     maxAge: 600,
     // A bare OPTIONS (no Origin) gets the same empty 204, not a text/plain 400 outside the OAuth shape.
@@ -136,12 +152,14 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   })
 
   app.addHook('preValidation', parameterLimit(server.maxParameters))
+  await addRateLimits(app, config, options.redis)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
   await app.register(routes)
 
-  // Before the server waits for in-flight requests: open event streams would never end by themselves.
+  // Before the server waits for in-flight requests: new ones are refused, and open event streams would never end by themselves.
   app.addHook('preClose', async () => {
+    closing = true
     await mcpProxy?.close()
   })
   app.addHook('onClose', async () => {

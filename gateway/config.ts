@@ -87,7 +87,7 @@ const internalUrl = z
   .refine((value) => !new URL(value).hash && !new URL(value).search, 'must not have a query or fragment')
 
 /** Paths the gateway answers itself; in front mode the MCP endpoint must not hide one of them. */
-const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callback', '/healthz', '/readyz']
+const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/healthz', '/readyz', '/metrics']
 
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token (RFC 6749 §3.3)')
 
@@ -233,9 +233,63 @@ const serverSchema = z
     /** Most parameters in one query string, form or registration; a repeated parameter counts each time. */
     maxParameters: z.number().int().min(10).max(10_000).default(100),
     bodyLimits: bodyLimitsSchema,
+    /**
+     * Proxies in front of the gateway whose X-Forwarded-For is believed, for the
+     * client address that rate limits count by: a number of hops (1 behind one
+     * load balancer) or the proxies' addresses and CIDR ranges. 0 (default): the
+     * peer address, which behind a load balancer is the balancer's for everyone.
+     */
+    trustProxy: z.union([z.number().int().min(0).max(10), z.array(z.string().min(1)).min(1)]).default(0),
+    /** On SIGTERM, how long in-flight requests may take to finish before the process exits anyway, ms. */
+    shutdownTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
   })
   .prefault({})
   .refine((s) => s.headersTimeoutMs <= s.requestTimeoutMs, { message: 'must not be longer than server.requestTimeoutMs', path: ['headersTimeoutMs'] })
+
+/** At most `max` requests per `windowSeconds`; `max: 0` switches this limit off. */
+const rateLimit = z.strictObject({
+  max: z.number().int().min(0).max(1_000_000),
+  windowSeconds: z.number().int().min(1).max(86_400).default(60),
+})
+
+/**
+ * Rate limits per client address and per client id, counted in Redis when
+ * REDIS_URL is set (so across replicas), in memory otherwise. Excess requests
+ * get 429 temporarily_unavailable with Retry-After.
+ */
+const limitsSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    /** POST /register: per address only, since a new client has no id yet. */
+    register: z.strictObject({ perIp: rateLimit.default({ max: 60, windowSeconds: 60 }) }).prefault({}),
+    /** /authorize: browsers, one user each. */
+    authorize: z
+      .strictObject({ perIp: rateLimit.default({ max: 60, windowSeconds: 60 }), perClient: rateLimit.default({ max: 600, windowSeconds: 60 }) })
+      .prefault({}),
+    /**
+     * POST /token and /revoke: hosted clients (ChatGPT, Claude) call from a few
+     * server addresses for all their users, so the address limit is generous
+     * and the client limit is the one that stops a runaway client.
+     */
+    token: z
+      .strictObject({ perIp: rateLimit.default({ max: 1200, windowSeconds: 60 }), perClient: rateLimit.default({ max: 120, windowSeconds: 60 }) })
+      .prefault({}),
+  })
+  .prefault({})
+
+export type RateLimitRule = z.infer<typeof rateLimit>
+
+/**
+ * GET /metrics in the Prometheus text format. It tells how many clients
+ * connect and how often sign-ins fail: with env METRICS_TOKEN set it asks for
+ * `Authorization: Bearer <token>`; without, keep /metrics off the public
+ * ingress (deploy/nginx.conf does).
+ */
+const metricsSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+  })
+  .prefault({})
 
 const configSchema = z
   .strictObject({
@@ -326,6 +380,8 @@ const configSchema = z
     /** The shared store, used only when env REDIS_URL is set; without it state lives in memory (one replica). */
     redis: redisSchema.prefault({}),
     server: serverSchema,
+    limits: limitsSchema,
+    metrics: metricsSchema,
   })
   // A request waiting on the upstream is silent towards the client: the idle timeout must not cut it.
   .refine((c) => c.server.connectionTimeoutMs > c.upstream.timeoutMs, {
@@ -361,6 +417,8 @@ export type Config = Readonly<
     }
     /** `url` from env REDIS_URL: set means several replicas share Redis. */
     redis: z.infer<typeof redisSchema> & { url?: string | undefined }
+    /** `token` from env METRICS_TOKEN. */
+    metrics: z.infer<typeof metricsSchema> & { token?: string | undefined }
   }
 >
 
@@ -418,7 +476,13 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
   if (problems.length) throw new ConfigError(`invalid configuration (environment):\n${problems.join('\n')}`)
 
   const registrationToken = env.UPSTREAM_REGISTRATION_TOKEN || undefined
-  const config = { ...result.data, secrets, upstream: { ...result.data.upstream, clientSecret, registrationToken }, redis: { ...result.data.redis, url: redisUrl } }
+  const config = {
+    ...result.data,
+    secrets,
+    upstream: { ...result.data.upstream, clientSecret, registrationToken },
+    redis: { ...result.data.redis, url: redisUrl },
+    metrics: { ...result.data.metrics, token: env.METRICS_TOKEN || undefined },
+  }
   return deepFreeze(config)
 }
 

@@ -38,6 +38,8 @@ export interface PendingAuthorization {
   res?: string | undefined
   /** Registration passthrough: the client's own upstream client id, which the upstream authorization names. */
   u?: string | undefined
+  /** The flow, for the log (log.ts). */
+  f?: string | undefined
 }
 
 /** The consent cookie: this browser's id and its approvals as [approvalKey, expiry in epoch seconds]. */

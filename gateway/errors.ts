@@ -84,6 +84,11 @@ export const unsupportedResponseType = plain('unsupported_response_type')
 export const invalidRedirectUri = plain('invalid_redirect_uri')
 export const invalidClientMetadata = plain('invalid_client_metadata')
 
+/** A request that reached a replica while it shuts down: another replica (or this one restarted) will take it. */
+export function shuttingDown(): OAuthError {
+  return new OAuthError(503, 'temporarily_unavailable', 'the gateway is shutting down; send the request again', { headers: { connection: 'close', 'retry-after': '1' } })
+}
+
 /** Where an authorization error goes once the client's redirect URI is known to be safe. */
 export interface RedirectBack {
   redirectUri: string
@@ -137,7 +142,9 @@ function logFailure(err: unknown, oauth: OAuthError, request: FastifyRequest) {
   const line = {
     endpoint: request.routeOptions.url,
     step: err !== null && typeof err === 'object' ? failedSteps.get(err) : undefined,
+    outcome: oauth.status >= 500 ? 'failed' : 'refused',
     client: request.oauthClient ?? undefined,
+    flow: request.flow ?? undefined,
     error: oauth.error,
     error_description: oauth.message,
     ...oauth.details,
@@ -157,8 +164,9 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
   if (request.routeOptions.config?.browser) {
     const hint = oauth.hint ?? PAGE_HINTS[oauth.error] ?? PAGE_HINTS.invalid_request!
     return reply
-      .code(oauth.status >= 500 ? oauth.status : 400)
-      .headers(PAGE_HEADERS)
+      // An error page is a 400 whatever the code, but an outage (5xx) or a rate limit (429) keeps its status.
+      .code(oauth.status >= 500 || oauth.status === 429 ? oauth.status : 400)
+      .headers({ ...PAGE_HEADERS, ...oauth.headers })
       .send(renderErrorPage(oauth.error, oauth.message, hint))
   }
 

@@ -54,3 +54,13 @@ export function refusalReason(url: URL, presets: PresetSwitches): string {
   if (off.length) return `it belongs to the ${off.join(', ')} preset, which is switched off in redirectPresets`
   return 'it matches no enabled preset and no allowedRedirectUris entry'
 }
+
+/**
+ * The client family a redirect URI belongs to, for metrics: the most specific
+ * preset (MCP Inspector before any loopback client), or `other`.
+ */
+export function presetOf(redirectUri: string): PresetName | 'other' {
+  if (!URL.canParse(redirectUri)) return 'other'
+  const names = presetsAllowing(new URL(redirectUri))
+  return names.find((name) => name !== 'loopback') ?? names[0] ?? 'other'
+}

@@ -3,7 +3,8 @@
  * the shared store on Redis when REDIS_URL is set (otherwise in memory, one
  * replica), then listen. A bad configuration stops start-up with a message
  * naming the field. The configuration file is watched and SIGHUP re-reads it
- * (reload.ts). SIGTERM and SIGINT close the server: in-flight requests finish.
+ * (reload.ts). SIGTERM and SIGINT close the server: new requests get 503, in-flight
+ * ones finish within server.shutdownTimeoutMs.
  *
  * Faults outside any request: an unhandled promise rejection is logged and the
  * gateway keeps serving (a rejection is one failed operation; every request
@@ -12,8 +13,9 @@
  * (EX_SOFTWARE) for the orchestrator to restart it: after a synchronous throw
  * nobody caught, the process state can no longer be trusted.
  */
-import { buildGateway, LOGGER_OPTIONS } from './app.ts'
+import { buildGateway } from './app.ts'
 import { ConfigError, configPath, loadConfig, type Config } from './config.ts'
+import { LOGGER_OPTIONS } from './log.ts'
 import { connectRedis, createRedisClient, RedisStore } from './redis-store.ts'
 import { watchConfig } from './reload.ts'
 
@@ -28,7 +30,7 @@ try {
 
 const { url: redisUrl, ...redisOptions } = config.redis
 const redis = redisUrl ? createRedisClient({ url: redisUrl, ...redisOptions }) : undefined
-const app = await buildGateway({ config, logger: LOGGER_OPTIONS, ...(redis ? { redis, store: new RedisStore(redis) } : {}) })
+const app = await buildGateway({ config, logger: LOGGER_OPTIONS, processMetrics: true, ...(redis ? { redis, store: new RedisStore(redis) } : {}) })
 if (redis) connectRedis(redis, app.log)
 else app.log.warn('REDIS_URL is not set: state is kept in memory, so run only one replica')
 
@@ -47,11 +49,22 @@ process.on('SIGHUP', () => watcher.reload())
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
-    app.log.info({ signal }, 'shutting down')
+    app.log.info({ signal }, 'shutting down: no new requests; in-flight ones finish')
     watcher.close()
+    // Bounded: a request stuck past server.shutdownTimeoutMs must not keep the old replica alive.
+    setTimeout(() => {
+      app.log.warn({ timeoutMs: config.server.shutdownTimeoutMs }, 'requests still in flight at the shutdown deadline; exiting')
+      process.exit(1)
+    }, config.server.shutdownTimeoutMs).unref()
     app.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
+      () => {
+        app.log.info({}, 'shut down')
+        process.exit(0)
+      },
+      (err: unknown) => {
+        app.log.error({ err }, 'shutdown failed')
+        process.exit(1)
+      },
     )
   })
 }

@@ -11,7 +11,8 @@
  * Ports: PORT (gateway, 8080), DEMO_UPSTREAM_PORT (4000), DEMO_MCP_PORT (3001).
  */
 import { randomBytes } from 'node:crypto'
-import { buildGateway, LOGGER_OPTIONS } from '../gateway/app.ts'
+import { buildGateway } from '../gateway/app.ts'
+import { LOGGER_OPTIONS } from '../gateway/log.ts'
 import { loadConfig } from '../gateway/config.ts'
 import { CookieBrowser, signInAndFollow } from './support/browser.ts'
 import { ConnectorProvider, mcpClient, textOf, transportFor } from './support/mcp-client.ts'

@@ -13,10 +13,11 @@ import type { Gateway } from '../app.ts'
 import { clientHandle, type RegisteredClient } from '../clients.ts'
 import { approvalKey, type ConsentCookie, type PendingAuthorization } from '../consent.ts'
 import { OAuthError, invalidRequest, step, unsupportedResponseType } from '../errors.ts'
+import { logStep } from '../log.ts'
 import { cspSource, pageHeaders, redirectBrowser, renderConsentPage } from '../pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../params.ts'
 import { isValidChallenge, newVerifier, s256 } from '../pkce.ts'
-import { refusalReason } from '../presets.ts'
+import { presetOf, refusalReason } from '../presets.ts'
 import { normaliseRedirectUri, sameRedirectUri } from '../redirect-uri.ts'
 import { checkResource } from '../resource.ts'
 import { resolveClientScope, upstreamScope } from '../scopes.ts'
@@ -37,6 +38,8 @@ export interface Transaction {
   /** The scope the client asked for, in its own names, and the RFC 8707 resource it named. */
   sc: string
   res?: string | undefined
+  /** The flow, for the log (log.ts). */
+  f?: string | undefined
 }
 
 export async function authorize(app: FastifyInstance) {
@@ -64,23 +67,26 @@ export async function authorize(app: FastifyInstance) {
       us: upstreamScope(gateway.config.scopes, scope, { refreshTokens: client.grant_types.includes('refresh_token') }),
       res: resource,
       u: client.upstream?.clientId,
+      f: request.id,
     }
+    request.flow = pending.f!
+    gateway.metrics.flowStarted(presetOf(redirectUri))
     const cookie = gateway.consent.readCookie(request.headers.cookie)
     if (gateway.consent.isTrusted(client.client_id, new URL(redirectUri)) || gateway.consent.hasApproval(cookie, pending.a)) {
-      request.log.info({ client: request.oauthClient, step: 'authorize' }, 'sending the browser to the upstream')
+      logStep(request, 'authorize', 'sent_upstream', 'sending the browser to the upstream')
       return sendToUpstream(gateway, request, reply, pending)
     }
     return askForConsent(gateway, request, reply, client, pending, cookie ?? gateway.consent.newCookie())
   }
 
-  app.get('/authorize', { config: { browser: true, cors: false } }, handler)
-  app.post('/authorize', { config: { browser: true, cors: false }, bodyLimit: gateway.config.server.bodyLimits.authorize }, handler)
+  app.get('/authorize', { config: { browser: true, cors: false, limits: 'authorize' } }, handler)
+  app.post('/authorize', { config: { browser: true, cors: false, limits: 'authorize' }, bodyLimit: gateway.config.server.bodyLimits.authorize }, handler)
 }
 
 /** Sends the browser to the upstream with the gateway's callback and PKCE, and the transaction sealed into `state`. */
 export async function sendToUpstream(gateway: Gateway, request: FastifyRequest, reply: FastifyReply, pending: PendingAuthorization) {
   const verifier = newVerifier()
-  const transaction: Transaction = { j: randomUUID(), c: pending.c, r: pending.r, s: pending.s, cc: pending.cc, v: verifier, sc: pending.sc, res: pending.res }
+  const transaction: Transaction = { j: randomUUID(), c: pending.c, r: pending.r, s: pending.s, cc: pending.cc, v: verifier, sc: pending.sc, res: pending.res, f: pending.f }
   const upstreamUrl = await buildUpstreamAuthorizationUrl(gateway, {
     response_type: 'code',
     // Pending authorizations sealed before scope renaming carry no `us`: theirs is the client's scope.
@@ -110,7 +116,7 @@ async function askForConsent(gateway: Gateway, request: FastifyRequest, reply: F
   })
   // The answer redirects to the upstream (approve) or to the client (deny); form-action must allow both.
   const formActions = [cspSource(redirectUri), ...(upstreamAuthorization ? [cspSource(new URL(upstreamAuthorization))] : [])]
-  request.log.info({ client: request.oauthClient, step: 'consent' }, 'asking the user for consent')
+  logStep(request, 'authorize', 'consent_asked', 'asking the user for consent')
   return reply.code(200).headers(pageHeaders(formActions)).header('set-cookie', gateway.consent.setCookie(cookie)).send(page)
 }
 

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { Gateway } from '../app.ts'
 import { OAuthError, step } from '../errors.ts'
+import { logStep } from '../log.ts'
 import { describeSeconds, redirectBrowser } from '../pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../params.ts'
 import { redact, sameIssuer } from '../upstream/errors.ts'
@@ -27,6 +28,8 @@ export interface CodeGrant {
   /** The client's scope, in its own names. */
   sc: string
   res?: string | undefined
+  /** The flow, for the log (log.ts). */
+  f?: string | undefined
 }
 
 /** Authorization error codes the client may be told as they are (RFC 6749 §4.1.2.1, OpenID Connect §3.1.2.6). */
@@ -42,6 +45,7 @@ export async function callback(app: FastifyInstance) {
     const parameters = parametersOf(request.query)
     const transaction = await openTransaction(gateway, parameters)
     request.oauthClient = { handle: transaction.c }
+    request.flow = transaction.f ?? null
     request.redirectBack = { redirectUri: transaction.r, state: transaction.s, issuer: gateway.config.publicUrl }
 
     checkUpstreamError(parameters)
@@ -56,6 +60,7 @@ export async function callback(app: FastifyInstance) {
       i: upstreamIssuer,
       sc: transaction.sc,
       res: transaction.res,
+      f: transaction.f,
     }
     const code = gateway.sealer.seal('code', grant, gateway.config.lifetimes.codeSeconds)
 
@@ -63,7 +68,7 @@ export async function callback(app: FastifyInstance) {
     target.searchParams.set('code', code)
     if (transaction.s !== undefined) target.searchParams.set('state', transaction.s)
     target.searchParams.set('iss', gateway.config.publicUrl)
-    request.log.info({ client: { handle: transaction.c }, step: 'callback' }, 'sending the code to the client')
+    logStep(request, 'callback', 'code_issued', 'sending the code to the client')
     return redirectBrowser(request, reply, target.href)
   })
 }

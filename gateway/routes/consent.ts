@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Gateway } from '../app.ts'
 import type { ConsentCookie, PendingAuthorization } from '../consent.ts'
 import { OAuthError } from '../errors.ts'
+import { logStep } from '../log.ts'
 import { describeSeconds } from '../pages.ts'
 import { optional, parametersOf, type Parameters } from '../params.ts'
 import { sendToUpstream } from './authorize.ts'
@@ -26,12 +27,14 @@ export async function consent(app: FastifyInstance) {
     const decision = readDecision(parameters)
     const cookie = await checkCsrfToken(gateway, request, parameters, pending)
     request.redirectBack = { redirectUri: pending.r, state: pending.s, issuer: gateway.config.publicUrl }
+    request.oauthClient = { handle: pending.c }
+    request.flow = pending.f ?? null
 
     if (decision === 'deny') {
-      request.log.info({ step: 'consent', decision }, 'the user denied the client')
+      logStep(request, 'consent', 'denied', 'the user denied the client')
       throw new OAuthError(400, 'access_denied', 'the user denied the request')
     }
-    request.log.info({ step: 'consent', decision }, 'the user approved the client')
+    logStep(request, 'consent', 'approved', 'the user approved the client')
     reply.header('set-cookie', gateway.consent.setCookie(gateway.consent.withApproval(cookie, pending.a)))
     return sendToUpstream(gateway, request, reply, pending)
   })

@@ -6,13 +6,14 @@ import { consent } from './consent.ts'
 import { health } from './health.ts'
 import { mcp } from './mcp.ts'
 import { metadata } from './metadata.ts'
+import { metrics } from './metrics.ts'
 import { protectedResource } from './protected-resource.ts'
 import { register } from './register.ts'
 import { revoke } from './revoke.ts'
 import { token } from './token.ts'
 
 export async function routes(app: FastifyInstance) {
-  for (const plugin of [metadata, protectedResource, register, authorize, consent, callback, token, revoke, health, mcp]) {
+  for (const plugin of [metadata, protectedResource, register, authorize, consent, callback, token, revoke, health, metrics, mcp]) {
     await app.register(plugin)
   }
 }

@@ -7,9 +7,10 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
-import { AUTH_METHODS, GRANT_TYPES, type RegisteredClient } from '../clients.ts'
+import { AUTH_METHODS, clientHandle, GRANT_TYPES, type RegisteredClient } from '../clients.ts'
 import { invalidClientMetadata, invalidRedirectUri } from '../errors.ts'
-import { refusalReason } from '../presets.ts'
+import { logStep } from '../log.ts'
+import { presetOf, refusalReason } from '../presets.ts'
 import { normaliseRedirectUri } from '../redirect-uri.ts'
 import type { Gateway } from '../app.ts'
 
@@ -35,7 +36,7 @@ export async function register(app: FastifyInstance) {
   const gateway = app.gateway
   const schema = registrationSchema(gateway)
 
-  app.post('/register', { bodyLimit: gateway.config.server.bodyLimits.register }, async (request, reply) => {
+  app.post('/register', { bodyLimit: gateway.config.server.bodyLimits.register, config: { limits: 'register' } }, async (request, reply) => {
     const metadata = parseMetadata(schema, request.body)
     const redirectUris = checkRedirectUris(gateway, metadata.redirect_uris)
     if (!metadata.grant_types.includes('authorization_code')) throw invalidClientMetadata('grant_types: must include authorization_code (the only flow this gateway serves)')
@@ -53,7 +54,10 @@ export async function register(app: FastifyInstance) {
     }, upstream?.expiresAt)
     if (!registered) throw invalidClientMetadata('redirect_uris: the registration is too large for a client id; use fewer or shorter redirect URIs')
     const { client, clientSecret } = registered
-    request.log.info({ client_name: client.client_name, auth_method: client.token_endpoint_auth_method, mode: gateway.config.registration.mode }, 'client registered')
+    request.oauthClient = { name: client.client_name, handle: clientHandle(client.client_id) }
+    const preset = presetOf(client.redirect_uris[0]!)
+    gateway.metrics.clientRegistered(preset)
+    logStep(request, 'register', 'registered', 'client registered', { preset, auth_method: client.token_endpoint_auth_method, mode: gateway.config.registration.mode })
 
     return reply.code(201).header('cache-control', 'no-store').send(registrationResponse(client, clientSecret, upstream?.expiresAt))
   })

@@ -6,26 +6,28 @@
 import type { FastifyInstance } from 'fastify'
 import { authenticateClient } from '../client-auth.ts'
 import { clientHandle } from '../clients.ts'
+import { logStep } from '../log.ts'
 import { optional, parametersOf, required } from '../params.ts'
 import type { RefreshGrant } from './token.ts'
 
 export async function revoke(app: FastifyInstance) {
   const gateway = app.gateway
 
-  app.post('/revoke', { bodyLimit: gateway.config.server.bodyLimits.revoke }, async (request, reply) => {
+  app.post('/revoke', { bodyLimit: gateway.config.server.bodyLimits.revoke, config: { limits: 'token' } }, async (request, reply) => {
     const parameters = parametersOf(request.body)
     const client = await authenticateClient(request, parameters, gateway)
     const token = required(parameters, 'token', 8192)
     optional(parameters, 'token_type_hint')
 
     const refresh = gateway.sealer.open<RefreshGrant>('refresh', token)
+    request.flow = refresh?.f ?? null
     if (refresh) {
       // §2.1: a token issued to another client is not revoked, and the caller is not told so.
       if (refresh.c === clientHandle(client.client_id)) await gateway.upstream.revokeToken(refresh.rt, 'refresh_token', client.upstream)
     } else {
       await gateway.upstream.revokeToken(token, 'access_token', client.upstream)
     }
-    request.log.info({ client: request.oauthClient, step: 'revoke' }, 'token revoked')
+    logStep(request, 'revoke', 'revoked', 'token revoked', { token_type: refresh ? 'refresh_token' : 'access_token' })
     return reply.code(200).header('cache-control', 'no-store').send({})
   })
 }

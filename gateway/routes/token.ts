@@ -18,6 +18,8 @@ import { authenticateClient } from '../client-auth.ts'
 import { clientHandle, type RegisteredClient } from '../clients.ts'
 import type { Config } from '../config.ts'
 import { OAuthError, invalidGrant, invalidRequest, invalidScope, step, unsupportedGrantType } from '../errors.ts'
+import { logStep } from '../log.ts'
+import { presetOf } from '../presets.ts'
 import { optional, parametersOf, required, type Parameters } from '../params.ts'
 import { isValidVerifier, verifierMatches } from '../pkce.ts'
 import { normaliseRedirectUri, sameRedirectUri } from '../redirect-uri.ts'
@@ -35,27 +37,30 @@ export interface RefreshGrant {
   /** The scope granted, in the client's names. */
   sc?: string | undefined
   res?: string | undefined
+  /** The flow it came from, for the log (log.ts). */
+  f?: string | undefined
 }
 
 export async function token(app: FastifyInstance) {
   const gateway = app.gateway
 
-  app.post('/token', { bodyLimit: gateway.config.server.bodyLimits.token }, async (request: FastifyRequest, reply: FastifyReply) => {
+  app.post('/token', { bodyLimit: gateway.config.server.bodyLimits.token, config: { limits: 'token' } }, async (request: FastifyRequest, reply: FastifyReply) => {
     const parameters = parametersOf(request.body)
     const client = await authenticateClient(request, parameters, gateway)
     const grantType = required(parameters, 'grant_type')
     let tokens: TokenSet
-    if (grantType === 'authorization_code') tokens = await authorizationCodeGrant(gateway, client, parameters)
-    else if (grantType === 'refresh_token') tokens = await refreshTokenGrant(gateway, client, parameters)
+    if (grantType === 'authorization_code') tokens = await authorizationCodeGrant(gateway, request, client, parameters)
+    else if (grantType === 'refresh_token') tokens = await refreshTokenGrant(gateway, request, client, parameters)
     else throw unsupportedGrantType(`grant_type: ${grantType.slice(0, 100)} is not supported (authorization_code, refresh_token)`)
-    request.log.info({ client: request.oauthClient, grant_type: grantType, step: 'token' }, 'tokens issued')
+    logStep(request, 'token', 'issued', 'tokens issued', { grant_type: grantType, refresh_token_issued: typeof tokens.refresh_token === 'string' })
     // RFC 6749 §5.1
     return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).send(tokens)
   })
 }
 
-async function authorizationCodeGrant(gateway: Gateway, client: RegisteredClient, parameters: Parameters): Promise<TokenSet> {
+async function authorizationCodeGrant(gateway: Gateway, request: FastifyRequest, client: RegisteredClient, parameters: Parameters): Promise<TokenSet> {
   const { code, grant } = openCode(gateway, client, parameters)
+  request.flow = grant.f ?? null
   checkRedirectUri(grant, parameters)
   const verifier = checkPkce(grant, parameters)
   checkResourceParameter(gateway, parameters)
@@ -130,11 +135,14 @@ const exchangeCodeOnce = step('exchangeCodeOnce', async (gateway: Gateway, clien
 
 const exchangeUpstreamCode = step('exchangeUpstreamCode', async (gateway: Gateway, client: RegisteredClient, grant: CodeGrant) => {
   const tokens = await gateway.upstream.exchangeCode({ code: grant.uc, iss: grant.i, codeVerifier: grant.v, client: client.upstream })
+  // Counted here, once per code: a retried exchange gets the same answer without completing another flow.
+  gateway.metrics.flowCompleted(presetOf(grant.r))
   return clientTokens(gateway, client, tokens, grant.sc, grant)
 })
 
-async function refreshTokenGrant(gateway: Gateway, client: RegisteredClient, parameters: Parameters): Promise<TokenSet> {
+async function refreshTokenGrant(gateway: Gateway, request: FastifyRequest, client: RegisteredClient, parameters: Parameters): Promise<TokenSet> {
   const grant = openRefreshToken(gateway, client, parameters)
+  request.flow = grant.f ?? null
   checkResourceParameter(gateway, parameters)
   const scope = checkRefreshScope(gateway, grant, parameters)
   return refreshOnce(gateway, client, grant, scope)
@@ -198,10 +206,10 @@ const refreshAtUpstream = step('refreshAtUpstream', async (gateway: Gateway, cli
  * The answer in the client's terms: the scope in its names, and the refresh
  * token sealed and bound to it, keeping the grant's scope and resource.
  */
-function clientTokens(gateway: Gateway, client: RegisteredClient, tokens: TokenSet, askedScope: string | undefined, origin: { sc?: string | undefined; res?: string | undefined }): TokenSet {
+function clientTokens(gateway: Gateway, client: RegisteredClient, tokens: TokenSet, askedScope: string | undefined, origin: { sc?: string | undefined; res?: string | undefined; f?: string | undefined }): TokenSet {
   const scope = askedScope === undefined ? tokens.scope : grantedClientScope(gateway.config.scopes, askedScope, tokens.scope)
   const answer: TokenSet = scope === undefined ? tokens : { ...tokens, scope }
   if (typeof tokens.refresh_token !== 'string') return answer
-  const bound: RefreshGrant = { rt: tokens.refresh_token, c: clientHandle(client.client_id), sc: origin.sc, res: origin.res }
+  const bound: RefreshGrant = { rt: tokens.refresh_token, c: clientHandle(client.client_id), sc: origin.sc, res: origin.res, f: origin.f }
   return { ...answer, refresh_token: gateway.sealer.seal('refresh', bound) }
 }

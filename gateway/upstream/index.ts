@@ -106,9 +106,16 @@ async function discoverMetadata(upstream: UpstreamConfig, options: oidc.Discover
 
 type UpstreamLog = Pick<FastifyBaseLogger, 'info' | 'warn'>
 
-const silent: UpstreamLog = { info() {}, warn() {} }
+/** Where each call's duration and outcome go (metrics.ts). */
+export type UpstreamObserver = (call: UpstreamCall, seconds: number, failure?: { status: number; error: string }) => void
 
-export function createUpstream(config: Config, callbackUrl: string, log: UpstreamLog = silent): Upstream {
+export interface UpstreamOptions {
+  log?: UpstreamLog
+  observe?: UpstreamObserver
+}
+
+export function createUpstream(config: Config, callbackUrl: string, options: UpstreamOptions = {}): Upstream {
+  const { log = { info() {}, warn() {} }, observe = () => {} } = options
   const upstream = config.upstream
   // The Agent's timeouts are backstops; the deadline in boundedFetch is what bounds a request as a whole.
   const agent = new Agent({
@@ -123,14 +130,19 @@ export function createUpstream(config: Config, callbackUrl: string, log: Upstrea
   const resourceParameters = upstreamResourceParameters(config)
   let authMethod: AuthMethod | undefined
 
-  /** Runs one upstream call; a failure is translated, then logged with what the upstream answered. */
+  /** Runs one upstream call, timed; a failure is translated, then logged with what the upstream answered. */
   async function observed<T>(name: UpstreamCall, client: UpstreamClient | undefined, work: () => Promise<T>): Promise<T> {
     const exchange: Exchange = {}
+    const started = performance.now()
+    const seconds = () => (performance.now() - started) / 1000
     try {
-      return await recordingExchange(exchange, work)
+      const result = await recordingExchange(exchange, work)
+      observe(name, seconds())
+      return result
     } catch (err) {
       const context = { auth_method: client ? client.authMethod : authMethod }
       const translated = await (client ? translateRegisteredClientError(err, name, context) : translateUpstreamError(err, name, context))
+      observe(name, seconds(), translated)
       const entry = { upstream: { call: name, ...exchange, codes: codesOf(err) }, status: translated.status, error: translated.error, reason: translated.message }
       if (translated.status >= 500) log.warn(entry, 'upstream call failed')
       else log.info(entry, 'upstream refused the call')
@@ -157,10 +169,19 @@ export function createUpstream(config: Config, callbackUrl: string, log: Upstrea
   let loading: Promise<oidc.Configuration> | undefined
   /** Discovery is cached once it succeeds and retried on the next call after a failure. */
   function configuration(): Promise<oidc.Configuration> {
-    loading ??= load().catch(async (err) => {
-      loading = undefined
-      throw await translateUpstreamError(err, 'discovery', { issuer: upstream.issuer })
-    })
+    const started = performance.now()
+    loading ??= load().then(
+      (loaded) => {
+        observe('discovery', (performance.now() - started) / 1000)
+        return loaded
+      },
+      async (err) => {
+        loading = undefined
+        const translated = await translateUpstreamError(err, 'discovery', { issuer: upstream.issuer })
+        observe('discovery', (performance.now() - started) / 1000, translated)
+        throw translated
+      },
+    )
     return loading
   }
 
@@ -227,13 +248,11 @@ export function createUpstream(config: Config, callbackUrl: string, log: Upstrea
       const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
       // RFC 7591 §3: an upstream may require an initial access token.
       if (upstream.registrationToken) headers.authorization = `Bearer ${upstream.registrationToken}`
-      try {
+      return observed('registration', undefined, async () => {
         const body = JSON.stringify(upstreamClientMetadata(request, callbackUrl, authMethod))
         const response = await customFetch(endpoint, { method: 'POST', headers, body, redirect: 'manual' })
-        return await readRegistrationResponse(response, callbackUrl, authMethod)
-      } catch (err) {
-        throw await translateUpstreamError(err, 'registration')
-      }
+        return readRegistrationResponse(response, callbackUrl, authMethod)
+      })
     },
 
     async close() {

@@ -7,7 +7,7 @@
  */
 import { Writable } from 'node:stream'
 import t from 'tap'
-import { LOGGER_OPTIONS } from '../../gateway/app.ts'
+import { LOGGER_OPTIONS } from '../../gateway/log.ts'
 import { clientHandle } from '../../gateway/clients.ts'
 import { Sealer } from '../../gateway/seal.ts'
 import { authorizeUrl, exchangeCode, obtainCode, pkcePair, postForm, registerClient, type RegisteredClient } from '../support/flow.ts'

@@ -192,7 +192,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     port,
     memoryProbe: true,
     // The fuzzer harvests real sealed states from /authorize redirects, so its clients' redirect URIs skip the consent page.
-    config: { ...gatewayFile(gatewayUrl, upstream.issuer, mcpResource), consent: { trustedRedirectUris: [CHATGPT_REDIRECT, CLAUDE_REDIRECT] } },
+    // Rate limits off: from one address they would soon answer every request 429 and hide the handlers from the fuzzer.
+    config: { ...gatewayFile(gatewayUrl, upstream.issuer, mcpResource), consent: { trustedRedirectUris: [CHATGPT_REDIRECT, CLAUDE_REDIRECT] }, limits: { enabled: false } },
     env: { GATEWAY_SECRET: TEST_SECRET, UPSTREAM_CLIENT_SECRET: upstream.clientSecret },
     keep: (entry) => {
       if (entry.level === 50) errorsLogged[String(entry.error ?? entry.msg)] = (errorsLogged[String(entry.error ?? entry.msg)] ?? 0) + 1

@@ -40,6 +40,8 @@ export interface StackOptions {
   logger?: GatewayOptions['logger']
   /** A store to share between stacks, as replicas share Redis. */
   store?: Store
+  /** The Redis connection for rate limits (replicas share their counters through it). */
+  redis?: GatewayOptions['redis']
   /** Puts a fault-injecting proxy in front of the upstream: the upstream's issuer is the proxy's origin. */
   faultProxy?: boolean
 }
@@ -76,7 +78,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
     ...options.env,
   })
-  const gateway = await buildGateway({ config, logger: options.logger, store: options.store })
+  const gateway = await buildGateway({ config, logger: options.logger, store: options.store, redis: options.redis })
   await gateway.listen({ port: gatewayPort, host: '127.0.0.1' })
 
   return {

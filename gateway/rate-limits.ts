@@ -1,0 +1,105 @@
+/**
+ * Rate limits on registration, authorization and token (config `limits`):
+ * per client address and per client id, each a fixed window counted in Redis
+ * when the replicas share one (so the limit holds across them), in memory
+ * otherwise. A route opts in with `config: { limits: 'token' }`; one hook
+ * applies the rules. Excess requests get 429 `temporarily_unavailable` with
+ * Retry-After, through the one error handler (JSON, or the page on /authorize).
+ * When Redis cannot be asked, requests pass: the store's own 503 then speaks
+ * for the outage, and an outage of the counter never locks every user out.
+ */
+import rateLimit from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { Redis } from 'ioredis'
+import { createHash } from 'node:crypto'
+import type { Config, RateLimitRule } from './config.ts'
+import { OAuthError } from './errors.ts'
+
+export type LimitedEndpoint = 'register' | 'authorize' | 'token'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Which rules of config `limits` apply to the route. */
+    limits?: LimitedEndpoint
+  }
+}
+
+/** One counter: whose requests it counts, its rule, and the check (undefined when the request names no such key). */
+interface Counter {
+  who: string
+  limit: RateLimitRule
+  /** Counts the request; the seconds to wait when it is one too many. */
+  count(request: FastifyRequest): Promise<{ exceeded: boolean; retryAfter: number }>
+}
+
+/** The client id a request names: Basic credentials, a form's or a query's client_id. */
+export function claimedClientId(request: FastifyRequest): string | undefined {
+  const authorization = request.headers.authorization
+  if (authorization?.startsWith('Basic ')) {
+    const decoded = Buffer.from(authorization.slice(6), 'base64').toString('utf8')
+    const colon = decoded.indexOf(':')
+    if (colon > 0) return decoded.slice(0, colon)
+  }
+  for (const source of [request.body, request.query]) {
+    const value = (source as Record<string, unknown> | undefined)?.client_id
+    if (typeof value === 'string' && value) return value
+  }
+  return undefined
+}
+
+/** Client ids can be long (sealed ids, metadata document URLs): the counter's key holds a digest. */
+const digest = (value: string) => createHash('sha256').update(value).digest('base64url').slice(0, 22)
+
+export async function addRateLimits(app: FastifyInstance, config: Config, redis: Redis | undefined) {
+  const { limits } = config
+  if (!limits.enabled) return
+  await app.register(rateLimit, { global: false, skipOnError: true, nameSpace: 'rate-limit:', ...(redis ? { redis } : {}) })
+
+  const counter = (name: string, who: string, limit: RateLimitRule, keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
+    if (limit.max === 0) return []
+    const check = app.createRateLimit({ max: limit.max, timeWindow: limit.windowSeconds * 1000, keyGenerator: (request) => `${name}:${keyOf(request)}` })
+    return [{
+      who,
+      limit,
+      async count(request) {
+        if (keyOf(request) === undefined) return { exceeded: false, retryAfter: 0 }
+        const result = await check(request)
+        return result.isAllowed ? { exceeded: false, retryAfter: 0 } : { exceeded: result.isExceeded, retryAfter: result.ttlInSeconds }
+      },
+    }]
+  }
+  const byAddress = (request: FastifyRequest) => request.ip
+  const byClient = (request: FastifyRequest) => {
+    const clientId = claimedClientId(request)
+    return clientId === undefined ? undefined : digest(clientId)
+  }
+  const counters: Record<LimitedEndpoint, Counter[]> = {
+    register: counter('register:ip', 'this address', limits.register.perIp, byAddress),
+    authorize: [
+      ...counter('authorize:ip', 'this address', limits.authorize.perIp, byAddress),
+      ...counter('authorize:client', 'this client', limits.authorize.perClient, byClient),
+    ],
+    token: [
+      ...counter('token:ip', 'this address', limits.token.perIp, byAddress),
+      ...counter('token:client', 'this client', limits.token.perClient, byClient),
+    ],
+  }
+
+  app.addHook('preHandler', async (request) => {
+    const endpoint = request.routeOptions.config?.limits
+    if (endpoint === undefined) return
+    for (const { who, limit, count } of counters[endpoint]) {
+      const { exceeded, retryAfter } = await count(request)
+      if (exceeded) throw tooManyRequests(who, limit, retryAfter)
+    }
+  })
+}
+
+/** RFC 6585 §4, in the OAuth error shape. */
+function tooManyRequests(who: string, limit: RateLimitRule, retryAfter: number): OAuthError {
+  const seconds = Math.max(1, retryAfter)
+  return new OAuthError(429, 'temporarily_unavailable', `too many requests from ${who}: at most ${limit.max} every ${limit.windowSeconds} s; retry after ${seconds} s`, {
+    headers: { 'retry-after': String(seconds) },
+    hint: `Too many sign-in attempts in a short time. Wait ${seconds} seconds, then start connecting again from the app.`,
+  })
+}
