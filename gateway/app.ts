@@ -131,6 +131,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     reply.header('x-request-id', request.id)
     if (closing) throw shuttingDown()
   })
+  // An answer finished while closing ends its connection too, or a kept-alive client would hold the server open.
+  app.addHook('onSend', async (_request, reply) => {
+    if (closing) reply.header('connection', 'close')
+  })
   // Labelled by route pattern: a 404 for any path counts once, as `unmatched`.
   app.addHook('onResponse', async (request, reply) => {
     metrics.request(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000)

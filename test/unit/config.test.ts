@@ -159,3 +159,18 @@ t.test('limits and timeouts have defaults and are checked against each other', a
   t.same(shipped.server, config.server, 'the shipped file states the defaults')
   t.equal(shipped.upstream.maxResponseBytes, config.upstream.maxResponseBytes)
 })
+
+t.test('rate limits, trusted proxies, shutdown and metrics', async (t) => {
+  const config = parseConfig(file, env)
+  t.same(config.limits.register.perIp, { max: 60, windowSeconds: 60 }, 'on by default')
+  t.same(config.limits.token, { perIp: { max: 1200, windowSeconds: 60 }, perClient: { max: 120, windowSeconds: 60 } })
+  t.equal(config.server.trustProxy, 0, 'no proxy is trusted unless configured')
+  t.equal(config.server.shutdownTimeoutMs, 10_000)
+  t.same(config.metrics, { enabled: true, token: undefined })
+  t.equal(parseConfig(file, { ...env, METRICS_TOKEN: 'scrape' }).metrics.token, 'scrape', 'the metrics token comes from the environment')
+  t.same(parseConfig({ ...file, server: { trustProxy: ['10.0.0.0/8'] } }, env).server.trustProxy, ['10.0.0.0/8'])
+  t.equal(parseConfig({ ...file, limits: { token: { perClient: { max: 5 } } } }, env).limits.token.perClient.windowSeconds, 60, 'a window defaults to a minute')
+  fails(t, { ...file, limits: { token: { perClient: { max: -1 } } } }, env, /limits\.token\.perClient\.max: /, 'a negative limit')
+  fails(t, { ...file, limits: { token: { perUser: { max: 1 } } } }, env, /limits\.token: .*perUser/, 'an unknown rule')
+  fails(t, { ...file, server: { trustProxy: true } }, env, /server\.trustProxy: /, 'trusting every proxy is refused: any client could pick its address')
+})
