@@ -17,7 +17,7 @@ export interface GatewayProcess {
   logs: Array<Record<string, any>>
   /** Resolves with the first log line `match` accepts (from now or before), or rejects after `ms`. */
   waitForLog(match: (entry: Record<string, any>) => boolean, ms?: number): Promise<Record<string, any>>
-  /** Resolves with the exit code (or signal name). */
+  /** Resolves with the exit code (or signal name), once the output is read to its end. */
   exited: Promise<number | string>
   /** Resident and peak resident memory of the process, in bytes, from /proc (Linux). */
   memory(): { rss: number; peak: number }
@@ -81,7 +81,8 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
     }
     if (!options.keep || options.keep(entry)) logs.push(entry)
   })
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, signal) => {
+  // 'close', not 'exit': only then is the output read to its end.
+  const exited = new Promise<number | string>((resolve) => child.on('close', (code, signal) => {
     rmSync(dir, { recursive: true, force: true })
     resolve(code ?? signal ?? 'unknown')
   }))

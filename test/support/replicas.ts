@@ -14,6 +14,7 @@ import { createServer, request } from 'node:http'
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { stringify } from 'yaml'
 import { CookieBrowser, signInAndFollow } from './browser.ts'
@@ -104,7 +105,21 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     }
     return replica
   }
-  const replicas = await Promise.all(Array.from({ length: options.replicas }, () => startOne()))
+  const close = async () => {
+    await Promise.all([...running].map((replica) => replica.stop()))
+    await balancer.close()
+    await mcp.close()
+    await upstream.close()
+    rmSync(directory, { recursive: true, force: true })
+  }
+  // A replica that fails to start must not leave the others running after the test process is gone.
+  const started = await Promise.allSettled(Array.from({ length: options.replicas }, () => startOne()))
+  const failed = started.find((result) => result.status === 'rejected')
+  if (failed) {
+    await close()
+    throw failed.reason
+  }
+  const replicas = started.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : []))
 
   return {
     publicUrl,
@@ -121,13 +136,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       return Promise.all(Array.from({ length: count }, () => startOne(extra)))
     },
     writeConfig,
-    async close() {
-      await Promise.all([...running].map((replica) => replica.stop()))
-      await balancer.close()
-      await mcp.close()
-      await upstream.close()
-      rmSync(directory, { recursive: true, force: true })
-    },
+    close,
   }
 }
 
@@ -165,13 +174,16 @@ export async function startReplica(env: Record<string, string>): Promise<Replica
   })
   const lines: string[] = []
   const listeners = new Set<() => void>()
-  const collect = (chunk: Buffer) => {
-    lines.push(...chunk.toString('utf8').split('\n').filter(Boolean))
-    for (const listener of listeners) listener()
+  // Whole lines only: a JSON log line can arrive in two chunks.
+  for (const stream of [child.stdout!, child.stderr!]) {
+    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+      if (!line) return
+      lines.push(line)
+      for (const listener of listeners) listener()
+    })
   }
-  child.stdout!.on('data', collect)
-  child.stderr!.on('data', collect)
-  const exited = once(child, 'exit')
+  // 'close', not 'exit': only then is the output read to its end.
+  const closed = once(child, 'close')
 
   const logs = () =>
     lines.flatMap((line) => {
@@ -207,17 +219,21 @@ export async function startReplica(env: Record<string, string>): Promise<Replica
     },
     signal: (name) => child.kill(name),
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return
-      child.kill('SIGTERM')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-      await exited
+      const running = child.exitCode === null && child.signalCode === null
+      if (running) child.kill('SIGTERM')
+      const timer = running ? setTimeout(() => child.kill('SIGKILL'), 5000) : undefined
+      await closed
       clearTimeout(timer)
     },
   }
 
-  const deadline = Date.now() + 20_000
+  // Generous: several processes starting at once on a loaded machine take a while.
+  const deadline = Date.now() + 60_000
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}:\n${lines.join('\n')}`)
+    if (child.exitCode !== null || child.signalCode !== null) {
+      await closed
+      throw new Error(`the gateway exited with ${child.exitCode ?? child.signalCode}:\n${lines.join('\n')}`)
+    }
     const ready = await fetch(`${replica.url}/readyz`).then((response) => response.ok, () => false)
     if (ready) return replica
     if (Date.now() > deadline) {
