@@ -47,22 +47,27 @@ t.test('Redis stopped mid-run: 503 at once; restarted: the replicas recover and 
   await t.test('Redis answers nothing (paused): a request gives up after redis.commandTimeoutMs', async (t) => {
     const throwaway = await authorizeAndSignIn(cluster, a, client)
     const code = codeFrom(await arriveAt(a, throwaway.callback))
+    const paused = Date.now()
     redis.pause()
-    const started = Date.now()
     await failsWith(t, await redeem(b, client, code, throwaway), 503, 'temporarily_unavailable')
-    t.ok(Date.now() - started < COMMAND_TIMEOUT_MS + 2000, 'within the configured timeout (plus slack), not hanging')
+    const failed = await b.waitForLog((line) => line.msg === 'request failed' && line.endpoint === '/token' && line.time >= paused)
+    t.match(failed.err?.message, /Command timed out/, 'given up by the command timeout, not left hanging')
     redis.resume()
     await untilReady(a)
     await untilReady(b)
   })
 
+  // Marked before the stop: a replica may notice the outage before this process sees redis-server exit.
+  const outage = Date.now()
+  const since = (match: (line: Record<string, any>) => boolean) => (line: Record<string, any>) => line.time >= outage && match(line)
   await redis.stop()
 
-  const started = Date.now()
   const during = await redeem(b, client, pendingCode, pending)
   const body = await failsWith(t, during, 503, 'temporarily_unavailable')
-  t.ok(Date.now() - started < COMMAND_TIMEOUT_MS + 2000, 'the token endpoint answers at once, without waiting for Redis')
   t.match(body.error_description, /state store is unavailable/)
+  const failed = await b.waitForLog(since((line) => line.msg === 'request failed' && line.endpoint === '/token'))
+  t.match(failed.err?.message, /^Redis: /, 'refused because Redis is down')
+  t.notMatch(failed.err?.message, /timed out/, 'at once, without waiting for Redis to answer')
 
   const page = await arriveAt(b, interrupted.callback)
   t.equal(page.status, 503, 'the browser arriving at /callback gets a 503')
@@ -72,15 +77,13 @@ t.test('Redis stopped mid-run: 503 at once; restarted: the replicas recover and 
   await t.rejects(authorizeAndSignIn(cluster, a, client), /did not come back to the gateway: 503/, 'answering the consent page needs the store: a 503 page')
   t.same(await readiness(a), { status: 503, body: { status: 'unavailable', reason: 'the state store does not answer' } }, '/readyz takes the replica out of the load balancer')
   t.equal((await registration(a)).status, 201, 'registration needs no store and keeps working')
-  const unreachable = (line: Record<string, any>) => /Redis is unreachable/.test(line.msg) && line.time >= started
-  await a.waitForLog(unreachable)
-  await new Promise((resolve) => setTimeout(resolve, 500))
-  t.equal(a.logs().filter(unreachable).length, 1, 'one warning per outage, not one per reconnect attempt')
 
   await redis.start()
   await untilReady(a)
   await untilReady(b)
-  await b.waitForLog((line) => line.msg === 'Redis connected' && line.time > started)
+  const connected = since((line) => line.msg === 'Redis connected')
+  await Promise.all([a.waitForLog(connected), b.waitForLog(connected)])
+  t.equal(a.logs().filter(since((line) => /Redis is unreachable/.test(line.msg))).length, 1, 'one warning per outage, not one per reconnect attempt')
 
   const afterOutage = await redeem(a, client, pendingCode, pending)
   t.equal(afterOutage.status, 200, 'the code refused during the outage was not consumed: it is redeemed now')
