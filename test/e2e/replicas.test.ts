@@ -9,10 +9,12 @@ import t from 'tap'
 import { ConnectorProvider, mcpClient, textOf, transportFor } from '../support/mcp-client.ts'
 import { deletePrefix, keysWithTtl, rawClient, SHARED_REDIS_URL } from '../support/redis.ts'
 import { arriveAt, authorizeAndSignIn, codeFrom, completeFlow, isActive, redeem, refresh, register, startCluster, type Replica } from '../support/replicas.ts'
-import { CHATGPT_REDIRECT, failsWith } from '../support/stack.ts'
+import { CHATGPT_REDIRECT, failsWith, pastRetryWindow } from '../support/stack.ts'
 
-// A short retry window, so the test also sees a code refused once the window has passed.
-const cluster = await startCluster({ replicas: 3, redisUrl: SHARED_REDIS_URL, config: (file) => ({ ...file, lifetimes: { codeRetrySeconds: 1 } }) })
+// A short retry window, so the test also sees a code refused once the window has passed,
+// yet long enough for the repeats within it to land there on a loaded machine.
+const CODE_RETRY_SECONDS = 3
+const cluster = await startCluster({ replicas: 3, redisUrl: SHARED_REDIS_URL, config: (file) => ({ ...file, lifetimes: { codeRetrySeconds: CODE_RETRY_SECONDS } }) })
 t.teardown(async () => {
   await cluster.close()
   await deletePrefix(cluster.keyPrefix)
@@ -63,6 +65,7 @@ t.test('a code or a sign-in used on one replica is refused on every other', asyn
   t.match(await replayedCallback.text(), /already completed/)
 
   const first = await redeem(a, client, code, signedIn)
+  const answeredAt = Date.now()
   t.equal(first.status, 200, 'first redemption on A')
   const tokens = (await first.json()) as Tokens
   // ChatGPT repeats its token POST: the same request on any replica within the retry window gets the same answer.
@@ -71,7 +74,7 @@ t.test('a code or a sign-in used on one replica is refused on every other', asyn
     t.equal(repeat.status, 200, `a repeat on ${replica === b ? 'B' : 'C'} within the window`)
     t.equal(((await repeat.json()) as Tokens).access_token, tokens.access_token, 'gets the answer A gave, shared through Redis')
   }
-  await new Promise((resolve) => setTimeout(resolve, 1500))
+  await pastRetryWindow(answeredAt, CODE_RETRY_SECONDS)
   for (const replica of [b, c, a]) {
     const body = await failsWith(t, await redeem(replica, client, code, signedIn), 400, 'invalid_grant')
     // The gateway's own shared mark refuses it, before the upstream would be asked.
@@ -109,6 +112,7 @@ t.test('a restart of every replica between registration and authorization loses 
   const redeemed = await authorizeAndSignIn(cluster, a, early)
   const redeemedCode = codeFrom(await arriveAt(a, redeemed.callback))
   t.equal((await redeem(b, early, redeemedCode, redeemed)).status, 200)
+  const redeemedAt = Date.now()
 
   const [d, e] = (await cluster.restart(2)) as [Replica, Replica]
   t.not(d.url, a.url, 'new processes on new ports')
@@ -117,7 +121,7 @@ t.test('a restart of every replica between registration and authorization loses 
   t.equal(response.status, 200, 'a client registered before the restart signs in after it')
   const code = codeFrom(await arriveAt(e, inProgress.callback))
   t.equal((await redeem(d, early, code, inProgress)).status, 200, 'a sign-in started before the restart completes after it')
-  await new Promise((resolve) => setTimeout(resolve, 1100)) // past the 1 s retry window, whatever the restart took
+  await pastRetryWindow(redeemedAt, CODE_RETRY_SECONDS)
   const replay = await failsWith(t, await redeem(e, early, redeemedCode, redeemed), 400, 'invalid_grant')
   t.match(replay.error_description, /^code: was already used/, 'a code redeemed before the restart stays used')
   t.equal((await arriveAt(d, redeemed.callback)).status, 400, 'a sign-in completed before the restart cannot be completed again')

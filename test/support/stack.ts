@@ -112,3 +112,13 @@ export async function failsWith(
   t.equal(response.headers.get('cache-control'), 'no-store', 'no-store')
   return body
 }
+
+/**
+ * Resolves once the code retry window (`lifetimes.codeRetrySeconds`) of a
+ * code is over, given the Date.now() at which its first answer arrived: the
+ * gateway stored that answer before sending it, so the window began earlier.
+ */
+export function pastRetryWindow(answeredAt: number, seconds: number): Promise<void> {
+  // A little past the end, for the store's millisecond rounding.
+  return new Promise((resolve) => setTimeout(resolve, answeredAt + seconds * 1000 + 100 - Date.now()))
+}
