@@ -33,14 +33,17 @@ t.test('the allowlist is reloaded while serving; a bad edit is refused and the o
   t.teardown(() => cluster.close())
   const [gateway] = cluster.replicas as [Replica]
   const withList = (allowedRedirectUris: string[], extra: Record<string, any> = {}) => ({ ...base, ...extra, allowedRedirectUris })
-  const reloads = () => gateway.logs().filter((line) => line.msg === 'configuration reloaded: the redirect URI allowlist is applied').length
+  const reloaded = (line: Record<string, any>) => line.msg === 'configuration reloaded: the redirect URI allowlist is applied'
+  const reloads = () => gateway.logs().filter(reloaded).length
 
   const claude = await register(gateway, { redirect_uris: [CLAUDE] })
   t.equal(await statusFor(gateway, APP), 400, 'not allowed at first')
 
   // A valid edit, written as editors do: a new file renamed over the old one.
   cluster.writeConfig(withList([CHATGPT, APP]))
-  t.ok(await eventually(async () => (await statusFor(gateway, APP)) === 201), 'the new entry applies within seconds')
+  // The line is logged once the new list is in force.
+  await gateway.waitForLog(reloaded)
+  t.equal(await statusFor(gateway, APP), 201, 'the new entry applies')
   t.equal(await statusFor(gateway, CLAUDE), 400, 'the removed entry is refused at registration')
   const authorize = await fetch(`${gateway.url}/authorize?client_id=${encodeURIComponent(claude.client_id)}&redirect_uri=${encodeURIComponent(CLAUDE)}&response_type=code`)
   t.equal(authorize.status, 400, 'and at /authorize for a client that registered it before')
