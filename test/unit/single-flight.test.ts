@@ -7,8 +7,9 @@ import { MemoryStore } from '../../gateway/store.ts'
 const sealer = new Sealer(['single-flight-test-secret-0123456789abcdef'])
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+// Waiters wait long enough for any leader on a loaded machine; the test of a dead holder sets its own.
 function flight(overrides: Partial<Flight> = {}): Flight {
-  return { lockKey: 'lock', lockSeconds: 30, answerKey: 'answer', answerSeconds: 30, binding: 'client-a', waitMs: 2000, ...overrides }
+  return { lockKey: 'lock', lockSeconds: 30, answerKey: 'answer', answerSeconds: 30, binding: 'client-a', waitMs: 30_000, ...overrides }
 }
 
 t.test('concurrent identical requests: the work runs once, everyone gets its answer', async (t) => {
