@@ -106,7 +106,15 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
     })
   }
 
-  await waitForLog((entry) => typeof entry.msg === 'string' && entry.msg.startsWith('Server listening'))
+  try {
+    // Generous: a process starting on a loaded machine takes a while.
+    await waitForLog((entry) => typeof entry.msg === 'string' && entry.msg.startsWith('Server listening'), 60_000)
+  } catch (err) {
+    // Not left running once the test process is gone.
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+    await exited
+    throw err
+  }
   return {
     url: `http://127.0.0.1:${port}`,
     child,
