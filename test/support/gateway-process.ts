@@ -87,7 +87,7 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
     resolve(code ?? signal ?? 'unknown')
   }))
 
-  function waitForLog(match: (entry: Record<string, any>) => boolean, ms = 10_000) {
+  function waitForLog(match: (entry: Record<string, any>) => boolean, ms = 30_000) {
     const seen = logs.find(match)
     if (seen) return Promise.resolve(seen)
     return new Promise<Record<string, any>>((resolve, reject) => {

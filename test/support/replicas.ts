@@ -197,7 +197,7 @@ export async function startReplica(env: Record<string, string>): Promise<Replica
     url: `http://127.0.0.1:${port}`,
     lines,
     logs,
-    waitForLog(match, within = 10_000) {
+    waitForLog(match, within = 30_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
           const found = logs().find(match)
