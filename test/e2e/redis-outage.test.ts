@@ -49,9 +49,11 @@ t.test('Redis stopped mid-run: 503 at once; restarted: the replicas recover and 
     const code = codeFrom(await arriveAt(a, throwaway.callback))
     const paused = Date.now()
     redis.pause()
+    // Redis is resumed only once the answer is here: a gateway that waited for Redis would never answer.
     await failsWith(t, await redeem(b, client, code, throwaway), 503, 'temporarily_unavailable')
     const failed = await b.waitForLog((line) => line.msg === 'request failed' && line.endpoint === '/token' && line.time >= paused)
-    t.match(failed.err?.message, /Command timed out/, 'given up by the command timeout, not left hanging')
+    // A command timeout, or the connection dropped by the socket timeout when the rate limit counters waited first.
+    t.match(failed.err?.message, /^Redis: /, 'the replica gave up on the paused Redis')
     redis.resume()
     await untilReady(a)
     await untilReady(b)
