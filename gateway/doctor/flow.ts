@@ -63,6 +63,13 @@ function oauthError(answer: Outcome & { ok: true }): string {
   return typeof body.error_description === 'string' ? `${body.error}: ${body.error_description}` : body.error
 }
 
+/** When the gateway's rate limit stopped a request (429): when to run again. */
+function retryLater(answer: Outcome & { ok: true }): string | undefined {
+  if (answer.status !== 429) return undefined
+  const wait = answer.headers.get('retry-after')
+  return `the gateway's rate limit (limits in its configuration) stopped this request: run the doctor again ${wait ? `in ${wait} s` : 'later'}`
+}
+
 function refusedFix(candidate: RedirectCandidate): string {
   if (candidate.preset) return `switch on redirectPresets.${candidate.preset} in the configuration file of every gateway replica and restart them (presets are read at start-up)`
   if (candidate.source === 'allowedRedirectUris') return 'the running gateway does not allow this allowedRedirectUris entry: give every replica the same file (ALLOWED_REDIRECT_URIS replaces its list), then reload it (SIGHUP) or restart'
@@ -90,7 +97,7 @@ export async function checkRedirectUris(report: Report, http: Requester, endpoin
     } else if (answer.status === 400 && jsonObject(answer)?.error === 'invalid_redirect_uri') {
       report.fail(name, `${candidate.uri} refused: ${oauthError(answer)}`, refusedFix(candidate))
     } else {
-      report.fail(name, `${candidate.uri}: registration answers ${oauthError(answer)}`, 'the gateway could not register the client: its log has a line for this request')
+      report.fail(name, `${candidate.uri}: registration answers ${oauthError(answer)}`, retryLater(answer) ?? 'the gateway could not register the client: its log has a line for this request')
     }
   }
   return accepted
@@ -114,7 +121,8 @@ export async function checkConnectorFlow(report: Report, input: FlowInput) {
   const registered = await register(browser, input.endpoints.registration, input.redirectUri)
   const client = registered.ok && registered.status === 201 ? jsonObject(registered) : undefined
   if (typeof client?.client_id !== 'string') {
-    return report.fail(`${FLOW} (register)`, registered.ok ? oauthError(registered) : registered.problem, 'see the redirect URI checks above, and the gateway\'s log for this registration')
+    const fix = (registered.ok && retryLater(registered)) || 'see the redirect URI checks above, and the gateway\'s log for this registration'
+    return report.fail(`${FLOW} (register)`, registered.ok ? oauthError(registered) : registered.problem, fix)
   }
   report.pass(`${FLOW} (register)`, `client for ${input.redirectUri}`)
 
@@ -159,9 +167,11 @@ function clientError(url: URL): string {
   return description ? `${error}: ${description}` : error
 }
 
-/** What to do about an answer that stopped the flow at the gateway: an error page's status, or the error sent to the client. */
-function gatewayRefusalFix(status: number, error?: string | null): string {
-  if (status >= 500 || error === 'temporarily_unavailable' || error === 'server_error') {
+/** What to do about an answer that stopped the flow at the gateway: an error page, or the error sent to the client. */
+function gatewayRefusalFix(answer: Outcome & { ok: true }, error?: string | null): string {
+  const limited = retryLater(answer)
+  if (limited) return limited
+  if (answer.status >= 500 || error === 'temporarily_unavailable' || error === 'server_error') {
     return 'the gateway could not go on: the upstream checks above, and the gateway\'s log for this request, name the cause'
   }
   return 'the gateway refused the authorization request: its description above and its log for this request name the step'
@@ -174,7 +184,7 @@ async function passAuthorization(report: Report, browser: Requester, input: Flow
   const target = redirectTarget(answer)
   const consentName = `${FLOW} (consent)`
   if (target) {
-    if (target.href.startsWith(input.redirectUri)) return void report.fail(name, `the gateway sent the client an error: ${clientError(target)}`, gatewayRefusalFix(answer.status, target.searchParams.get('error')))
+    if (target.href.startsWith(input.redirectUri)) return void report.fail(name, `the gateway sent the client an error: ${clientError(target)}`, gatewayRefusalFix(answer, target.searchParams.get('error')))
     const problem = upstreamRedirectProblem(input, target)
     if (problem) return void report.fail(name, problem.detail, problem.fix)
     report.pass(name, `no consent page (a trusted client): ${describeUpstreamRedirect(target)}`)
@@ -182,7 +192,7 @@ async function passAuthorization(report: Report, browser: Requester, input: Flow
     return target
   }
   const form = answer.status === 200 ? consentForm(answer.body) : undefined
-  if (!form) return void report.fail(name, `${describeAnswer(answer)}: ${pageText(answer.body)}`, gatewayRefusalFix(answer.status))
+  if (!form) return void report.fail(name, `${describeAnswer(answer)}: ${pageText(answer.body)}`, gatewayRefusalFix(answer))
   report.pass(name, 'the consent page')
 
   // As a browser posts the form: from the page's origin, with its cookie, the hidden fields and the Approve button.
@@ -195,8 +205,8 @@ async function passAuthorization(report: Report, browser: Requester, input: Flow
   })
   if (!approved.ok) return void report.fail(consentName, `${approved.problem} (POST ${action.href})`, 'the consent form posts to a URL this host cannot reach: check publicUrl (GATEWAY_PUBLIC_URL)')
   const next = redirectTarget(approved)
-  if (!next) return void report.fail(consentName, `Approve answers ${describeAnswer(approved)}: ${pageText(approved.body)}`, gatewayRefusalFix(approved.status))
-  if (next.href.startsWith(input.redirectUri)) return void report.fail(consentName, `the gateway sent the client an error: ${clientError(next)}`, gatewayRefusalFix(approved.status, next.searchParams.get('error')))
+  if (!next) return void report.fail(consentName, `Approve answers ${describeAnswer(approved)}: ${pageText(approved.body)}`, gatewayRefusalFix(approved))
+  if (next.href.startsWith(input.redirectUri)) return void report.fail(consentName, `the gateway sent the client an error: ${clientError(next)}`, gatewayRefusalFix(approved, next.searchParams.get('error')))
   const problem = upstreamRedirectProblem(input, next)
   if (problem) return void report.fail(consentName, problem.detail, problem.fix)
   report.pass(consentName, `approved; ${describeUpstreamRedirect(next)}`)

@@ -182,6 +182,15 @@ t.test('CORS headers dropped by a proxy in front of the gateway', async (t) => {
   t.match(preflight, 'fix: the gateway answers CORS itself: make the ingress or proxy in front of it pass OPTIONS requests through (not answer them, nor ask for authentication) and keep the Access-Control-* response headers')
 })
 
+t.test('a run the gateway\'s rate limit stops', async (t) => {
+  const limits = { register: { perIp: { max: 2, windowSeconds: 60 } } }
+  const running = await stack(t, { config: (file) => ({ ...file, limits }) })
+  const run = await doctor(fileOf(running, { limits }))
+  t.equal(run.code, 1)
+  t.same(failures(run), ['redirect URI (allowedRedirectUris)', 'connector flow (register)'], 'the third registration and the flow\'s')
+  t.match(lineOf(run, 'FAIL', 'redirect URI (allowedRedirectUris)'), /http:\/\/127\.0\.0\.1\/callback: registration answers temporarily_unavailable: .*\n     fix: the gateway's rate limit \(limits in its configuration\) stopped this request: run the doctor again in \d+ s/)
+})
+
 t.test('bad usage and bad configuration exit 2', async (t) => {
   const nowhere = { gatewayUrl: 'http://127.0.0.1:1', upstream: { issuer: 'http://127.0.0.1:2' }, mcpUrl: 'http://127.0.0.1:3/mcp' } as Stack
   const [unknown, missing, insecure, help] = await Promise.all([
