@@ -456,12 +456,7 @@ function describeIssues(error: z.ZodError, where: string) {
  * with objects; `loadConfig` adds the file.
  */
 export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 'config'): Config {
-  if (file === null || typeof file !== 'object' || Array.isArray(file)) {
-    throw new ConfigError(`invalid configuration (${where}): the file must hold a mapping of keys`)
-  }
-  const result = configSchema.safeParse(environmentOverrides(env, file))
-  if (!result.success) throw new ConfigError(describeIssues(result.error, where))
-
+  const settings = parseSettings(file, env, where)
   const secrets = list(env.GATEWAY_SECRET ?? '')
   const problems: string[] = []
   if (secrets.length === 0) problems.push('  GATEWAY_SECRET: is required (comma-separated keys, first one signs)')
@@ -477,13 +472,30 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
 
   const registrationToken = env.UPSTREAM_REGISTRATION_TOKEN || undefined
   const config = {
-    ...result.data,
+    ...settings,
     secrets,
-    upstream: { ...result.data.upstream, clientSecret, registrationToken },
-    redis: { ...result.data.redis, url: redisUrl },
-    metrics: { ...result.data.metrics, token: env.METRICS_TOKEN || undefined },
+    upstream: { ...settings.upstream, clientSecret, registrationToken },
+    redis: { ...settings.redis, url: redisUrl },
+    metrics: { ...settings.metrics, token: env.METRICS_TOKEN || undefined },
   }
   return deepFreeze(config)
+}
+
+/** Everything the file and the environment configure except the secrets. */
+export type Settings = Readonly<z.infer<typeof configSchema>>
+
+/**
+ * Validates a parsed config file plus the environment, without requiring or
+ * reading any secret: for tools that check a deployment from the outside
+ * (doctor.ts). parseConfig adds the secrets.
+ */
+export function parseSettings(file: unknown, env: NodeJS.ProcessEnv = {}, where = 'config'): Settings {
+  if (file === null || typeof file !== 'object' || Array.isArray(file)) {
+    throw new ConfigError(`invalid configuration (${where}): the file must hold a mapping of keys`)
+  }
+  const result = configSchema.safeParse(environmentOverrides(env, file))
+  if (!result.success) throw new ConfigError(describeIssues(result.error, where))
+  return deepFreeze(result.data)
 }
 
 function isRedisUrl(value: string) {
@@ -505,19 +517,27 @@ export function readConfigFile(path: string): string {
 
 /** Validates the file's text plus the environment; `path` only names the file in messages. */
 export function parseConfigText(text: string, env: NodeJS.ProcessEnv, path: string): Config {
-  let file: unknown
+  return parseConfig(parseYamlFile(text, path), env, path)
+}
+
+function parseYamlFile(text: string, path: string): unknown {
   try {
-    file = parseYaml(text) ?? {}
+    return parseYaml(text) ?? {}
   } catch (err) {
     throw new ConfigError(`the configuration file ${path} is not valid YAML: ${(err as Error).message}`)
   }
-  return parseConfig(file, env, path)
 }
 
 /** Reads GATEWAY_CONFIG (default config/gateway.yaml) and the environment. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const path = configPath(env)
   return parseConfigText(readConfigFile(path), env, path)
+}
+
+/** Reads GATEWAY_CONFIG (default config/gateway.yaml) and the environment, without the secrets. */
+export function loadSettings(env: NodeJS.ProcessEnv = process.env): Settings {
+  const path = configPath(env)
+  return parseSettings(parseYamlFile(readConfigFile(path), path), env, path)
 }
 
 function deepFreeze<T>(value: T): T {

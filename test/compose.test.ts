@@ -172,6 +172,30 @@ t.test('the gateway image: Node 24, non-root, production dependencies only', asy
   t.notOk(gateway.copies.some((copy) => !copy.from && copy.sources.includes('test')), 'no tests or stand-ins in the gateway image')
 })
 
+t.test('the doctor runs in the gateway image: copied there, importing only copied files and production dependencies', async (t) => {
+  const [, service] = services.find(([, candidate]) => candidate.build?.target === 'gateway')!
+  const { context, stages } = dockerfileOf(service)
+  const gateway = stages.find((stage) => stage.name === 'gateway')!
+  const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string>; dependencies: Record<string, string> }
+  t.equal(manifest.scripts.doctor, 'node gateway/doctor.ts', 'npm run doctor')
+  const seen = new Set<string>()
+  const pending = ['gateway/doctor.ts']
+  while (pending.length) {
+    const file = pending.pop()!
+    if (seen.has(file)) continue
+    seen.add(file)
+    t.ok(contextFileAt(gateway, context, posix.resolve(gateway.workdir, file)), `${file} is copied into the image`)
+    for (const [, specifier = ''] of readFileSync(join(ROOT, file), 'utf8').matchAll(/^import\s(?!type\b)[^'"]*['"]([^'"]+)['"]/gm)) {
+      if (specifier.startsWith('.')) pending.push(posix.join(posix.dirname(file), specifier))
+      else if (!specifier.startsWith('node:')) {
+        const name = specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]!
+        t.ok(manifest.dependencies[name], `${file} imports ${name}, a production dependency`)
+      }
+    }
+  }
+  t.ok(seen.size > 3, `${seen.size} files`)
+})
+
 t.test('the gateway replicas share one public URL, one Redis and one set of keys, behind the load balancer', async (t) => {
   const gateways = services.filter(([, service]) => service.build?.target === 'gateway')
   t.ok(gateways.length >= 2, 'at least two replicas')
