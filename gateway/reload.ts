@@ -10,6 +10,7 @@ import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import type { Gateway } from './app.ts'
 import { parseConfigText, readConfigFile, type Config } from './config.ts'
+import { allowlistSources } from './presets.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
 
 /** The keys a reload applies; everything else needs a restart. */
@@ -40,7 +41,8 @@ export function changedKeys(before: unknown, after: unknown, prefix = ''): strin
 
 /** Applies the live keys of a freshly validated configuration; returns the changed keys that need a restart. */
 export function applyLiveConfig(gateway: Gateway, next: Config): string[] {
-  gateway.allowlist = new RedirectAllowlist(next.allowedRedirectUris)
+  // The presets switched on at start-up stay on: redirectPresets needs a restart, like every key but the list.
+  gateway.allowlist = new RedirectAllowlist(allowlistSources(gateway.config.redirectPresets, next.allowedRedirectUris))
   const live = new Set<string>(LIVE_KEYS)
   return changedKeys(gateway.config, next).filter((key) => !live.has(key.split('.')[0]!))
 }

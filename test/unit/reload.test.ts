@@ -30,3 +30,16 @@ t.test('applyLiveConfig swaps the allowlist and reports the rest', async (t) => 
   t.equal((await registerFor('https://chatgpt.com/connector/oauth/x')).statusCode, 400, 'the old list is gone')
   t.equal(app.gateway.config.lifetimes.codeSeconds, 60, 'restart-only keys keep their start-up value')
 })
+
+t.test('a reload keeps the redirect presets switched on at start-up', async (t) => {
+  const withPresets = { ...file, redirectPresets: { claude: true, cursor: true } }
+  const app = await buildGateway({ config: parseConfig(withPresets, env) })
+  t.teardown(() => app.close())
+  const registerFor = (uri: string) => app.inject({ method: 'POST', url: '/register', payload: { redirect_uris: [uri], token_endpoint_auth_method: 'none' } })
+  const extra = 'https://client.example.com/callback'
+  t.same(applyLiveConfig(app.gateway, parseConfig({ ...withPresets, allowedRedirectUris: [extra] }, env)), [])
+  t.equal((await registerFor('https://claude.ai/api/mcp/auth_callback')).statusCode, 201, 'the claude preset still allows its URI')
+  t.equal((await registerFor('cursor://anysphere.cursor-mcp/oauth/callback')).statusCode, 201, 'and cursor its own')
+  t.equal((await registerFor(extra)).statusCode, 201, 'the new list applies')
+  t.equal((await registerFor('https://chatgpt.com/connector/oauth/x')).statusCode, 400, 'the old list is gone')
+})
