@@ -88,10 +88,10 @@ export async function addRateLimits(app: FastifyInstance, config: Config, redis:
   app.addHook('preHandler', async (request) => {
     const endpoint = request.routeOptions.config?.limits
     if (endpoint === undefined) return
-    for (const { who, limit, count } of counters[endpoint]) {
-      const { exceeded, retryAfter } = await count(request)
-      if (exceeded) throw tooManyRequests(who, limit, retryAfter)
-    }
+    // Counted at once, so a stalled Redis costs one command timeout, not one per counter.
+    const results = await Promise.all(counters[endpoint].map((counter) => counter.count(request)))
+    const index = results.findIndex((result) => result.exceeded)
+    if (index >= 0) throw tooManyRequests(counters[endpoint][index]!.who, counters[endpoint][index]!.limit, results[index]!.retryAfter)
   })
 }
 
