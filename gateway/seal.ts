@@ -7,15 +7,16 @@
  * seals and signs, every key opens and verifies, so keys rotate without
  * breaking what was issued under the old one.
  */
-import { createCipheriv, createDecipheriv, createHash, createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createHmac, createSecretKey, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto'
 
 /** What a sealed value is for; bound as additional data so one purpose's value never opens as another's. */
 export type Purpose = 'client' | 'transaction' | 'code' | 'refresh' | 'pending' | 'csrf' | 'consent' | 'answer'
 
+/** Keys are KeyObjects, prepared once: a raw key buffer costs a key import on every seal and open. */
 interface Key {
   id: string
-  seal: Map<Purpose, Buffer>
-  mac: Buffer
+  seal: Map<Purpose, KeyObject>
+  mac: KeyObject
 }
 
 const PURPOSES: Purpose[] = ['client', 'transaction', 'code', 'refresh', 'pending', 'csrf', 'consent', 'answer']
@@ -29,8 +30,8 @@ function derive(secret: string, info: string) {
 function makeKey(secret: string): Key {
   return {
     id: createHash('sha256').update(derive(secret, 'key-id')).digest('base64url').slice(0, 6),
-    seal: new Map(PURPOSES.map((purpose) => [purpose, derive(secret, `seal:${purpose}`)])),
-    mac: derive(secret, 'mac'),
+    seal: new Map(PURPOSES.map((purpose) => [purpose, createSecretKey(derive(secret, `seal:${purpose}`))])),
+    mac: createSecretKey(derive(secret, 'mac')),
   }
 }
 
