@@ -11,7 +11,7 @@ import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
 import { ConsentPolicy } from './consent.ts'
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler, shuttingDown } from './errors.ts'
-import { requestId } from './log.ts'
+import { RequestLog, requestId } from './log.ts'
 import { Metrics } from './metrics.ts'
 import { parameterLimit } from './params.ts'
 import { allowlistSources } from './presets.ts'
@@ -77,6 +77,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const { server } = config
   const app = Fastify({
     logger: options.logger ?? false,
+    logController: new RequestLog(),
     genReqId: requestId,
     requestIdHeader: false,
     // Only for the client address rate limits count by: the public URL comes from config, never from Host or X-Forwarded-* headers.

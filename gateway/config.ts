@@ -242,6 +242,8 @@ const serverSchema = z
     trustProxy: z.union([z.number().int().min(0).max(10), z.array(z.string().min(1)).min(1)]).default(0),
     /** On SIGTERM, how long in-flight requests may take to finish before the process exits anyway, ms. */
     shutdownTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+    /** pino level of the log; `debug` adds the request lines of discovery documents, probes and /metrics. */
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   })
   .prefault({})
   .refine((s) => s.headersTimeoutMs <= s.requestTimeoutMs, { message: 'must not be longer than server.requestTimeoutMs', path: ['headersTimeoutMs'] })

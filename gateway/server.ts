@@ -13,6 +13,7 @@
  * (EX_SOFTWARE) for the orchestrator to restart it: after a synchronous throw
  * nobody caught, the process state can no longer be trusted.
  */
+import { destination } from 'pino'
 import { buildGateway } from './app.ts'
 import { ConfigError, configPath, loadConfig, type Config } from './config.ts'
 import { LOGGER_OPTIONS } from './log.ts'
@@ -30,7 +31,9 @@ try {
 
 const { url: redisUrl, ...redisOptions } = config.redis
 const redis = redisUrl ? createRedisClient({ url: redisUrl, ...redisOptions }) : undefined
-const app = await buildGateway({ config, logger: LOGGER_OPTIONS, processMetrics: true, ...(redis ? { redis, store: new RedisStore(redis) } : {}) })
+// Lines go out without blocking the request that wrote them; whatever is still buffered is written on exit.
+const logger = { ...LOGGER_OPTIONS, level: config.server.logLevel, stream: destination({ dest: 1, sync: false }) }
+const app = await buildGateway({ config, logger, processMetrics: true, ...(redis ? { redis, store: new RedisStore(redis) } : {}) })
 if (redis) connectRedis(redis, app.log)
 else app.log.warn('REDIS_URL is not set: state is kept in memory, so run only one replica')
 

@@ -125,7 +125,7 @@ t.test('one complete flow: a shared flow id, a line per step, no secret in the l
 })
 
 t.test('X-Request-Id: a plain caller id is kept, anything else is replaced', async (t) => {
-  const kept = await fetch(`${stack.gatewayUrl}/healthz`, { headers: { 'x-request-id': 'lb-7f3a9c2e-0001' } })
+  const kept = await fetch(`${stack.gatewayUrl}/token`, { method: 'POST', headers: { 'x-request-id': 'lb-7f3a9c2e-0001' } })
   t.equal(kept.headers.get('x-request-id'), 'lb-7f3a9c2e-0001')
   const forged = await fetch(`${stack.gatewayUrl}/healthz`, { headers: { 'x-request-id': 'x"}\\n{"level":60' } })
   t.match(forged.headers.get('x-request-id'), /^[0-9a-f-]{36}$/, 'a new id instead of one that could forge a log line')
@@ -135,6 +135,23 @@ t.test('X-Request-Id: a plain caller id is kept, anything else is replaced', asy
   const body = await (await fetch(`${stack.gatewayUrl}/metrics`)).text()
   t.ok(sample(body, 'oauth_gateway_http_requests_total', { route: 'unmatched', method: 'GET', status: '404' }) >= 1, 'unknown paths share one series')
   t.notMatch(body, /nowhere/, 'a client-chosen path never becomes a label')
+})
+
+t.test('one line per request; discovery documents, probes and /metrics only at debug, unless they fail', async (t) => {
+  const id = (name: string) => ({ 'x-request-id': `quiet-${name}-0001` })
+  await fetch(`${stack.gatewayUrl}/.well-known/oauth-authorization-server`, { headers: id('metadata') })
+  await fetch(`${stack.gatewayUrl}/.well-known/oauth-protected-resource/mcp`, { headers: id('resource') })
+  await fetch(`${stack.gatewayUrl}/healthz`, { headers: id('health') })
+  await fetch(`${stack.gatewayUrl}/metrics`, { headers: id('metrics') })
+  const missing = await fetch(`${stack.gatewayUrl}/.well-known/oauth-protected-resource/elsewhere`, { headers: id('missing') })
+  t.equal(missing.status, 404)
+  const registered = await fetch(`${stack.gatewayUrl}/register`, { method: 'POST', headers: { ...id('register'), 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: [CHATGPT_REDIRECT], token_endpoint_auth_method: 'none' }) })
+  t.equal(registered.status, 201)
+  const linesOf = (name: string) => parsed().filter((line) => line.reqId === `quiet-${name}-0001`)
+  for (const name of ['metadata', 'resource', 'health', 'metrics']) t.same(linesOf(name), [], `no ${name} line at info`)
+  t.same(linesOf('missing').filter((line) => line.msg === 'request completed').map((line) => line.req?.path), ['/.well-known/oauth-protected-resource/elsewhere'], 'a failed one is logged')
+  t.same(linesOf('register').filter((line) => line.msg === 'request completed').map((line) => line.req?.path), ['/register'], 'other requests: one line, when answered')
+  t.notOk(parsed().some((line) => line.msg === 'incoming request'), 'no second line per request')
 })
 
 t.test('/metrics asks for METRICS_TOKEN when it is set, and can be switched off', async (t) => {
