@@ -42,9 +42,7 @@ export function countParameters(source: unknown): number {
  * query and body together, before any endpoint looks at them.
  */
 export function parameterLimit(max: number) {
-  return async function limitParameters(request: { query: unknown; body: unknown }) {
-    if (countParameters(request.query) + countParameters(request.body) > max) {
-      throw invalidRequest(`the request carries more than ${max} parameters`)
-    }
+  return function limitParameters(request: { query: unknown; body: unknown }, _reply: unknown, done: (err?: Error) => void) {
+    done(countParameters(request.query) + countParameters(request.body) > max ? invalidRequest(`the request carries more than ${max} parameters`) : undefined)
   }
 }

@@ -2,8 +2,8 @@
  * Rate limits on registration, authorization and token (config `limits`):
  * per client address and per client id, each a fixed window counted in Redis
  * when the replicas share one (so the limit holds across them), in memory
- * otherwise. A route opts in with `config: { limits: 'token' }`; one hook
- * applies the rules. Excess requests get 429 `temporarily_unavailable` with
+ * otherwise. A route opts in with `config: { limits: 'token' }`, which gives
+ * it the hook that applies the rules. Excess requests get 429 `temporarily_unavailable` with
  * Retry-After, through the one error handler (JSON, or the page on /authorize).
  * When Redis cannot be asked, requests pass: the store's own 503 then speaks
  * for the outage, and an outage of the counter never locks every user out.
@@ -85,13 +85,17 @@ export async function addRateLimits(app: FastifyInstance, config: Config, redis:
     ],
   }
 
-  app.addHook('preHandler', async (request) => {
-    const endpoint = request.routeOptions.config?.limits
+  // Only the routes that opt in get the hook; the others (metadata, health) never run it.
+  app.addHook('onRoute', (route) => {
+    const endpoint = route.config?.limits
     if (endpoint === undefined) return
-    // Counted at once, so a stalled Redis costs one command timeout, not one per counter.
-    const results = await Promise.all(counters[endpoint].map((counter) => counter.count(request)))
-    const index = results.findIndex((result) => result.exceeded)
-    if (index >= 0) throw tooManyRequests(counters[endpoint][index]!.who, counters[endpoint][index]!.limit, results[index]!.retryAfter)
+    const checkLimits = async (request: FastifyRequest) => {
+      // Counted at once, so a stalled Redis costs one command timeout, not one per counter.
+      const results = await Promise.all(counters[endpoint].map((counter) => counter.count(request)))
+      const index = results.findIndex((result) => result.exceeded)
+      if (index >= 0) throw tooManyRequests(counters[endpoint][index]!.who, counters[endpoint][index]!.limit, results[index]!.retryAfter)
+    }
+    route.preHandler = [checkLimits, ...(route.preHandler === undefined ? [] : [route.preHandler].flat())]
   })
 }
 
