@@ -6,7 +6,7 @@
  * deadline; openid-client then parses an answer that is complete and bounded.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { fetch as undiciFetch, type Agent } from 'undici'
+import { request, type Agent, type Dispatcher } from 'undici'
 
 /** How a failed request is answered: 504 for `timeout`, 503 for `unreachable`, 502 for `bad_answer`. */
 export type FaultKind = 'timeout' | 'unreachable' | 'bad_answer'
@@ -59,7 +59,12 @@ export interface FetchLimits {
   maxResponseBytes: number
 }
 
-/** A fetch for openid-client (its `customFetch`) that never outlives the deadline nor holds more than the cap. */
+/**
+ * A fetch for openid-client (its `customFetch`) that never outlives the
+ * deadline nor holds more than the cap. Sent with undici's `request`, which
+ * costs less per call than its `fetch`, and answered as a WHATWG Response.
+ * Redirects are never followed (openid-client asks for `manual`).
+ */
 export function boundedFetch(agent: Agent, limits: FetchLimits) {
   return async function fetchWithinBounds(url: string, options: RequestInit): Promise<Response> {
     const deadline = AbortSignal.timeout(limits.timeoutMs)
@@ -68,21 +73,39 @@ export function boundedFetch(agent: Agent, limits: FetchLimits) {
     exchange.endpoint = new URL(url).pathname
     const timedOut = () => signal.aborted
 
-    let response: Awaited<ReturnType<typeof undiciFetch>>
+    const headers = new Headers(options.headers)
+    let body = options.body
+    if (body instanceof URLSearchParams) {
+      if (!headers.has('content-type')) headers.set('content-type', 'application/x-www-form-urlencoded;charset=UTF-8')
+      body = body.toString()
+    }
+    if (body !== undefined && body !== null && typeof body !== 'string') throw new TypeError('upstream request bodies are strings or forms')
+
+    let response: Dispatcher.ResponseData
     try {
-      response = await undiciFetch(url, { ...(options as object), signal, dispatcher: agent })
+      response = await request(url, { method: (options.method ?? 'GET') as Dispatcher.HttpMethod, headers: [...headers].flat(), body: body ?? null, signal, dispatcher: agent })
     } catch (err) {
       throw requestFault(err, timedOut())
     }
-    exchange.status = response.status
-    exchange.contentType = response.headers.get('content-type') ?? undefined
+    exchange.status = response.statusCode
+    const contentType = response.headers['content-type']
+    exchange.contentType = Array.isArray(contentType) ? contentType[0] : contentType
 
-    const body = await readBounded(response, limits.maxResponseBytes, timedOut, exchange)
-    if (response.status < 200 || response.status > 599) throw new UpstreamFault('bad_answer', `the upstream answered with HTTP status ${response.status}`)
+    const content = await readBounded(response, limits.maxResponseBytes, timedOut, exchange)
+    if (response.statusCode < 200 || response.statusCode > 599) throw new UpstreamFault('bad_answer', `the upstream answered with HTTP status ${response.statusCode}`)
     // Statuses that cannot carry a body (Fetch standard "null body status").
-    const nullBody = [204, 205, 304].includes(response.status)
-    return new Response(nullBody ? null : body, { status: response.status, statusText: response.statusText, headers: [...response.headers] })
+    const nullBody = [204, 205, 304].includes(response.statusCode)
+    return new Response(nullBody ? null : content, { status: response.statusCode, statusText: response.statusText, headers: headerPairs(response.headers) })
   }
+}
+
+function headerPairs(headers: Dispatcher.ResponseData['headers']): Array<[string, string]> {
+  const pairs: Array<[string, string]> = []
+  for (const [name, value] of Object.entries(headers)) {
+    if (Array.isArray(value)) for (const each of value) pairs.push([name, each])
+    else if (value !== undefined) pairs.push([name, value])
+  }
+  return pairs
 }
 
 /** A failure before the response headers arrived. */
@@ -95,27 +118,24 @@ function requestFault(err: unknown, timedOut: boolean): UpstreamFault {
 }
 
 /** Reads the whole body, never keeping more than `maxBytes`, and records a redacted excerpt. */
-async function readBounded(response: Awaited<ReturnType<typeof undiciFetch>>, maxBytes: number, timedOut: () => boolean, exchange: Exchange): Promise<Buffer> {
-  const declared = Number(response.headers.get('content-length') ?? 0)
+async function readBounded(response: Dispatcher.ResponseData, maxBytes: number, timedOut: () => boolean, exchange: Exchange): Promise<Buffer> {
+  const declared = Number(response.headers['content-length'] ?? 0)
   if (declared > maxBytes) {
-    response.body?.cancel().catch(() => {})
+    response.body.destroy()
     exchange.bytes = declared
     throw new UpstreamFault('bad_answer', `the upstream answer declares ${declared} bytes, more than the ${maxBytes} allowed`)
   }
   const chunks: Buffer[] = []
   let size = 0
-  const reader = response.body?.getReader()
   try {
-    for (;;) {
-      if (!reader) break
-      const { done, value } = await reader.read()
-      if (done) break
+    for await (const chunk of response.body) {
+      const value = chunk as Buffer
       size += value.byteLength
       if (size > maxBytes) throw new UpstreamFault('bad_answer', `the upstream answer is larger than the ${maxBytes} bytes allowed`)
-      chunks.push(Buffer.from(value.buffer, value.byteOffset, value.byteLength))
+      chunks.push(value)
     }
   } catch (err) {
-    reader?.cancel().catch(() => {})
+    response.body.destroy()
     record(exchange, Buffer.concat(chunks), size)
     if (err instanceof UpstreamFault) throw err
     if (timedOut() || codesOf(err).some((code) => TIMEOUT_CODES.has(code))) throw new UpstreamFault('timeout', 'the upstream answer did not end in time', err)
