@@ -27,13 +27,24 @@ interface Entry {
   expiresAt: number
 }
 
-/** A bounded in-memory store: expired entries are swept, and it never holds more than `maxEntries`. */
+/**
+ * A bounded in-memory store: it never holds more than `maxEntries`, and
+ * expired entries are swept every `sweepMs`, so that what nobody reads again
+ * (remembered token answers, used marks) does not pile up until the bound.
+ */
 export class MemoryStore implements Store {
   readonly #entries = new Map<string, Entry>()
   readonly #maxEntries: number
+  readonly #sweeper: NodeJS.Timeout
 
-  constructor(maxEntries = 100_000) {
+  constructor(maxEntries = 100_000, sweepMs = 10_000) {
     this.#maxEntries = maxEntries
+    this.#sweeper = setInterval(() => this.#sweep(Date.now()), sweepMs).unref()
+  }
+
+  /** Entries held, expired ones not yet swept included. */
+  get size(): number {
+    return this.#entries.size
   }
 
   async useOnce(key: string, ttlSeconds: number): Promise<boolean> {
@@ -63,7 +74,12 @@ export class MemoryStore implements Store {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.#sweeper)
     this.#entries.clear()
+  }
+
+  #sweep(now: number) {
+    for (const [key, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(key)
   }
 
   #live(key: string, now: number): Entry | undefined {
@@ -78,7 +94,7 @@ export class MemoryStore implements Store {
   #write(key: string, value: string, ttlSeconds: number) {
     const now = Date.now()
     if (!this.#entries.has(key) && this.#entries.size >= this.#maxEntries) {
-      for (const [candidate, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(candidate)
+      this.#sweep(now)
       // Full of live entries: refusing is safe (the client retries); forgetting a mark would allow a replay.
       if (this.#entries.size >= this.#maxEntries) throw new StoreUnavailable('the in-memory store is full')
     }

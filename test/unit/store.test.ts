@@ -28,3 +28,14 @@ t.test('bounded: expired entries make room, live ones are never dropped', async 
   await t.rejects(store.useOnce('e', 60), StoreUnavailable, 'full of live marks: refused, not forgotten')
   t.equal(await store.useOnce('b', 60), false, 'live marks kept')
 })
+
+t.test('expired entries are swept even when nobody reads them again', async (t) => {
+  const store = new MemoryStore(100, 20)
+  t.teardown(() => store.close())
+  await store.set('answer', 'a remembered token answer', 0.01)
+  await store.useOnce('transaction:1', 60)
+  t.equal(store.size, 2)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal(store.size, 1, 'the expired answer is gone without a read')
+  t.equal(await store.useOnce('transaction:1', 60), false, 'the live mark stays')
+})
