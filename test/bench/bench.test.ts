@@ -1,0 +1,44 @@
+/**
+ * `npm run bench` in its short mode: the whole benchmark runs (the gateway,
+ * the stand-in upstream and the bare Fastify ceiling as processes of their
+ * own, every measurement, the flows for the memory figure), prints its
+ * figures and writes them as JSON. The figures themselves are not asserted:
+ * they measure the machine as much as the gateway.
+ */
+import { spawn } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import t from 'tap'
+
+const dir = mkdtempSync(join(tmpdir(), 'bench-'))
+t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+
+t.test('the benchmark runs end to end and reports every figure', async (t) => {
+  const out = join(dir, 'results.json')
+  const child = spawn(process.execPath, ['test/bench/bench.ts', '--short', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk))
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk))
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  t.equal(code, 0, `exit 0; stderr: ${stderr.slice(-2000)}`)
+  for (const label of ['metadata (gateway)', 'metadata (bare Fastify ceiling)', 'registration', 'token exchange (through gateway)', 'token exchange (direct upstream)']) {
+    t.match(stdout, new RegExp(`^${label.replace(/[()]/g, '\\$&')}\\s+\\d+ req/s\\s+p50\\s+[\\d.]+ ms\\s+p99\\s+[\\d.]+ ms\\s+mean\\s+[\\d.]+ ms$`, 'm'), `${label} is printed`)
+  }
+  t.match(stdout, /^metadata gateway\/ceiling: [\d.]+%/m, 'the ratio to the ceiling')
+  t.match(stdout, /^token gateway\/direct: [\d.]+% of the requests per second; p50 \+-?[\d.]+ ms/m, 'the ratio to going direct')
+  t.match(stdout, /^memory: [\d.]+ MiB -> [\d.]+ MiB live RSS over 300 flows/m, 'the memory over completed flows')
+
+  const results = JSON.parse(readFileSync(out, 'utf8'))
+  t.equal(results.mode, 'short')
+  for (const name of ['metadata', 'ceiling', 'registration', 'tokenGateway', 'tokenDirect']) {
+    const figure = results.figures[name]
+    t.ok(figure.requestsPerSecond > 0 && figure.requests > 0, `${name}: requests were answered`)
+    t.ok(Number.isFinite(figure.p50Ms) && Number.isFinite(figure.p99Ms) && figure.p99Ms >= figure.p50Ms, `${name}: latencies`)
+  }
+  t.equal(results.figures.tokenGateway.requests, 100, 'each minted code was exchanged once, through the gateway')
+  t.equal(results.figures.tokenDirect.requests, 100, 'and straight at the upstream')
+  t.ok(results.memory.rssBeforeMiB > 0 && results.memory.rssAfterMiB > 0, 'memory was read from the gateway process')
+  for (const target of ['metadataOfCeiling', 'tokenAddedP50Ms', 'memoryGrowth']) t.type(results.targets[target], 'boolean', `${target} is judged in the file`)
+})

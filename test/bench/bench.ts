@@ -1,0 +1,211 @@
+/**
+ * npm run bench: requests per second and p50/p99 latency, in one run on one
+ * machine, for the gateway's metadata endpoint, registration, the token
+ * exchange through the gateway, the same exchange sent straight to the
+ * stand-in upstream, and a bare Fastify route returning the same JSON (the
+ * ceiling); then the gateway's resident memory over many completed flows.
+ * Prints the figures, the ratios and whether each target is met, and writes
+ * them to a JSON file.
+ *
+ *   node test/bench/bench.ts [--short] [--out FILE]
+ *
+ * --short: a few seconds in all, for CI (figures printed, targets not judged).
+ * Exits 1 when a measurement got an error answer, or, in a full run, when a
+ * target is missed.
+ */
+import autocannon, { type Options, type Result } from 'autocannon'
+import { writeFileSync } from 'node:fs'
+import { cpus, totalmem } from 'node:os'
+import { parseArgs } from 'node:util'
+import { freePort } from '../support/ports.ts'
+import { gatewayCode, gatewayTokenBody, inParallel, registerChatGpt, registrationBody, upstreamAuthorization, upstreamCode, upstreamTokenBody } from './flows.ts'
+import { startCeiling, startGateway, startUpstreamProcess } from './processes.ts'
+
+const { values: args } = parseArgs({ options: { short: { type: 'boolean', default: false }, out: { type: 'string', default: 'test/bench/results.json' } } })
+const short = args.short
+
+/** How long and how hard each measurement runs. */
+const PLAN = short
+  ? { seconds: 1, warmupSeconds: 0.5, connections: 10, rounds: 1, codes: 100, tokenRounds: 1, tokenConnections: 1, flows: 300, warmupFlows: 100, flowWorkers: 4 }
+  : { seconds: 5, warmupSeconds: 3, connections: 10, rounds: 3, codes: 250, tokenRounds: 6, tokenConnections: 1, flows: 50_000, warmupFlows: 10_000, flowWorkers: 8 }
+
+const TARGETS = { metadataOfCeiling: 0.8, tokenAddedP50Ms: 2, memoryGrowth: 0.1 }
+const MCP_RESOURCE = 'http://127.0.0.1:9/mcp'
+
+interface Figure {
+  requestsPerSecond: number
+  p50Ms: number
+  p99Ms: number
+  /** autocannon's percentiles are whole milliseconds; the mean is not. */
+  meanMs: number
+  requests: number
+}
+
+function figure(result: Result, what: string): Figure {
+  const failed = result.errors + result.timeouts + result.non2xx
+  if (failed > 0) throw new Error(`${what}: ${failed} of ${result.requests.total} requests failed (${JSON.stringify(result.statusCodeStats)}, ${result.errors} errors, ${result.timeouts} timeouts)`)
+  return { requestsPerSecond: Math.round(result.requests.average), p50Ms: result.latency.p50, p99Ms: result.latency.p99, meanMs: round(result.latency.mean, 2), requests: result.requests.total }
+}
+
+async function load(what: string, options: Options, warmup = true): Promise<Figure> {
+  if (warmup) await autocannon({ ...options, duration: PLAN.warmupSeconds })
+  return figure(await autocannon({ duration: PLAN.seconds, connections: PLAN.connections, ...options }), what)
+}
+
+/** The best of `rounds` runs (by requests per second), the runs of `a` and `b` interleaved so that both meet the same machine. */
+async function compare(rounds: number, a: () => Promise<Figure>, b: () => Promise<Figure>): Promise<[Figure, Figure]> {
+  let bestA: Figure | undefined
+  let bestB: Figure | undefined
+  for (let round = 0; round < rounds; round++) {
+    const figureA = await a()
+    const figureB = await b()
+    if (!bestA || figureA.requestsPerSecond > bestA.requestsPerSecond) bestA = figureA
+    if (!bestB || figureB.requestsPerSecond > bestB.requestsPerSecond) bestB = figureB
+  }
+  return [bestA!, bestB!]
+}
+
+/**
+ * A run of a few hundred requests lasts about a second, too short for
+ * autocannon's per-second average: with a fixed number of connections each
+ * waiting for its answer, the rate is connections / mean latency.
+ */
+function closedLoop(figure: Figure): Figure {
+  return { ...figure, requestsPerSecond: Math.round((PLAN.tokenConnections * 1000) / figure.meanMs) }
+}
+
+/** The median of each figure over the rounds; requests are summed. */
+function medianOf(rounds: Figure[]): Figure {
+  const median = (key: keyof Figure) => {
+    const sorted = rounds.map((figure) => figure[key]).sort((a, b) => a - b)
+    return sorted[Math.floor(sorted.length / 2)]!
+  }
+  return { requestsPerSecond: median('requestsPerSecond'), p50Ms: median('p50Ms'), p99Ms: median('p99Ms'), meanMs: median('meanMs'), requests: rounds.reduce((sum, figure) => sum + figure.requests, 0) }
+}
+
+/** Each request of the run takes the next of `bodies`; the run sends exactly that many. */
+function oneEach(bodies: string[]): Pick<Options, 'requests' | 'amount'> {
+  let next = 0
+  return { amount: bodies.length, requests: [{ setupRequest: (request) => ({ ...request, body: bodies[next++] }) }] }
+}
+
+const note = (line: string) => process.stderr.write(`${line}\n`)
+
+const gatewayPort = await freePort()
+const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
+const callbackUrl = `${gatewayUrl}/callback`
+const upstream = await startUpstreamProcess(callbackUrl)
+const gateway = await startGateway(gatewayPort, upstream, MCP_RESOURCE)
+const metadataPath = '/.well-known/oauth-authorization-server'
+const ceiling = await startCeiling(await (await fetch(gatewayUrl + metadataPath)).text())
+
+try {
+  note('metadata: gateway and the bare Fastify ceiling')
+  const [metadata, bare] = await compare(
+    PLAN.rounds,
+    () => load('metadata', { url: gatewayUrl + metadataPath }),
+    () => load('ceiling', { url: ceiling.url + metadataPath }),
+  )
+
+  note('registration')
+  const registration = await load('registration', { url: `${gatewayUrl}/register`, method: 'POST', headers: { 'content-type': 'application/json' }, body: registrationBody() })
+
+  note(`token exchange: ${PLAN.tokenRounds} rounds of ${PLAN.codes} codes through the gateway and ${PLAN.codes} straight to the upstream, ${PLAN.tokenConnections} at a time`)
+  const client = await registerChatGpt(gatewayUrl)
+  const form = { 'content-type': 'application/x-www-form-urlencoded' }
+  const throughGateway = async (count: number) => {
+    const codes = await inParallel(count, PLAN.flowWorkers, (browser) => gatewayCode(browser, gatewayUrl, client, upstream.account, MCP_RESOURCE))
+    const bodies = codes.map((code) => gatewayTokenBody(client, code))
+    return closedLoop(figure(await autocannon({ url: `${gatewayUrl}/token`, method: 'POST', headers: form, connections: PLAN.tokenConnections, ...oneEach(bodies) }), 'token through the gateway'))
+  }
+  const direct = async (count: number) => {
+    const codes = await inParallel(count, PLAN.flowWorkers, (browser) => upstreamCode(browser, upstream, callbackUrl))
+    const bodies = codes.map((code) => upstreamTokenBody(code, callbackUrl))
+    const headers = { ...form, authorization: upstreamAuthorization(upstream) }
+    return closedLoop(figure(await autocannon({ url: `${upstream.issuer}/token`, method: 'POST', headers, connections: PLAN.tokenConnections, ...oneEach(bodies) }), 'token straight to the upstream'))
+  }
+  // Each batch is minted just before it is spent, and kept small: codes live 60 s, and the stand-in
+  // (oidc-provider's memory adapter) keeps only its newest 1,000 entries, codes and tokens alike.
+  await throughGateway(PLAN.codes)
+  await direct(PLAN.codes)
+  const gatewayRounds: Figure[] = []
+  const directRounds: Figure[] = []
+  for (let round = 0; round < PLAN.tokenRounds; round++) {
+    gatewayRounds.push(await throughGateway(PLAN.codes))
+    directRounds.push(await direct(PLAN.codes))
+  }
+  const tokenGateway = medianOf(gatewayRounds)
+  const tokenDirect = medianOf(directRounds)
+
+  note(`memory: ${PLAN.warmupFlows} flows to warm up, then ${PLAN.flows} complete flows (authorize, consent remembered, upstream, callback, token)`)
+  const completeFlow = async (browser: Parameters<Parameters<typeof inParallel>[2]>[0]) => {
+    const code = await gatewayCode(browser, gatewayUrl, client, upstream.account, MCP_RESOURCE)
+    const response = await fetch(`${gatewayUrl}/token`, { method: 'POST', headers: form, body: gatewayTokenBody(client, code) })
+    if (response.status !== 200) throw new Error(`a flow's token exchange failed: ${response.status} ${await response.text()}`)
+    await response.arrayBuffer()
+  }
+  await inParallel(PLAN.warmupFlows, PLAN.flowWorkers, completeFlow)
+  const before = await gateway.liveMemory()
+  const started = performance.now()
+  await inParallel(PLAN.flows, PLAN.flowWorkers, completeFlow, (done) => done % 10_000 === 0 && note(`  ${done} flows`))
+  const flowSeconds = (performance.now() - started) / 1000
+  const after = await gateway.liveMemory()
+
+  const results = {
+    date: new Date().toISOString(),
+    mode: short ? 'short' : 'full',
+    machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform} ${process.arch}` },
+    plan: PLAN,
+    figures: { metadata, ceiling: bare, registration, tokenGateway, tokenDirect },
+    ratios: {
+      metadataOfCeiling: round(metadata.requestsPerSecond / bare.requestsPerSecond, 3),
+      tokenGatewayOfDirect: round(tokenGateway.requestsPerSecond / tokenDirect.requestsPerSecond, 3),
+      tokenAddedP50Ms: round(tokenGateway.p50Ms - tokenDirect.p50Ms, 2),
+      tokenAddedMeanMs: round(tokenGateway.meanMs - tokenDirect.meanMs, 2),
+    },
+    memory: {
+      flows: PLAN.flows,
+      flowsPerSecond: Math.round(PLAN.flows / flowSeconds),
+      rssBeforeMiB: mib(before.rss),
+      rssAfterMiB: mib(after.rss),
+      heapBeforeMiB: mib(before.heapUsed),
+      heapAfterMiB: mib(after.heapUsed),
+      peakRssMiB: mib(gateway.peakRss()),
+      growth: round(after.rss / before.rss - 1, 3),
+    },
+  }
+  const targets = {
+    metadataOfCeiling: results.ratios.metadataOfCeiling >= TARGETS.metadataOfCeiling,
+    tokenAddedP50Ms: results.ratios.tokenAddedP50Ms <= TARGETS.tokenAddedP50Ms,
+    memoryGrowth: results.memory.growth <= TARGETS.memoryGrowth,
+  }
+  writeFileSync(args.out, `${JSON.stringify({ ...results, targets }, null, 2)}\n`)
+  report(results, targets)
+  process.exitCode = !short && Object.values(targets).includes(false) ? 1 : 0
+} finally {
+  await Promise.all([ceiling.stop(), gateway.stop(), upstream.stop()])
+}
+
+function report(results: any, targets: Record<keyof typeof TARGETS, boolean>) {
+  const { figures, ratios, memory, machine } = results
+  const row = (name: string, f: Figure) => `${name.padEnd(34)}${String(f.requestsPerSecond).padStart(9)} req/s   p50 ${String(f.p50Ms).padStart(6)} ms   p99 ${String(f.p99Ms).padStart(6)} ms   mean ${f.meanMs.toFixed(2).padStart(6)} ms`
+  const judged = (met: boolean) => (short ? '' : met ? '  (target met)' : '  (TARGET MISSED)')
+  console.log(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, Node.js ${machine.node}${short ? ' (short run: figures not judged)' : ''}`)
+  console.log(row('metadata (gateway)', figures.metadata))
+  console.log(row('metadata (bare Fastify ceiling)', figures.ceiling))
+  console.log(row('registration', figures.registration))
+  console.log(row('token exchange (through gateway)', figures.tokenGateway))
+  console.log(row('token exchange (direct upstream)', figures.tokenDirect))
+  console.log(`metadata gateway/ceiling: ${(ratios.metadataOfCeiling * 100).toFixed(1)}% (target >= ${TARGETS.metadataOfCeiling * 100}%)${judged(targets.metadataOfCeiling)}`)
+  console.log(`token gateway/direct: ${(ratios.tokenGatewayOfDirect * 100).toFixed(1)}% of the requests per second; p50 +${ratios.tokenAddedP50Ms} ms (target <= ${TARGETS.tokenAddedP50Ms} ms)${judged(targets.tokenAddedP50Ms)}, mean +${ratios.tokenAddedMeanMs} ms`)
+  console.log(`memory: ${memory.rssBeforeMiB} MiB -> ${memory.rssAfterMiB} MiB live RSS over ${memory.flows} flows (${(memory.growth * 100).toFixed(1)}%, target <= ${TARGETS.memoryGrowth * 100}%), heap ${memory.heapBeforeMiB} -> ${memory.heapAfterMiB} MiB, peak RSS ${memory.peakRssMiB} MiB, ${memory.flowsPerSecond} flows/s${judged(targets.memoryGrowth)}`)
+  console.log(`written to ${args.out}`)
+}
+
+function round(value: number, digits: number) {
+  return Number(value.toFixed(digits))
+}
+
+function mib(bytes: number) {
+  return round(bytes / 2 ** 20, 1)
+}
