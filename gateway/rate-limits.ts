@@ -3,8 +3,9 @@
  * per client address and per client id, each a fixed window counted in Redis
  * when the replicas share one (so the limit holds across them), in memory
  * otherwise. A route opts in with `config: { limits: 'token' }`, which gives
- * it the hook that applies the rules. Excess requests get 429 `temporarily_unavailable` with
- * Retry-After, through the one error handler (JSON, or the page on /authorize).
+ * it the hook that applies the rules. Excess requests get 429
+ * `temporarily_unavailable` with Retry-After, through the one error handler
+ * (JSON, or the page on /authorize).
  * When Redis cannot be asked, requests pass: the store's own 503 then speaks
  * for the outage, and an outage of the counter never locks every user out.
  */
