@@ -18,7 +18,8 @@ import { writeFileSync } from 'node:fs'
 import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import { freePort } from '../support/ports.ts'
-import { gatewayCode, gatewayTokenBody, inParallel, registerChatGpt, registrationBody, upstreamAuthorization, upstreamCode, upstreamTokenBody } from './flows.ts'
+import { registerClient } from '../support/gateway-flow.ts'
+import { CHATGPT_REGISTRATION, chatGptCode, gatewayTokenBody, inParallel, upstreamAuthorization, upstreamCode, upstreamTokenBody } from './flows.ts'
 import { startCeiling, startGateway, startUpstreamProcess } from './processes.ts'
 
 const { values: args } = parseArgs({ options: { short: { type: 'boolean', default: false }, out: { type: 'string', default: 'test/bench/results.json' } } })
@@ -47,8 +48,8 @@ function figure(result: Result, what: string): Figure {
   return { requestsPerSecond: Math.round(result.requests.average), p50Ms: result.latency.p50, p99Ms: result.latency.p99, meanMs: round(result.latency.mean, 2), requests: result.requests.total }
 }
 
-async function load(what: string, options: Options, warmup = true): Promise<Figure> {
-  if (warmup) await autocannon({ ...options, duration: PLAN.warmupSeconds })
+async function load(what: string, options: Options): Promise<Figure> {
+  await autocannon({ ...options, duration: PLAN.warmupSeconds })
   return figure(await autocannon({ duration: PLAN.seconds, connections: PLAN.connections, ...options }), what)
 }
 
@@ -108,13 +109,13 @@ try {
   )
 
   note('registration')
-  const registration = await load('registration', { url: `${gatewayUrl}/register`, method: 'POST', headers: { 'content-type': 'application/json' }, body: registrationBody() })
+  const registration = await load('registration', { url: `${gatewayUrl}/register`, method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(CHATGPT_REGISTRATION) })
 
   note(`token exchange: ${PLAN.tokenRounds} rounds of ${PLAN.codes} codes through the gateway and ${PLAN.codes} straight to the upstream, ${PLAN.tokenConnections} at a time`)
-  const client = await registerChatGpt(gatewayUrl)
+  const client = await registerClient(gatewayUrl, CHATGPT_REGISTRATION)
   const form = { 'content-type': 'application/x-www-form-urlencoded' }
   const throughGateway = async (count: number) => {
-    const codes = await inParallel(count, PLAN.flowWorkers, (browser) => gatewayCode(browser, gatewayUrl, client, upstream.account, MCP_RESOURCE))
+    const codes = await inParallel(count, PLAN.flowWorkers, (browser) => chatGptCode(browser, gatewayUrl, client, upstream.account, MCP_RESOURCE))
     const bodies = codes.map((code) => gatewayTokenBody(client, code))
     return closedLoop(figure(await autocannon({ url: `${gatewayUrl}/token`, method: 'POST', headers: form, connections: PLAN.tokenConnections, ...oneEach(bodies) }), 'token through the gateway'))
   }
@@ -139,7 +140,7 @@ try {
 
   note(`memory: ${PLAN.warmupFlows} flows to warm up, then ${PLAN.flows} complete flows (authorize, consent remembered, upstream, callback, token)`)
   const completeFlow = async (browser: Parameters<Parameters<typeof inParallel>[2]>[0]) => {
-    const code = await gatewayCode(browser, gatewayUrl, client, upstream.account, MCP_RESOURCE)
+    const code = await chatGptCode(browser, gatewayUrl, client, upstream.account, MCP_RESOURCE)
     const response = await fetch(`${gatewayUrl}/token`, { method: 'POST', headers: form, body: gatewayTokenBody(client, code) })
     if (response.status !== 200) throw new Error(`a flow's token exchange failed: ${response.status} ${await response.text()}`)
     await response.arrayBuffer()
@@ -170,7 +171,7 @@ try {
       rssAfterMiB: mib(after.rss),
       heapBeforeMiB: mib(before.heapUsed),
       heapAfterMiB: mib(after.heapUsed),
-      peakRssMiB: mib(gateway.peakRss()),
+      peakRssMiB: mib(gateway.memory().peak),
       growth: round(after.rss / before.rss - 1, 3),
     },
   }

@@ -6,7 +6,8 @@
  */
 import { randomBytes } from 'node:crypto'
 import { CookieBrowser, signInAndFollow } from '../support/browser.ts'
-import { basicAuth, pkcePair, type RegisteredClient } from '../support/flow.ts'
+import { basicAuth, pkcePair } from '../support/flow.ts'
+import { gatewayCode, type RegisteredClient } from '../support/gateway-flow.ts'
 import { CHATGPT_REDIRECT } from '../support/stack.ts'
 import type { StartedUpstream } from './processes.ts'
 
@@ -15,45 +16,18 @@ export interface Code {
   verifier: string
 }
 
-export async function registerChatGpt(gatewayUrl: string): Promise<RegisteredClient> {
-  const response = await fetch(`${gatewayUrl}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: registrationBody() })
-  if (response.status !== 201) throw new Error(`registration failed: ${response.status} ${await response.text()}`)
-  return (await response.json()) as RegisteredClient
-}
-
 /** ChatGPT's registration request (see CLIENTS.md). */
-export function registrationBody(): string {
-  return JSON.stringify({
-    client_name: 'ChatGPT',
-    redirect_uris: [CHATGPT_REDIRECT],
-    grant_types: ['authorization_code', 'refresh_token'],
-    response_types: ['code'],
-    token_endpoint_auth_method: 'none',
-  })
+export const CHATGPT_REGISTRATION = {
+  client_name: 'ChatGPT',
+  redirect_uris: [CHATGPT_REDIRECT],
+  grant_types: ['authorization_code', 'refresh_token'],
+  response_types: ['code'],
+  token_endpoint_auth_method: 'none',
 }
 
-async function follow(browser: CookieBrowser, start: URL, account: StartedUpstream['account'], target: string): Promise<string> {
-  const result = await signInAndFollow(browser, start.href, account, (next) => next.href.startsWith(target))
-  const code = result.redirect?.searchParams.get('code')
-  if (!code) throw new Error(`no code came back: ${result.response?.status} ${result.body?.slice(0, 300) ?? result.redirect?.href}`)
-  return code
-}
-
-/** A gateway code for `client`, as ChatGPT receives it. */
-export async function gatewayCode(browser: CookieBrowser, gatewayUrl: string, client: RegisteredClient, account: StartedUpstream['account'], mcpResource: string): Promise<Code> {
-  const { verifier, challenge } = pkcePair()
-  const url = new URL('/authorize', gatewayUrl)
-  url.search = new URLSearchParams({
-    response_type: 'code',
-    client_id: client.client_id,
-    redirect_uri: CHATGPT_REDIRECT,
-    code_challenge: challenge,
-    code_challenge_method: 'S256',
-    state: randomBytes(8).toString('hex'),
-    scope: 'openid offline_access',
-    resource: mcpResource,
-  }).toString()
-  return { code: await follow(browser, url, account, CHATGPT_REDIRECT), verifier }
+/** A gateway code for `client` (registered as ChatGPT), asked for as ChatGPT asks: scope and the MCP server as resource. */
+export function chatGptCode(browser: CookieBrowser, gatewayUrl: string, client: RegisteredClient, account: StartedUpstream['account'], mcpResource: string): Promise<Code> {
+  return gatewayCode(gatewayUrl, client, account, { browser, parameters: { scope: 'openid offline_access', resource: mcpResource } })
 }
 
 /** An upstream code for the gateway's own client, as the gateway's callback receives it, but with a verifier we hold. */
@@ -69,7 +43,10 @@ export async function upstreamCode(browser: CookieBrowser, upstream: StartedUpst
     state: randomBytes(8).toString('hex'),
     scope: 'openid offline_access',
   }).toString()
-  return { code: await follow(browser, url, upstream.account, callbackUrl), verifier }
+  const result = await signInAndFollow(browser, url.href, upstream.account, (next) => next.href.startsWith(callbackUrl))
+  const code = result.redirect?.searchParams.get('code')
+  if (!code) throw new Error(`no upstream code came back: ${result.response?.status} ${result.body?.slice(0, 300)}`)
+  return { code, verifier }
 }
 
 /** The form ChatGPT posts to the gateway's token endpoint. */

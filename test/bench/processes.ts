@@ -1,15 +1,12 @@
 /**
- * The benchmark's processes: the gateway (as production starts it, logging
- * to a file as it would to a log collector), the stand-in upstream and the
- * bare Fastify ceiling, each in its own process so that the load generator,
- * the server measured and the upstream behind it do not share an event loop.
+ * The benchmark's processes: the gateway (as production starts it), the
+ * stand-in upstream and the bare Fastify ceiling, each in its own process so
+ * that the load generator, the server measured and the upstream behind it do
+ * not share an event loop.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import type { MemoryProbe } from '../support/gateway-process.ts'
+import { startGatewayProcess, type GatewayProcess } from '../support/gateway-process.ts'
 import { freePort } from '../support/ports.ts'
 import { gatewayFile, TEST_SECRET } from '../support/stack.ts'
 
@@ -26,21 +23,11 @@ export interface StartedUpstream extends Started {
   account: { username: string; password: string }
 }
 
-export interface StartedGateway extends Started {
-  /** The gateway's log, one JSON line per entry. */
-  logFile: string
-  /** Resident memory and the live heap after a full garbage collection, in bytes (memory-probe.ts). */
-  liveMemory(): Promise<MemoryProbe>
-  /** Peak resident memory of the process so far, in bytes. */
-  peakRss(): number
-}
-
-function stopper(child: ChildProcess, cleanup = () => {}) {
+function stopper(child: ChildProcess) {
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()))
   return async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
     await closed
-    cleanup()
   }
 }
 
@@ -70,48 +57,16 @@ export async function startCeiling(body: string): Promise<Started> {
 /**
  * The gateway from `node gateway/server.ts`, configured as in the tests but
  * with rate limits off (the benchmark is one client sending thousands of
- * requests a second) and logging at info, as in production.
+ * requests a second) and logging at info, as in production. Its log lines
+ * are read but not kept.
  */
-export async function startGateway(port: number, upstream: StartedUpstream, mcpResource: string): Promise<StartedGateway> {
+export function startGateway(port: number, upstream: StartedUpstream, mcpResource: string): Promise<GatewayProcess> {
   const url = `http://127.0.0.1:${port}`
-  const dir = mkdtempSync(join(tmpdir(), 'gateway-bench-'))
-  const configPath = join(dir, 'gateway.yaml')
-  const logFile = join(dir, 'gateway.log')
-  writeFileSync(configPath, JSON.stringify({ ...gatewayFile(url, upstream.issuer, mcpResource), limits: { enabled: false } }))
-  const log = openSync(logFile, 'w')
-  const child = spawn(process.execPath, ['--expose-gc', '--import', './test/support/memory-probe.ts', 'gateway/server.ts'], {
-    env: { PATH: process.env.PATH ?? '', GATEWAY_CONFIG: configPath, PORT: String(port), HOST: '127.0.0.1', GATEWAY_SECRET: TEST_SECRET, UPSTREAM_CLIENT_SECRET: upstream.clientSecret },
-    stdio: ['ignore', log, 'pipe'],
+  return startGatewayProcess({
+    port,
+    config: { ...gatewayFile(url, upstream.issuer, mcpResource), limits: { enabled: false } },
+    env: { GATEWAY_SECRET: TEST_SECRET, UPSTREAM_CLIENT_SECRET: upstream.clientSecret },
+    memoryProbe: true,
+    keep: () => false,
   })
-  const probes: Array<(memory: MemoryProbe) => void> = []
-  let stderr = ''
-  createInterface({ input: child.stderr! }).on('line', (line) => {
-    if (line.startsWith('{"memoryProbe":')) probes.shift()?.((JSON.parse(line) as { memoryProbe: MemoryProbe }).memoryProbe)
-    else stderr = (stderr + line + '\n').slice(-4000)
-  })
-  const stop = stopper(child, () => rmSync(dir, { recursive: true, force: true }))
-  for (let attempt = 0; ; attempt++) {
-    const ready = await fetch(`${url}/readyz`).then((response) => response.ok, () => false)
-    if (ready) break
-    if (child.exitCode !== null || attempt > 300) {
-      await stop()
-      throw new Error(`the gateway did not become ready: ${stderr}`)
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  return {
-    url,
-    child,
-    logFile,
-    stop,
-    liveMemory: () =>
-      new Promise<MemoryProbe>((resolve) => {
-        probes.push(resolve)
-        child.kill('SIGUSR2')
-      }),
-    peakRss() {
-      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
-      return Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1] ?? NaN) * 1024
-    },
-  }
 }

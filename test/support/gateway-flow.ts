@@ -33,8 +33,8 @@ export function pkcePair() {
   return { verifier, challenge: challengeOf(verifier) }
 }
 
-/** The gateway's /authorize URL for `client`, with a fresh PKCE pair. */
-export function authorizationRequest(gatewayUrl: string, client: RegisteredClient, redirectUri = client.redirect_uris[0]!) {
+/** The gateway's /authorize URL for `client`, with a fresh PKCE pair; `parameters` add to it (scope, resource). */
+export function authorizationRequest(gatewayUrl: string, client: RegisteredClient, redirectUri = client.redirect_uris[0]!, parameters: Record<string, string> = {}) {
   const { verifier, challenge } = pkcePair()
   const url = new URL(`${gatewayUrl}/authorize`)
   url.search = new URLSearchParams({
@@ -44,15 +44,24 @@ export function authorizationRequest(gatewayUrl: string, client: RegisteredClien
     code_challenge: challenge,
     code_challenge_method: 'S256',
     state: randomBytes(8).toString('hex'),
+    ...parameters,
   }).toString()
   return { url, verifier, redirectUri }
 }
 
-/** Signs in at the upstream through the gateway and returns the gateway code the client receives. */
-export async function gatewayCode(gatewayUrl: string, client: RegisteredClient, account: { username: string; password: string }) {
-  const request = authorizationRequest(gatewayUrl, client)
+/**
+ * Signs in at the upstream through the gateway and returns the gateway code the client receives.
+ * A `browser` that signed in and approved before goes straight through, as a returning user does.
+ */
+export async function gatewayCode(
+  gatewayUrl: string,
+  client: RegisteredClient,
+  account: { username: string; password: string },
+  options: { browser?: CookieBrowser; parameters?: Record<string, string> } = {},
+) {
+  const request = authorizationRequest(gatewayUrl, client, undefined, options.parameters)
   const target = new URL(request.redirectUri)
-  const result = await signInAndFollow(new CookieBrowser(), request.url.href, account, (url) => url.origin === target.origin && url.pathname === target.pathname)
+  const result = await signInAndFollow(options.browser ?? new CookieBrowser(), request.url.href, account, (url) => url.origin === target.origin && url.pathname === target.pathname)
   const code = result.redirect?.searchParams.get('code')
   if (!code) throw new Error(`no code came back: ${result.response?.status} ${result.body?.slice(0, 300)}`)
   return { code, verifier: request.verifier, redirectUri: request.redirectUri }
