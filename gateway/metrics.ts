@@ -14,21 +14,6 @@ export class Metrics {
   readonly registry = new Registry()
   readonly contentType = this.registry.contentType
 
-  private readonly requests = new Counter({
-    name: 'oauth_gateway_http_requests_total',
-    help: 'HTTP requests answered, per endpoint, method and status',
-    labelNames: ['route', 'method', 'status'] as const,
-    registers: [this.registry],
-  })
-
-  private readonly requestSeconds = new Histogram({
-    name: 'oauth_gateway_http_request_duration_seconds',
-    help: 'Time to answer an HTTP request, per endpoint, method and status',
-    labelNames: ['route', 'method', 'status'] as const,
-    buckets: BUCKETS,
-    registers: [this.registry],
-  })
-
   private readonly upstreamSeconds = new Histogram({
     name: 'oauth_gateway_upstream_request_duration_seconds',
     help: 'Time of each call to the upstream OAuth server, per call and outcome (ok, refused, failed)',
@@ -69,19 +54,10 @@ export class Metrics {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'oauth_gateway_' })
   }
 
-  /** The series of each route, method and status, found once: labelling on every request costs more than counting. */
-  readonly #requestSeries = new Map<string, { count: Counter.Internal; seconds: Histogram.Internal<'route' | 'method' | 'status'> }>()
+  readonly #requests = new RequestSeries()
 
   request(route: string, method: string, status: number, seconds: number) {
-    const key = `${route} ${method} ${status}`
-    let series = this.#requestSeries.get(key)
-    if (!series) {
-      const labels = { route, method, status: String(status) }
-      series = { count: this.requests.labels(labels), seconds: this.requestSeconds.labels(labels) }
-      this.#requestSeries.set(key, series)
-    }
-    series.count.inc()
-    series.seconds.observe(seconds)
+    this.#requests.observe(route, method, status, seconds)
   }
 
   upstreamCall(call: string, seconds: number, failure?: { status: number; error: string }) {
@@ -102,7 +78,79 @@ export class Metrics {
     this.registrations.inc({ preset })
   }
 
-  text(): Promise<string> {
-    return this.registry.metrics()
+  async text(): Promise<string> {
+    return (await this.registry.metrics()) + this.#requests.text()
   }
+}
+
+/**
+ * Requests answered and their latency, per route, method and status: the
+ * counter and histogram every request updates, kept here rather than in
+ * prom-client, whose labelled histograms hash their labels on every
+ * observation (a cost the size of the metadata endpoint's whole answer).
+ * Written in the same text format, after the registry's metrics.
+ */
+class RequestSeries {
+  /** route → method → status → figures; the route and method strings come from Fastify and repeat. */
+  readonly #routes = new Map<string, Map<string, Map<number, Figures>>>()
+
+  observe(route: string, method: string, status: number, seconds: number) {
+    let methods = this.#routes.get(route)
+    if (!methods) this.#routes.set(route, (methods = new Map()))
+    let statuses = methods.get(method)
+    if (!statuses) methods.set(method, (statuses = new Map()))
+    let figures = statuses.get(status)
+    if (!figures) statuses.set(status, (figures = { count: 0, sum: 0, buckets: new Float64Array(BUCKETS.length) }))
+    figures.count++
+    figures.sum += seconds
+    for (let bucket = 0; bucket < BUCKETS.length; bucket++) {
+      if (seconds <= BUCKETS[bucket]!) {
+        figures.buckets[bucket]!++
+        break
+      }
+    }
+  }
+
+  text(): string {
+    const counts: string[] = []
+    const histogram: string[] = []
+    for (const [route, methods] of this.#routes) {
+      for (const [method, statuses] of methods) {
+        for (const [status, figures] of statuses) {
+          const labels = `route="${escapeLabel(route)}",method="${escapeLabel(method)}",status="${status}"`
+          counts.push(`${REQUESTS}{${labels}} ${figures.count}`)
+          let cumulative = 0
+          BUCKETS.forEach((bound, index) => {
+            cumulative += figures.buckets[index]!
+            histogram.push(`${DURATION}_bucket{le="${bound}",${labels}} ${cumulative}`)
+          })
+          histogram.push(`${DURATION}_bucket{le="+Inf",${labels}} ${figures.count}`, `${DURATION}_sum{${labels}} ${figures.sum}`, `${DURATION}_count{${labels}} ${figures.count}`)
+        }
+      }
+    }
+    return [
+      `# HELP ${REQUESTS} HTTP requests answered, per endpoint, method and status`,
+      `# TYPE ${REQUESTS} counter`,
+      ...counts,
+      `# HELP ${DURATION} Time to answer an HTTP request, per endpoint, method and status`,
+      `# TYPE ${DURATION} histogram`,
+      ...histogram,
+      '',
+    ].join('\n')
+  }
+}
+
+interface Figures {
+  count: number
+  sum: number
+  /** Observations per bucket of BUCKETS (not cumulative); those above the last are counted only in `count`. */
+  buckets: Float64Array
+}
+
+const REQUESTS = 'oauth_gateway_http_requests_total'
+const DURATION = 'oauth_gateway_http_request_duration_seconds'
+
+/** Prometheus text format: a label value escapes backslash, double quote and line feed. */
+function escapeLabel(value: string): string {
+  return value.replace(/[\\"\n]/g, (character) => (character === '\n' ? '\\n' : `\\${character}`))
 }
