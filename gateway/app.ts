@@ -2,7 +2,6 @@
  * Builds the gateway as a Fastify app without listening, so tests drive it
  * with `inject` or real HTTP and server.ts only adds the socket and signals.
  */
-import cors from '@fastify/cors'
 import formbody from '@fastify/formbody'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { Redis } from 'ioredis'
@@ -10,6 +9,7 @@ import { ClientMetadataDocuments } from './client-metadata.ts'
 import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
 import { ConsentPolicy } from './consent.ts'
+import { addCors, corsHeaders } from './cors.ts'
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler, shuttingDown } from './errors.ts'
 import { RequestLog, requestId } from './log.ts'
 import { Metrics } from './metrics.ts'
@@ -145,24 +145,12 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   })
 
   await app.register(formbody)
-  // Browser-based clients (MCP Inspector in direct mode, web portals) call metadata,
-  // registration, token and revocation from a page, and in front mode the MCP
-  // endpoint too (sessions, event streams); no credentials ride on CORS.
-  await app.register(cors, {
-    origin: '*',
-    methods: ['GET', 'POST', 'DELETE', 'OPTIONS'],
-    allowedHeaders: ['Authorization', 'Content-Type', 'MCP-Protocol-Version', 'Mcp-Session-Id', 'Last-Event-ID'],
-    exposedHeaders: ['WWW-Authenticate', 'Mcp-Session-Id', 'Retry-After', 'X-Request-Id'],
-    credentials: false,
-    maxAge: 600,
-    // A bare OPTIONS (no Origin) gets the same empty 204, not a text/plain 400 outside the OAuth shape.
-    strictPreflight: false,
-  })
+  await addCors(app)
 
   app.addHook('preValidation', parameterLimit(server.maxParameters))
   await addRateLimits(app, config, options.redis)
   app.setErrorHandler(errorHandler)
-  app.setNotFoundHandler(notFoundHandler)
+  app.setNotFoundHandler({ preValidation: corsHeaders }, notFoundHandler)
   await app.register(routes)
 
   // Before the server waits for in-flight requests: new ones are refused, and open event streams would never end by themselves.

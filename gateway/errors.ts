@@ -106,8 +106,6 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** A browser endpoint: errors are HTML pages (or redirects), never JSON. */
     browser?: boolean
-    /** Read by @fastify/cors: false on endpoints only a browser navigates to. */
-    cors?: false
   }
 }
 
