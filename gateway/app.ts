@@ -9,7 +9,7 @@ import { ClientMetadataDocuments } from './client-metadata.ts'
 import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
 import { ConsentPolicy } from './consent.ts'
-import { addCors, corsHeaders } from './cors.ts'
+import { addCors } from './cors.ts'
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler, shuttingDown } from './errors.ts'
 import { RequestLog, requestId } from './log.ts'
 import { Metrics } from './metrics.ts'
@@ -150,7 +150,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.addHook('preValidation', parameterLimit(server.maxParameters))
   await addRateLimits(app, config, options.redis)
   app.setErrorHandler(errorHandler)
-  app.setNotFoundHandler({ preValidation: corsHeaders }, notFoundHandler)
+  app.setNotFoundHandler(notFoundHandler)
   await app.register(routes)
 
   // Before the server waits for in-flight requests: new ones are refused, and open event streams would never end by themselves.

@@ -26,14 +26,16 @@ declare module 'fastify' {
   }
 }
 
-/** The headers of an answer to a cross-origin request (Fetch §3.2.3), as a route or not-found hook. */
-export function corsHeaders(_request: FastifyRequest, reply: FastifyReply, done: () => void) {
+/** The headers of an answer to a cross-origin request (Fetch §3.2.3), as an onRequest hook. */
+function corsHeaders(_request: FastifyRequest, reply: FastifyReply, done: () => void) {
   reply.header('access-control-allow-origin', ALLOW_ORIGIN).header('access-control-expose-headers', EXPOSED_HEADERS)
   done()
 }
 
 /** Register before the routes: the hook goes to each route added afterwards. */
 export async function addCors(app: FastifyInstance) {
+  // The not-found answer has no route to carry the hook; it gets the headers as early, before any check can fail it.
+  app.addHook('onRequest', (request, reply, done) => (request.is404 ? corsHeaders(request, reply, done) : done()))
   app.addHook('onRoute', (route) => {
     if (route.config?.cors === false) return
     route.onRequest = [...(route.onRequest === undefined ? [] : [route.onRequest].flat()), corsHeaders]
