@@ -3,15 +3,15 @@
  * with `inject` or real HTTP and server.ts only adds the socket and signals.
  */
 import formbody from '@fastify/formbody'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { Redis } from 'ioredis'
 import { ClientMetadataDocuments } from './client-metadata.ts'
 import { ClientRegistry } from './clients.ts'
 import type { Config } from './config.ts'
 import { ConsentPolicy } from './consent.ts'
-import { addCors } from './cors.ts'
+import { allowCrossOrigin, answerPreflights } from './cors.ts'
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler, shuttingDown } from './errors.ts'
-import { RequestLog, requestId } from './log.ts'
+import { RequestLog, requestId, requestLogger } from './log.ts'
 import { Metrics } from './metrics.ts'
 import { parameterLimit } from './params.ts'
 import { allowlistSources } from './presets.ts'
@@ -41,10 +41,29 @@ export interface Gateway {
   endpoints: Readonly<Record<keyof typeof PATHS, string>>
 }
 
+/** What a request's route decides for it, settled when the route is added. */
+export interface RouteFacts {
+  /** The route's pattern, which metrics are labelled by. */
+  url: string
+  /** `config: { log: 'quiet' }`: a successful answer's request line is logged at debug (RequestLog). */
+  quiet: boolean
+  /** `config: { browser: true }`: errors are answered with the HTML page (errors.ts). */
+  browser: boolean
+}
+
 declare module 'fastify' {
   interface FastifyInstance {
     gateway: Gateway
   }
+  interface FastifyRequest {
+    /** The matched route's facts, from its first hook on; null on the not-found answer. */
+    route: RouteFacts | null
+  }
+}
+
+/** A route's hooks of one kind as a list, whether it declared none, one or several. */
+function hooksOf<T>(hooks: T | T[] | undefined): T[] {
+  return hooks === undefined ? [] : [hooks].flat() as T[]
 }
 
 export interface GatewayOptions {
@@ -78,6 +97,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const app = Fastify({
     logger: options.logger ?? false,
     logController: new RequestLog(),
+    // Only with a logger: without one, Fastify gives every request its silent logger itself.
+    ...(options.logger ? { childLoggerFactory: requestLogger } : {}),
     genReqId: requestId,
     requestIdHeader: false,
     // Only for the client address rate limits count by: the public URL comes from config, never from Host or X-Forwarded-* headers.
@@ -127,11 +148,23 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.decorateRequest('redirectBack', null)
   app.decorateRequest('oauthClient', null)
   app.decorateRequest('flow', null)
+  app.decorateRequest('route', null)
+  const limitParameters = parameterLimit(server.maxParameters)
   let closing = false
-  // Hooks on every request are plain callbacks: a promise per hook per request is measurable on the metadata path.
-  app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id)
-    done(closing ? shuttingDown() : undefined)
+  // What depends on the route is settled once, when the route is added: a request never reads its route's options (Fastify builds
+  // them anew on each read). Hooks on every request are plain callbacks: a promise per hook per request is measurable on the
+  // metadata path. The not-found answer has no route and gets its id and CORS headers from the error handler.
+  app.addHook('onRoute', (route) => {
+    const facts: RouteFacts = Object.freeze({ url: route.url, quiet: route.config?.log === 'quiet', browser: route.config?.browser === true })
+    const cors = route.config?.cors !== false
+    const arrived = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
+      request.route = facts
+      reply.header('x-request-id', request.id)
+      if (cors) allowCrossOrigin(reply)
+      done(closing ? shuttingDown() : undefined)
+    }
+    route.onRequest = [arrived, ...hooksOf(route.onRequest)]
+    if (route.config?.parameters !== false) route.preValidation = [limitParameters, ...hooksOf(route.preValidation)]
   })
   // An answer finished while closing ends its connection too, or a kept-alive client would hold the server open.
   app.addHook('onSend', (_request, reply, payload, done) => {
@@ -140,14 +173,13 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   })
   // Labelled by route pattern: a 404 for any path counts once, as `unmatched`.
   app.addHook('onResponse', (request, reply, done) => {
-    metrics.request(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000)
+    metrics.request(request.route?.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000)
     done()
   })
 
   await app.register(formbody)
-  await addCors(app)
+  await answerPreflights(app)
 
-  app.addHook('preValidation', parameterLimit(server.maxParameters))
   await addRateLimits(app, config, options.redis)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)

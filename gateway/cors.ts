@@ -6,15 +6,15 @@
  * authorize, callback, consent) and /metrics get none.
  *
  * Any origin is allowed and nothing varies by request, so an answer's CORS
- * headers are two fixed ones, added by a hook that each route allowing CORS
- * gets when it is added (and the not-found answer, so a browser probing a
- * path that does not exist reads the 404). @fastify/cors answers the
+ * headers are two fixed ones, set when the request arrives on a route that
+ * allows CORS (app.ts), and on the not-found answer, so a browser probing a
+ * path that does not exist reads the 404. @fastify/cors answers the
  * preflights, in a scope of its own: on every request it would read the
  * route's options and copy its own, which costs more than the metadata
  * endpoint's whole answer.
  */
 import cors from '@fastify/cors'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 
 const ALLOW_ORIGIN = '*'
 const EXPOSED_HEADERS = 'WWW-Authenticate, Mcp-Session-Id, Retry-After, X-Request-Id'
@@ -26,20 +26,13 @@ declare module 'fastify' {
   }
 }
 
-/** The headers of an answer to a cross-origin request (Fetch §3.2.3), as an onRequest hook. */
-function corsHeaders(_request: FastifyRequest, reply: FastifyReply, done: () => void) {
+/** The headers of an answer to a cross-origin request (Fetch §3.2.3). */
+export function allowCrossOrigin(reply: FastifyReply) {
   reply.header('access-control-allow-origin', ALLOW_ORIGIN).header('access-control-expose-headers', EXPOSED_HEADERS)
-  done()
 }
 
-/** Register before the routes: the hook goes to each route added afterwards. */
-export async function addCors(app: FastifyInstance) {
-  // The not-found answer has no route to carry the hook; it gets the headers as early, before any check can fail it.
-  app.addHook('onRequest', (request, reply, done) => (request.is404 ? corsHeaders(request, reply, done) : done()))
-  app.addHook('onRoute', (route) => {
-    if (route.config?.cors === false) return
-    route.onRequest = [...(route.onRequest === undefined ? [] : [route.onRequest].flat()), corsHeaders]
-  })
+/** The preflights' answers. */
+export async function answerPreflights(app: FastifyInstance) {
   await app.register(async (preflights) => {
     await preflights.register(cors, {
       origin: ALLOW_ORIGIN,

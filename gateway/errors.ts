@@ -7,6 +7,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { allowCrossOrigin } from './cors.ts'
 import { PAGE_HEADERS, redirectBrowser, renderErrorPage } from './pages.ts'
 import { StoreUnavailable } from './store.ts'
 
@@ -138,7 +139,7 @@ export function toOAuthError(err: unknown): OAuthError {
  */
 function logFailure(err: unknown, oauth: OAuthError, request: FastifyRequest) {
   const line = {
-    endpoint: request.routeOptions.url,
+    endpoint: request.route?.url,
     step: err !== null && typeof err === 'object' ? failedSteps.get(err) : undefined,
     outcome: oauth.status >= 500 ? 'failed' : 'refused',
     client: request.oauthClient ?? undefined,
@@ -153,13 +154,18 @@ function logFailure(err: unknown, oauth: OAuthError, request: FastifyRequest) {
 }
 
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply) {
+  // No route hook ran (app.ts): the answer gets its id here, and the not-found answer CORS, so a page probing a wrong path reads it.
+  if (request.route === null) {
+    reply.header('x-request-id', request.id)
+    if (request.is404) allowCrossOrigin(reply)
+  }
   const oauth = toOAuthError(err)
   logFailure(err, oauth, request)
 
   const back = request.redirectBack
   if (back) return redirectBrowser(request, reply, authorizationErrorUrl(back, oauth))
 
-  if (request.routeOptions.config?.browser) {
+  if (request.route?.browser) {
     const hint = oauth.hint ?? PAGE_HINTS[oauth.error] ?? PAGE_HINTS.invalid_request!
     return reply
       // An error page is a 400 whatever the code, but an outage (5xx) or a rate limit (429) keeps its status.

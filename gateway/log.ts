@@ -8,16 +8,21 @@
  * flow carries it as `flow`. Requests are logged by path only, no header is
  * logged, and known secret fields are redacted wherever a line puts them.
  */
-import { randomUUID } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import { LogController, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { Bindings, ChildLoggerOptions, Logger } from 'pino'
+import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
 
 /** A request id the caller may choose: short, and nothing that could forge a log line. */
 const CALLER_REQUEST_ID = /^[A-Za-z0-9._:-]{8,64}$/
 
+/** New ids: this process's random prefix, so that replicas' ids never meet, and a counter. */
+const PROCESS_PREFIX = randomBytes(9).toString('base64url')
+let requests = 0
+
 export function requestId(request: IncomingMessage): string {
   const given = request.headers['x-request-id']
-  return typeof given === 'string' && CALLER_REQUEST_ID.test(given) ? given : randomUUID()
+  return typeof given === 'string' && CALLER_REQUEST_ID.test(given) ? given : `${PROCESS_PREFIX}-${(++requests).toString(36)}`
 }
 
 /**
@@ -74,11 +79,70 @@ export class RequestLog extends LogController {
   override incomingRequest() {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply) {
-    const line = { req: request, res: reply, responseTime: reply.elapsedTime }
-    if (error) reply.log.error({ ...line, err: error }, 'request errored')
-    else if (reply.statusCode < 400 && request.routeOptions.config?.log === 'quiet') reply.log.debug(line, 'request completed')
-    else reply.log.info(line, 'request completed')
+    if (error) reply.log.error({ req: request, res: reply, responseTime: reply.elapsedTime, err: error }, 'request errored')
+    else if (reply.statusCode < 400 && request.route?.quiet) reply.log.debug({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
+    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
   }
+}
+
+type LevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'
+
+/**
+ * A request's logger, which makes its pino child (bound to the request id)
+ * only when the request writes a line at an enabled level: most requests
+ * (discovery documents, probes) write none, and a child per request costs a
+ * good part of answering them. Given to Fastify as `childLoggerFactory`.
+ */
+export class RequestLogger implements FastifyBaseLogger {
+  readonly #parent: Logger
+  readonly #bindings: Bindings
+  readonly #options: ChildLoggerOptions
+  #child: Logger | undefined
+
+  constructor(parent: Logger, bindings: Bindings, options: ChildLoggerOptions) {
+    this.#parent = parent
+    this.#bindings = bindings
+    this.#options = options
+  }
+
+  #logger(): Logger {
+    return (this.#child ??= this.#parent.child(this.#bindings, this.#options))
+  }
+
+  #write(level: LevelName, args: unknown[]) {
+    // A level of the request's own (a route's logLevel) is the child's to judge.
+    if (this.#options.level === undefined && !this.#parent.isLevelEnabled(level)) return
+    ;(this.#logger()[level] as (...args: unknown[]) => void)(...args)
+  }
+
+  get level(): string {
+    return this.#child?.level ?? this.#options.level ?? this.#parent.level
+  }
+
+  set level(level: string) {
+    this.#logger().level = level
+  }
+
+  isLevelEnabled(level: string): boolean {
+    return this.#child?.isLevelEnabled(level) ?? (this.#options.level === undefined ? this.#parent.isLevelEnabled(level) : this.#logger().isLevelEnabled(level))
+  }
+
+  fatal(...args: unknown[]) { this.#write('fatal', args) }
+  error(...args: unknown[]) { this.#write('error', args) }
+  warn(...args: unknown[]) { this.#write('warn', args) }
+  info(...args: unknown[]) { this.#write('info', args) }
+  debug(...args: unknown[]) { this.#write('debug', args) }
+  trace(...args: unknown[]) { this.#write('trace', args) }
+  silent() {}
+
+  child(bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
+    return this.#logger().child(bindings, options)
+  }
+}
+
+/** Fastify's `childLoggerFactory`, for a pino logger. */
+export function requestLogger(parent: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
+  return new RequestLogger(parent as Logger, bindings, options)
 }
 
 /** Logger settings for production: one line per request (app.ts) and per OAuth step, secrets redacted. */

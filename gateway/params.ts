@@ -37,9 +37,17 @@ export function countParameters(source: unknown): number {
   return count
 }
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** false on routes that read no parameters (fixed documents, probes): the limit below is not checked there. */
+    parameters?: false
+  }
+}
+
 /**
  * A hook that refuses requests with more than `max` parameters in their
- * query and body together, before any endpoint looks at them.
+ * query and body together, before any endpoint looks at them (app.ts gives
+ * it to each route that reads parameters).
  */
 export function parameterLimit(max: number) {
   return function limitParameters(request: { query: unknown; body: unknown }, _reply: unknown, done: (err?: Error) => void) {

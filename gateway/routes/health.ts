@@ -6,8 +6,8 @@
 import type { FastifyInstance } from 'fastify'
 
 export async function health(app: FastifyInstance) {
-  app.get('/healthz', { config: { log: 'quiet' } }, async () => ({ status: 'ok' }))
-  app.get('/readyz', { config: { log: 'quiet' } }, async (_request, reply) => {
+  app.get('/healthz', { config: { log: 'quiet', parameters: false } }, async () => ({ status: 'ok' }))
+  app.get('/readyz', { config: { log: 'quiet', parameters: false } }, async (_request, reply) => {
     const reason = await notReadyBecause(app)
     if (reason === undefined) return { status: 'ready' }
     return reply.code(503).header('cache-control', 'no-store').send({ status: 'unavailable', reason })

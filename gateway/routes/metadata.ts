@@ -44,7 +44,7 @@ export async function metadata(app: FastifyInstance) {
 
   for (const path of WELL_KNOWN) {
     for (const url of [path, `${path}/*`]) {
-      app.get(url, { config: { log: 'quiet' } }, async (_request, reply) =>
+      app.get(url, { config: { log: 'quiet', parameters: false } }, async (_request, reply) =>
         reply.header('cache-control', 'public, max-age=300').type('application/json; charset=utf-8').send(body),
       )
     }

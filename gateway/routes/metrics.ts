@@ -12,7 +12,7 @@ export async function metrics(app: FastifyInstance) {
   if (!config.metrics.enabled) return
   const expected = config.metrics.token === undefined ? undefined : Buffer.from(`Bearer ${config.metrics.token}`)
 
-  app.get('/metrics', { config: { cors: false, log: 'quiet' } }, async (request, reply) => {
+  app.get('/metrics', { config: { cors: false, log: 'quiet', parameters: false } }, async (request, reply) => {
     if (expected !== undefined) {
       const given = Buffer.from(request.headers.authorization ?? '')
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) {

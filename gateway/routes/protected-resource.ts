@@ -20,9 +20,9 @@ export async function protectedResource(app: FastifyInstance) {
   const send = (reply: import('fastify').FastifyReply) =>
     reply.header('cache-control', 'public, max-age=300').type('application/json; charset=utf-8').send(body)
 
-  app.get(PATH, { config: { log: 'quiet' } }, async (_request, reply) => send(reply))
+  app.get(PATH, { config: { log: 'quiet', parameters: false } }, async (_request, reply) => send(reply))
   // RFC 9728 §3.1: the resource's path follows the well-known suffix.
-  app.get(`${PATH}/*`, { config: { log: 'quiet' } }, async (request, reply) => {
+  app.get(`${PATH}/*`, { config: { log: 'quiet', parameters: false } }, async (request, reply) => {
     const suffix = `/${(request.params as { '*': string })['*']}`.replace(/\/$/, '')
     if (suffix !== resourcePath) throw new OAuthError(404, 'invalid_request', `no protected resource is configured at ${suffix}`)
     return send(reply)

@@ -93,6 +93,13 @@ t.test('CORS', async (t) => {
     await failsWith(t, response, 401, 'invalid_client')
   })
 
+  t.test('a path that does not exist is a 404 a page can read, with its request id', async (t) => {
+    const response = await fetch(`${stack.gatewayUrl}/.well-known/nothing-here`, { headers: { origin } })
+    t.equal(response.headers.get('access-control-allow-origin'), '*')
+    t.match(response.headers.get('x-request-id'), /\S{8,}/, 'the id its log line carries')
+    await failsWith(t, response, 404, 'invalid_request')
+  })
+
   t.test('/callback carries no CORS header', async (t) => {
     const response = await fetch(`${stack.gatewayUrl}/callback?state=x`, { headers: { origin }, redirect: 'manual' })
     t.equal(response.status, 400)

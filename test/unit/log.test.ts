@@ -1,5 +1,7 @@
+import pino from 'pino'
+import { Writable } from 'node:stream'
 import t from 'tap'
-import { redactSecrets } from '../../gateway/log.ts'
+import { redactSecrets, RequestLogger } from '../../gateway/log.ts'
 
 t.test('secret fields are redacted at the top of a line and one level down, and nothing else is touched', async (t) => {
   const nested = { client_secret: 's3cret', name: 'ChatGPT' }
@@ -22,4 +24,23 @@ t.test('an error carrying a secret field keeps its message and stack', async (t)
   t.equal(redacted.message, 'refused')
   t.match(redacted.stack, /refused/)
   t.equal(err.refresh_token, 'rt-123')
+})
+
+t.test("a request's logger makes its child only for a line that is written, and the line carries the request id", async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const sink = new Writable({ write: (chunk, _encoding, done) => (lines.push(JSON.parse(String(chunk))), done()) })
+  const parent = pino({ level: 'info' }, sink)
+  let children = 0
+  const child = parent.child.bind(parent)
+  parent.child = ((...args: Parameters<typeof child>) => (children++, child(...args))) as typeof parent.child
+  const log = new RequestLogger(parent, { reqId: 'r-1' }, {})
+  log.debug({ step: 'metadata' }, 'below the level')
+  t.equal(children, 0, 'a line below the level makes no child')
+  t.equal(log.level, 'info')
+  log.info({ step: 'token' }, 'written')
+  log.warn('and another')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(children, 1, 'one child, made once')
+  t.match(lines, [{ reqId: 'r-1', step: 'token', msg: 'written', level: 30 }, { reqId: 'r-1', msg: 'and another', level: 40 }])
+  t.equal(lines.length, 2)
 })
