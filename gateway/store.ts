@@ -31,9 +31,15 @@ interface Entry {
  * A bounded in-memory store: it never holds more than `maxEntries`, and
  * expired entries are swept every `sweepMs`, so that what nobody reads again
  * (remembered token answers, used marks) does not pile up until the bound.
+ * Marks are kept apart, as their expiry alone: one lives per flow for as long
+ * as its transaction could be replayed, tens of thousands at a time, and an
+ * object each would be most of their weight. One key space, as in Redis.
  */
 export class MemoryStore implements Store {
   readonly #entries = new Map<string, Entry>()
+  /** Mark → when it expires, in whole seconds after `#epoch` (a small integer, which V8 keeps inside the map). */
+  readonly #marks = new Map<string, number>()
+  readonly #epoch = Date.now()
   readonly #maxEntries: number
   readonly #sweeper: NodeJS.Timeout
 
@@ -44,15 +50,20 @@ export class MemoryStore implements Store {
 
   /** Entries held, expired ones not yet swept included. */
   get size(): number {
-    return this.#entries.size
+    return this.#entries.size + this.#marks.size
   }
 
   async useOnce(key: string, ttlSeconds: number): Promise<boolean> {
-    return this.setIfAbsent(key, '1', ttlSeconds)
+    const now = Date.now()
+    if (this.#live(key, now) !== undefined) return false
+    this.#makeRoom(key, now)
+    // Rounded up: a mark may outlive its TTL by under a second, never fall short of it.
+    this.#marks.set(key, Math.ceil((now - this.#epoch) / 1000 + ttlSeconds))
+    return true
   }
 
   async setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean> {
-    if (this.#live(key, Date.now())) return false
+    if (this.#live(key, Date.now()) !== undefined) return false
     this.#write(key, value, ttlSeconds)
     return true
   }
@@ -62,11 +73,12 @@ export class MemoryStore implements Store {
   }
 
   async get(key: string): Promise<string | undefined> {
-    return this.#live(key, Date.now())?.value
+    return this.#live(key, Date.now())
   }
 
   async delete(key: string): Promise<void> {
     this.#entries.delete(key)
+    this.#marks.delete(key)
   }
 
   async ping(): Promise<boolean> {
@@ -76,28 +88,41 @@ export class MemoryStore implements Store {
   async close(): Promise<void> {
     clearInterval(this.#sweeper)
     this.#entries.clear()
+    this.#marks.clear()
   }
 
   #sweep(now: number) {
     for (const [key, entry] of this.#entries) if (entry.expiresAt <= now) this.#entries.delete(key)
+    const seconds = (now - this.#epoch) / 1000
+    for (const [key, expiry] of this.#marks) if (expiry <= seconds) this.#marks.delete(key)
   }
 
-  #live(key: string, now: number): Entry | undefined {
+  /** The live value under `key` ('1' for a mark, as Redis would answer), dropping it once expired. */
+  #live(key: string, now: number): string | undefined {
     const entry = this.#entries.get(key)
-    if (entry && entry.expiresAt <= now) {
+    if (entry !== undefined) {
+      if (entry.expiresAt > now) return entry.value
       this.#entries.delete(key)
-      return undefined
     }
-    return entry
+    const expiry = this.#marks.get(key)
+    if (expiry !== undefined) {
+      if (expiry > (now - this.#epoch) / 1000) return '1'
+      this.#marks.delete(key)
+    }
+    return undefined
+  }
+
+  #makeRoom(key: string, now: number) {
+    if (this.#entries.has(key) || this.#marks.has(key) || this.size < this.#maxEntries) return
+    this.#sweep(now)
+    // Full of live entries: refusing is safe (the client retries); forgetting a mark would allow a replay.
+    if (this.size >= this.#maxEntries) throw new StoreUnavailable('the in-memory store is full')
   }
 
   #write(key: string, value: string, ttlSeconds: number) {
     const now = Date.now()
-    if (!this.#entries.has(key) && this.#entries.size >= this.#maxEntries) {
-      this.#sweep(now)
-      // Full of live entries: refusing is safe (the client retries); forgetting a mark would allow a replay.
-      if (this.#entries.size >= this.#maxEntries) throw new StoreUnavailable('the in-memory store is full')
-    }
+    this.#makeRoom(key, now)
+    this.#marks.delete(key)
     this.#entries.set(key, { value, expiresAt: now + ttlSeconds * 1000 })
   }
 }
