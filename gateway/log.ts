@@ -110,8 +110,8 @@ export class RequestLogger implements FastifyBaseLogger {
   }
 
   #write(level: LevelName, args: unknown[]) {
-    // A level of the request's own (a route's logLevel) is the child's to judge.
-    if (this.#options.level === undefined && !this.#parent.isLevelEnabled(level)) return
+    // Without a child yet, the parent judges the level, unless the request has one of its own (a route's logLevel).
+    if (this.#child === undefined && this.#options.level === undefined && !this.#parent.isLevelEnabled(level)) return
     ;(this.#logger()[level] as (...args: unknown[]) => void)(...args)
   }
 
@@ -124,7 +124,7 @@ export class RequestLogger implements FastifyBaseLogger {
   }
 
   isLevelEnabled(level: string): boolean {
-    return this.#child?.isLevelEnabled(level) ?? (this.#options.level === undefined ? this.#parent.isLevelEnabled(level) : this.#logger().isLevelEnabled(level))
+    return (this.#child ?? (this.#options.level === undefined ? this.#parent : this.#logger())).isLevelEnabled(level)
   }
 
   fatal(...args: unknown[]) { this.#write('fatal', args) }

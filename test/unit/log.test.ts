@@ -42,5 +42,8 @@ t.test("a request's logger makes its child only for a line that is written, and 
   await new Promise((resolve) => setImmediate(resolve))
   t.equal(children, 1, 'one child, made once')
   t.match(lines, [{ reqId: 'r-1', step: 'token', msg: 'written', level: 30 }, { reqId: 'r-1', msg: 'and another', level: 40 }])
-  t.equal(lines.length, 2)
+  log.level = 'debug'
+  log.debug('once the request lowers its own level')
+  await new Promise((resolve) => setImmediate(resolve))
+  t.equal(lines.length, 3, 'its child judges the level from then on')
 })
