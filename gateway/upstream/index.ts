@@ -166,6 +166,14 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
     return withTransport(new oidc.Configuration(metadata, upstream.clientId, { client_secret: upstream.clientSecret }, clientAuth(authMethod, upstream.clientSecret)))
   }
 
+  /** openid-client copies its metadata on every serverMetadata(), read on every authorization and callback: one frozen copy each. */
+  const metadataCopies = new WeakMap<oidc.Configuration, oidc.ServerMetadata>()
+  function serverMetadata(configuration_: oidc.Configuration): oidc.ServerMetadata {
+    let metadata = metadataCopies.get(configuration_)
+    if (metadata === undefined) metadataCopies.set(configuration_, (metadata = Object.freeze(configuration_.serverMetadata())))
+    return metadata
+  }
+
   let loading: Promise<oidc.Configuration> | undefined
   /** Discovery is cached once it succeeds and retried on the next call after a failure. */
   function configuration(): Promise<oidc.Configuration> {
@@ -190,7 +198,7 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
     const shared = await configuration()
     if (!client) return shared
     const metadata = client.clientSecret === undefined ? {} : { client_secret: client.clientSecret }
-    return withTransport(new oidc.Configuration(shared.serverMetadata(), client.clientId, metadata, clientAuth(client.authMethod, client.clientSecret)))
+    return withTransport(new oidc.Configuration(serverMetadata(shared), client.clientId, metadata, clientAuth(client.authMethod, client.clientSecret)))
   }
 
   async function call<T>(name: UpstreamCall, work: (configuration: oidc.Configuration) => Promise<T>, client?: UpstreamClient): Promise<T> {
@@ -213,7 +221,7 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
 
   return {
     async metadata() {
-      return (await configuration()).serverMetadata()
+      return serverMetadata(await configuration())
     },
 
     async authorizationUrl(parameters, clientId) {
@@ -242,7 +250,7 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
       return call('revocation', (configuration_) => oidc.tokenRevocation(configuration_, token, tokenTypeHint ? { token_type_hint: tokenTypeHint } : undefined), client)
     },
     async registerClient(request) {
-      const metadata = (await configuration()).serverMetadata()
+      const metadata = serverMetadata(await configuration())
       const endpoint = registrationEndpoint(metadata)
       const authMethod = chooseAuthMethod(upstream.tokenEndpointAuthMethod, metadata)
       const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/json' }
