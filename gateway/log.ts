@@ -79,9 +79,10 @@ export class RequestLog extends LogController {
   override incomingRequest() {}
 
   override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply) {
-    if (error) reply.log.error({ req: request, res: reply, responseTime: reply.elapsedTime, err: error }, 'request errored')
-    else if (reply.statusCode < 400 && request.route?.quiet) reply.log.debug({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
-    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
+    const line = { req: request, res: reply, responseTime: reply.elapsedTime }
+    if (error) reply.log.error({ ...line, err: error }, 'request errored')
+    else if (reply.statusCode < 400 && request.route?.quiet) reply.log.debug(line, 'request completed')
+    else reply.log.info(line, 'request completed')
   }
 }
 
