@@ -225,6 +225,7 @@ t.test('the gateway replicas share one public URL, one Redis and one set of keys
   const backends = [...nginx.matchAll(/server\s+127\.0\.0\.1:(\d+)/g)].map((match) => match[1])
   t.same(backends.sort(), [...ports].sort(), 'and sends to every replica')
   t.notMatch(nginx, /ip_hash|sticky|hash\s/, 'without sticky sessions')
+  t.match(nginx, /proxy_set_header\s+X-Forwarded-For\s+\$remote_addr\s*;/, 'the load balancer sets the client address, replacing what the client sent')
 
   // The configuration every replica starts with: the file in the image, with the service's environment.
   const [, first] = gateways[0]!
@@ -235,5 +236,6 @@ t.test('the gateway replicas share one public URL, one Redis and one set of keys
     const config = parseConfigText(readFileSync(configFile!, 'utf8'), env, configFile!)
     t.equal(config.redis.url, shared.REDIS_URL, `${name} starts with a valid configuration, on Redis`)
     t.equal(config.publicUrl, shared.GATEWAY_PUBLIC_URL)
+    t.equal(config.server.trustProxy, 1, `${name} believes the one proxy in front, so rate limits count clients, not the load balancer`)
   }
 })

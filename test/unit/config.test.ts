@@ -38,6 +38,7 @@ t.test('the environment overrides the file', async (t) => {
     MCP_RESOURCE: 'http://127.0.0.1:7000/mcp',
     ALLOWED_REDIRECT_URIS: 'https://claude.ai/api/mcp/auth_callback, http://localhost/callback',
     GATEWAY_SECRET: `${'n'.repeat(32)},${'o'.repeat(32)}`,
+    TRUST_PROXY: '1',
   })
   t.equal(config.port, 9090)
   t.equal(config.host, '127.0.0.1')
@@ -47,6 +48,9 @@ t.test('the environment overrides the file', async (t) => {
   t.equal(config.mcpResource, 'http://127.0.0.1:7000/mcp')
   t.same(config.allowedRedirectUris, ['https://claude.ai/api/mcp/auth_callback', 'http://localhost/callback'])
   t.same(config.secrets, ['n'.repeat(32), 'o'.repeat(32)])
+  t.equal(config.server.trustProxy, 1, 'TRUST_PROXY as a number of hops')
+  t.same(parseConfig(file, { ...env, TRUST_PROXY: '10.0.0.0/8, 192.168.1.7' }).server.trustProxy, ['10.0.0.0/8', '192.168.1.7'], 'or as addresses and ranges')
+  fails(t, file, { ...env, TRUST_PROXY: '11' }, /server\.trustProxy: /, 'TRUST_PROXY is checked as the file is')
 })
 
 t.test('errors name the field and the reason', async (t) => {
