@@ -10,8 +10,12 @@
  * - a CSRF token, in the same form, bound to that pending authorization and to
  *   this browser, used once;
  * - the consent cookie: this browser's random id and its approvals, each bound
- *   to one client id and one redirect URI, HttpOnly and SameSite=Lax, so a
- *   cross-site form post carries neither the cookie nor a matching token.
+ *   to one client id, one redirect URI and one set of scopes, HttpOnly and
+ *   SameSite=Lax, so a cross-site form post carries neither the cookie nor a
+ *   matching token.
+ *
+ * A remembered approval skips the page, except when the client sends
+ * `prompt=consent` (OpenID Connect Core §3.1.2.1): then the user is asked again.
  *
  * Pure: no Fastify here; the routes pass header values in and out.
  */
@@ -24,7 +28,7 @@ import type { Sealer } from './seal.ts'
 export interface PendingAuthorization {
   /** Single-use id; the CSRF token is bound to it. */
   j: string
-  /** clientHandle() of the client, and approvalKey() of client and redirect URI. */
+  /** clientHandle() of the client, and approvalKey() of client, redirect URI and scope. */
   c: string
   a: string
   /** The client's redirect URI, state and PKCE challenge (S256). */
@@ -52,9 +56,14 @@ export interface ConsentCookie {
 const MAX_APPROVALS = 20
 const DAY = 24 * 60 * 60
 
-/** Binds an approval to one client id and one exact redirect URI, without carrying the (long) client id. */
-export function approvalKey(clientId: string, redirectUri: string): string {
-  return createHash('sha256').update(`${clientId}\n${redirectUri}`).digest('base64url').slice(0, 22)
+/**
+ * Binds an approval to one client id, one exact redirect URI and one set of
+ * scopes (in any order), without carrying the (long) client id: a client that
+ * asks for other scopes than the user approved asks the user again.
+ */
+export function approvalKey(clientId: string, redirectUri: string, scope: string): string {
+  const scopes = [...new Set(scope.split(' ').filter(Boolean))].sort().join(' ')
+  return createHash('sha256').update(`${clientId}\n${redirectUri}\n${scopes}`).digest('base64url').slice(0, 22)
 }
 
 function browserHash(browserId: string): string {

@@ -111,7 +111,7 @@ export function renderConsentPage(view: ConsentView): string {
       '</section>',
       '<p>Approve only if you started connecting this app yourself and you expected to be sent to the address above.</p>',
       `<form method="post" action="${escapeHtml(view.action)}" aria-labelledby="decision-label">`,
-      '<p id="decision-label" class="hint">Your answer applies to this app and this address only.</p>',
+      '<p id="decision-label" class="hint">Your answer applies to this app, this address and these permissions only.</p>',
       `<input type="hidden" name="pending" value="${escapeHtml(view.pending)}">`,
       `<input type="hidden" name="csrf" value="${escapeHtml(view.csrf)}">`,
       '<div class="actions">',

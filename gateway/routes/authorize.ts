@@ -2,8 +2,9 @@
  * The authorization endpoint. Until the client and its redirect URI are
  * known to be good, every error is an HTML page (never a redirect, RFC 6749
  * §4.1.2.1); after that, errors go back to the client. Unless ops trust the
- * client or this browser already approved it, the user is asked first (the
- * consent page, answered at /consent). The browser then goes to the upstream
+ * client or this browser already approved it for these scopes (and the client
+ * did not send `prompt=consent`), the user is asked first (the consent page,
+ * answered at /consent). The browser then goes to the upstream
  * with the gateway's own callback, its own PKCE, and the transaction sealed
  * into `state`.
  */
@@ -55,11 +56,12 @@ export async function authorize(app: FastifyInstance) {
     const codeChallenge = checkPkce(parameters)
     const scope = resolveScope(gateway, parameters)
     const resource = checkResourceParameter(gateway, parameters)
+    const askAgain = promptsForConsent(parameters)
 
     const pending: PendingAuthorization = {
       j: randomUUID(),
       c: clientHandle(client.client_id),
-      a: approvalKey(client.client_id, redirectUri),
+      a: approvalKey(client.client_id, redirectUri, scope),
       r: redirectUri,
       s: state,
       cc: codeChallenge,
@@ -72,7 +74,7 @@ export async function authorize(app: FastifyInstance) {
     request.flow = pending.f!
     gateway.metrics.flowStarted(presetOf(redirectUri))
     const cookie = gateway.consent.readCookie(request.headers.cookie)
-    if (gateway.consent.isTrusted(client.client_id, new URL(redirectUri)) || gateway.consent.hasApproval(cookie, pending.a)) {
+    if (gateway.consent.isTrusted(client.client_id, new URL(redirectUri)) || (!askAgain && gateway.consent.hasApproval(cookie, pending.a))) {
       logStep(request, 'authorize', 'sent_upstream', 'sending the browser to the upstream')
       return sendToUpstream(gateway, request, reply, pending)
     }
@@ -166,6 +168,9 @@ const checkPkce = step('checkPkce', (parameters: Parameters): string => {
 const resolveScope = step('resolveScope', (gateway: Gateway, parameters: Parameters): string =>
   resolveClientScope(gateway.config.scopes, optional(parameters, 'scope')),
 )
+
+/** OpenID Connect Core §3.1.2.1: `prompt=consent` asks the user even when this browser approved the client before. */
+const promptsForConsent = (parameters: Parameters): boolean => optional(parameters, 'prompt', 256)?.split(' ').includes('consent') ?? false
 
 /** RFC 8707: a resource, when named, must be the protected MCP server; what the upstream gets is the upstream module's business. */
 const checkResourceParameter = step('checkResource', (gateway: Gateway, parameters: Parameters): string | undefined =>

@@ -1,7 +1,8 @@
 /**
  * In a real browser (Chromium): a new user sees the consent page, approves,
  * signs in at the stand-in NeonPanel and lands on the client's redirect URI
- * with a code that works; the same browser is not asked again; Deny goes back
+ * with a code that works; the same browser is not asked again for the same
+ * scopes, but is for other scopes or with prompt=consent; Deny goes back
  * with access_denied; a replayed answer, a forged or swapped cookie and an
  * answer posted from another site are refused; the page is accessible,
  * readable on a phone, loads nothing from elsewhere and cannot be framed; the
@@ -34,9 +35,9 @@ async function newClient(name = 'Acme Reports'): Promise<RegisteredClient> {
 }
 
 /** Starts an authorization in the page; returns the PKCE verifier, the state and the gateway's /authorize response. */
-async function startAuthorization(page: Page, client: RegisteredClient, scope = 'openid email offline_access') {
+async function startAuthorization(page: Page, client: RegisteredClient, scope = 'openid email offline_access', extra: Record<string, string> = {}) {
   const { verifier, challenge } = pkcePair()
-  const url = authorizeUrl(stack, client, challenge, { redirect_uri: redirectUri, scope })
+  const url = authorizeUrl(stack, client, challenge, { redirect_uri: redirectUri, scope, ...extra })
   const authorizeResponse = page.waitForResponse((response) => response.url().startsWith(`${stack.gatewayUrl}/authorize`))
   await page.goto(url.href)
   const response = await authorizeResponse
@@ -85,7 +86,7 @@ t.test('a new user approves, signs in and lands on the client with a working cod
   // Accessible: landmarks, a named form, buttons by role, and keyboard focus in reading order.
   await t.resolves(page.getByRole('banner').waitFor(), 'a banner landmark')
   await t.resolves(page.getByRole('main').waitFor(), 'a main landmark')
-  await t.resolves(page.getByRole('form', { name: /applies to this app and this address only/ }).waitFor(), 'a named form')
+  await t.resolves(page.getByRole('form', { name: /applies to this app, this address and these permissions only/ }).waitFor(), 'a named form')
   await page.keyboard.press('Tab')
   t.equal(await focusedText(page), 'Approve', 'Tab reaches Approve first')
   await page.keyboard.press('Tab')
@@ -112,6 +113,14 @@ t.test('a new user approves, signs in and lands on the client with a working cod
   t.not(again.status, 200, 'no consent page')
   t.equal(second.searchParams.get('state'), again.state)
   t.ok(await exchangeCode(stack, client, { code: second.searchParams.get('code')!, verifier: again.verifier, state: again.state, redirect: second }))
+
+  // The approval holds for the same scopes in any order; more scopes, or prompt=consent, ask again.
+  t.not((await startAuthorization(page, client, 'offline_access email openid')).status, 200, 'the same scopes in another order: no consent page')
+  await landedAtClient(page)
+  const wider = await startAuthorization(page, client, 'openid email offline_access profile')
+  t.equal(wider.status, 200, 'another scope: asked again')
+  t.match(await page.locator('main').textContent(), /profile/, 'naming the scopes asked for')
+  t.equal((await startAuthorization(page, client, undefined, { prompt: 'consent' })).status, 200, 'prompt=consent: asked again')
 })
 
 t.test('readable on a phone', async (t) => {
@@ -182,7 +191,7 @@ t.test('a forged, tampered or foreign consent cookie is not an approval', async 
 
   // Forged: a well-formed cookie approving this client, sealed under another secret.
   const forger = new ConsentPolicy(new Sealer(['another-gateway-secret-0123456789abcdef']), stack.config)
-  const forgedHeader = forger.setCookie(forger.withApproval(forger.newCookie(), approvalKey(client.client_id, redirectUri)))
+  const forgedHeader = forger.setCookie(forger.withApproval(forger.newCookie(), approvalKey(client.client_id, redirectUri, 'openid email offline_access')))
   const forgedValue = forgedHeader.split(';')[0]!.slice(forger.cookieName.length + 1)
   await context.addCookies([{ ...genuine, value: forgedValue }])
   t.equal((await startAuthorization(page, client)).status, 200, 'forged: asked again')

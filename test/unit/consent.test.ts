@@ -14,7 +14,7 @@ const file = {
 const config = parseConfig(file, env)
 const sealer = new Sealer(config.secrets)
 const policy = new ConsentPolicy(sealer, config)
-const pending: PendingAuthorization = { j: 'pending-1', c: 'handle', a: approvalKey('client-a', 'https://chatgpt.com/connector/oauth/1'), r: 'https://chatgpt.com/connector/oauth/1', cc: 'c'.repeat(43), sc: 'openid' }
+const pending: PendingAuthorization = { j: 'pending-1', c: 'handle', a: approvalKey('client-a', 'https://chatgpt.com/connector/oauth/1', 'openid email'), r: 'https://chatgpt.com/connector/oauth/1', cc: 'c'.repeat(43), sc: 'openid' }
 
 /** The Cookie header a browser sends back for a Set-Cookie. */
 const cookieHeader = (setCookie: string) => setCookie.split(';')[0]!
@@ -27,12 +27,15 @@ t.test('the cookie: __Host- prefix, Secure, HttpOnly, SameSite=Lax on https; nei
   t.match(local.setCookie(local.newCookie()), /^gateway-consent=[\w.-]+; Path=\/; Max-Age=2592000; HttpOnly; SameSite=Lax$/)
 })
 
-t.test('an approval is bound to one client id and one redirect URI, and expires', async (t) => {
+t.test('an approval is bound to one client id, one redirect URI and one set of scopes, and expires', async (t) => {
   const cookie = policy.withApproval(policy.newCookie(), pending.a)
   const read = policy.readCookie(cookieHeader(policy.setCookie(cookie)))
-  t.ok(policy.hasApproval(read, approvalKey('client-a', 'https://chatgpt.com/connector/oauth/1')))
-  t.notOk(policy.hasApproval(read, approvalKey('client-b', 'https://chatgpt.com/connector/oauth/1')), 'another client')
-  t.notOk(policy.hasApproval(read, approvalKey('client-a', 'https://chatgpt.com/connector/oauth/2')), 'another redirect URI')
+  t.ok(policy.hasApproval(read, approvalKey('client-a', 'https://chatgpt.com/connector/oauth/1', 'openid email')))
+  t.notOk(policy.hasApproval(read, approvalKey('client-b', 'https://chatgpt.com/connector/oauth/1', 'openid email')), 'another client')
+  t.notOk(policy.hasApproval(read, approvalKey('client-a', 'https://chatgpt.com/connector/oauth/2', 'openid email')), 'another redirect URI')
+  t.ok(policy.hasApproval(read, approvalKey('client-a', 'https://chatgpt.com/connector/oauth/1', 'email  openid email')), 'the same scopes in another order')
+  t.notOk(policy.hasApproval(read, approvalKey('client-a', 'https://chatgpt.com/connector/oauth/1', 'openid email profile')), 'more scopes')
+  t.notOk(policy.hasApproval(read, approvalKey('client-a', 'https://chatgpt.com/connector/oauth/1', 'openid')), 'other scopes')
   t.notOk(policy.hasApproval(undefined, pending.a), 'no cookie')
   const expired = { b: cookie.b, a: [[pending.a, Math.floor(Date.now() / 1000) - 1] as [string, number]] }
   t.notOk(policy.hasApproval(expired, pending.a), 'an expired approval')
