@@ -26,12 +26,13 @@ t.test('the benchmark runs end to end and reports every figure', async (t) => {
   for (const label of ['metadata (gateway)', 'metadata (bare Fastify ceiling)', 'registration', 'token exchange (through gateway)', 'token exchange (direct upstream)']) {
     t.match(stdout, new RegExp(`^${label.replace(/[()]/g, '\\$&')}\\s+\\d+ req/s\\s+p50\\s+[\\d.]+ ms\\s+p99\\s+[\\d.]+ ms\\s+mean\\s+[\\d.]+ ms$`, 'm'), `${label} is printed`)
   }
-  t.match(stdout, /^metadata gateway\/ceiling: [\d.]+%/m, 'the ratio to the ceiling')
+  t.match(stdout, /^metadata gateway\/ceiling: [\d.]+% of the best of each .*; round by round (\d+% ?)+$/m, 'the ratio to the ceiling, and round by round')
   t.match(stdout, /^token gateway\/direct: [\d.]+% of the requests per second; p50 \+-?[\d.]+ ms/m, 'the ratio to going direct')
   t.match(stdout, /^memory: [\d.]+ MiB -> [\d.]+ MiB live RSS over 300 flows/m, 'the memory over completed flows')
 
   const results = JSON.parse(readFileSync(out, 'utf8'))
   t.equal(results.mode, 'short')
+  t.equal(results.ratios.metadataOfCeilingPerRound.length, results.plan.rounds, 'a ratio for each round')
   for (const name of ['metadata', 'ceiling', 'registration', 'tokenGateway', 'tokenDirect']) {
     const figure = results.figures[name]
     t.ok(figure.requestsPerSecond > 0 && figure.requests > 0, `${name}: requests were answered`)
