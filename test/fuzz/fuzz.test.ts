@@ -14,7 +14,7 @@ const REQUESTS = 5_000
 const MEMORY_BOUND_BYTES = 256 * 1024 * 1024
 /** Live heap (after a full GC) may grow this much from a tenth of the run to its end; a leak of a few hundred bytes a request would exceed it. */
 const LIVE_HEAP_GROWTH_BOUND_BYTES = 8 * 1024 * 1024
-const ENDPOINTS: Endpoint[] = ['metadata', 'protected-resource', 'register', 'authorize', 'callback', 'token', 'revoke', 'health', 'unknown']
+const ENDPOINTS: Endpoint[] = ['metadata', 'protected-resource', 'register', 'authorize', 'consent', 'callback', 'token', 'revoke', 'health', 'unknown']
 
 t.test(`${REQUESTS} generated requests against the gateway process`, async (t) => {
   const seed = seedFromEnvironment()
@@ -31,6 +31,8 @@ t.test(`${REQUESTS} generated requests against the gateway process`, async (t) =
   t.ok(report.outcomes['token 200'], 'some requests got as far as a real token exchange')
   t.ok(report.outcomes['register 201'], 'some registrations succeeded')
   t.ok(report.outcomes['authorize 302'], 'some authorizations went on to the upstream')
+  t.ok(report.outcomes['consent 303'], 'some consent answers were genuine approvals and went on to the upstream')
+  t.ok(report.outcomes['consent 400'], 'and replayed, forged or cross-site ones were refused')
 })
 
 t.test('no generated request pollutes Object.prototype in the gateway', async (t) => {

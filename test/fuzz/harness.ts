@@ -6,6 +6,7 @@
  */
 import fc from 'fast-check'
 import { Pool } from 'undici'
+import { consentForm } from '../support/browser.ts'
 import { authorizationRequest, challengeOf, gatewayCode, registerClient, tokenRequest, type RegisteredClient } from '../support/gateway-flow.ts'
 import { startGatewayProcess } from '../support/gateway-process.ts'
 import { freePort } from '../support/ports.ts'
@@ -35,6 +36,17 @@ export async function prepareContext(gatewayUrl: string, upstream: StandInUpstre
     if (state) states.push(state)
   }
 
+  // The loopback redirect URI is not trusted, so /authorize answers with the consent page.
+  const consents: FuzzContext['consents'] = []
+  for (let i = 0; i < 20; i++) {
+    const { url } = authorizationRequest(gatewayUrl, clients[0]!, LOOPBACK_REDIRECT)
+    const page = await fetch(url, { redirect: 'manual' })
+    const form = consentForm(await page.text())
+    const cookie = page.headers.get('set-cookie')?.split(';')[0]
+    if (!form?.fields.pending || !form.fields.csrf || !cookie) throw new Error(`no consent page for the fuzzer: ${page.status}`)
+    consents.push({ pending: form.fields.pending, csrf: form.fields.csrf, cookie })
+  }
+
   const codes: FuzzContext['codes'] = []
   for (const index of [0, 1, 0, 2]) {
     const { code, verifier } = await gatewayCode(gatewayUrl, clients[index]!, upstream.account)
@@ -52,6 +64,8 @@ export async function prepareContext(gatewayUrl: string, upstream: StandInUpstre
     clients,
     redirectUris: [...new Set(clients.flatMap((client) => client.redirect_uris))],
     states,
+    gatewayOrigin: new URL(gatewayUrl).origin,
+    consents,
     codes,
     refreshTokens: [{ token: tokens.refresh_token, client: 0 }],
   }

@@ -8,7 +8,7 @@
 import fc from 'fast-check'
 import { renderConsentPage, renderErrorPage } from '../../gateway/pages.ts'
 
-export type Endpoint = 'metadata' | 'protected-resource' | 'register' | 'authorize' | 'callback' | 'token' | 'revoke' | 'health' | 'unknown'
+export type Endpoint = 'metadata' | 'protected-resource' | 'register' | 'authorize' | 'consent' | 'callback' | 'token' | 'revoke' | 'health' | 'unknown'
 
 export interface FuzzRequest {
   endpoint: Endpoint
@@ -36,6 +36,10 @@ export interface FuzzContext {
   redirectUris: string[]
   /** Sealed transaction states from real /authorize answers (the upstream's `state`). */
   states: string[]
+  /** The gateway's own origin, the only one a consent answer may come from. */
+  gatewayOrigin: string
+  /** Real consent pages: their hidden fields and the consent cookie each set (`name=value`). Each answer counts once. */
+  consents: Array<{ pending: string; csrf: string; cookie: string }>
   /** Real gateway codes with their verifiers and the index of the client they were issued to. */
   codes: Array<{ code: string; verifier: string; challenge: string; client: number }>
   refreshTokens: Array<{ token: string; client: number }>
@@ -107,10 +111,11 @@ type Pairs = Array<[name: Value, value: Value | undefined]>
 
 const HOSTILE_NAMES = ['__proto__', 'constructor', 'prototype', '__proto__[fz]', 'constructor[prototype][fz]', 'hasOwnProperty', 'toString', 'client_id[]', 'a[b][c]', '', ' ']
 
-/** Parameters, and the Authorization header when they come with their own (client credentials). */
+/** Parameters, and the Authorization or Cookie header when they come with their own (client credentials, a consent page's cookie). */
 interface Params {
   pairs: Pairs
   authorization?: string | undefined
+  cookie?: string | undefined
 }
 
 const pairOf = (name: string, value: Value | undefined): [Value, Value | undefined] => [{ text: name }, value]
@@ -186,7 +191,7 @@ function credentialsOf(client: FuzzClient): Params {
 
 /** Parameters that belong together, with one of them broken. */
 function coherentParams(make: fc.Arbitrary<Params>): fc.Arbitrary<Params> {
-  return make.chain((params) => nearlyGood(fc.constant(params.pairs)).map((pairs) => ({ pairs, authorization: params.authorization })))
+  return make.chain((params) => nearlyGood(fc.constant(params.pairs)).map((pairs) => ({ ...params, pairs })))
 }
 
 function toWire(value: Value): string {
@@ -258,6 +263,8 @@ interface Shape {
   contentType?: string
   authorization?: string
   origin?: string
+  cookie?: string
+  fetchSite?: string
   bytes?: Uint8Array
 }
 
@@ -265,6 +272,8 @@ function toRequest(shape: Shape): FuzzRequest {
   const headers: Record<string, string> = {}
   if (shape.authorization !== undefined) headers.authorization = shape.authorization
   if (shape.origin !== undefined) headers.origin = shape.origin
+  if (shape.cookie !== undefined) headers.cookie = shape.cookie
+  if (shape.fetchSite !== undefined) headers['sec-fetch-site'] = shape.fetchSite
   if (shape.method === 'OPTIONS') headers['access-control-request-method'] = 'POST'
   let path = shape.path
   let body: Buffer | undefined
@@ -295,7 +304,19 @@ function bodyKind(usual: BodyKind) {
   return fc.oneof({ weight: 8, arbitrary: fc.constant<BodyKind>(usual) }, { weight: 2, arbitrary: fc.constantFrom<BodyKind>('form', 'json', 'bytes', 'none') })
 }
 
-function shaped(endpoint: Endpoint, paths: fc.Arbitrary<string>, methods: fc.Arbitrary<string>, params: fc.Arbitrary<Params>, usual: BodyKind | 'query', context: FuzzContext): fc.Arbitrary<FuzzRequest> {
+const CROSS_ORIGINS = ['https://chatgpt.com', 'https://evil.example', 'null', 'http://localhost:6274']
+
+/** What a browser says about where a request came from; `browser` adds the gateway's own origin, as its consent page posts. */
+function provenance(context: FuzzContext, browser: boolean) {
+  if (!browser) return fc.record({ origin: fc.option(fc.constantFrom(...CROSS_ORIGINS), { nil: undefined }), fetchSite: fc.constant(undefined) })
+  const unsaid = fc.constant(undefined)
+  return fc.record({
+    origin: fc.oneof({ weight: 3, arbitrary: unsaid }, { weight: 3, arbitrary: fc.constant(context.gatewayOrigin) }, { weight: 1, arbitrary: fc.constantFrom(...CROSS_ORIGINS) }),
+    fetchSite: fc.oneof({ weight: 3, arbitrary: unsaid }, { weight: 3, arbitrary: fc.constant('same-origin') }, { weight: 1, arbitrary: fc.constantFrom('cross-site', 'same-site', 'none', 'SAME-ORIGIN') }),
+  })
+}
+
+function shaped(endpoint: Endpoint, paths: fc.Arbitrary<string>, methods: fc.Arbitrary<string>, params: fc.Arbitrary<Params>, usual: BodyKind | 'query', context: FuzzContext, browser = false): fc.Arbitrary<FuzzRequest> {
   const kinds = usual === 'query' ? fc.oneof({ weight: 9, arbitrary: fc.constant<BodyKind | 'query'>('query') }, { weight: 1, arbitrary: bodyKind('form') }) : bodyKind(usual)
   return fc
     .record({
@@ -304,12 +325,12 @@ function shaped(endpoint: Endpoint, paths: fc.Arbitrary<string>, methods: fc.Arb
       params,
       kind: kinds,
       authorization: authorization(context),
-      origin: fc.option(fc.constantFrom('https://chatgpt.com', 'https://evil.example', 'null', 'http://localhost:6274'), { nil: undefined }),
+      provenance: provenance(context, browser),
       bytes: fc.uint8Array({ maxLength: 64 }),
     })
-    .chain(({ params, authorization, ...shape }) =>
+    .chain(({ params, authorization, provenance, ...shape }) =>
       contentTypeFor(shape.kind).map((contentType) =>
-        toRequest({ ...shape, pairs: params.pairs, authorization: params.authorization ?? authorization, endpoint, contentType }),
+        toRequest({ ...shape, ...provenance, pairs: params.pairs, authorization: params.authorization ?? authorization, cookie: params.cookie, endpoint, contentType }),
       ),
     )
 }
@@ -413,6 +434,28 @@ function endpoints(context: FuzzContext) {
     const goodValues = good.map((json): Value => ({ json }))
     return { good: goodValues, any: fc.oneof({ weight: 3, arbitrary: goodValues }, { weight: 1, arbitrary: nearMiss.map((json): Value => ({ json })) }, { weight: 2, arbitrary: hostile }) }
   }
+  // The consent page's answer: its hidden fields and its cookie, real (each counts once, so most are replays), mixed up or broken.
+  const pendings = from(context.consents.map((consent) => consent.pending), 'none')
+  const csrfs = from(context.consents.map((consent) => consent.csrf), 'none')
+  const cookieName = context.consents[0]?.cookie.split('=')[0] ?? 'gateway-consent'
+  const cookies = fc.oneof(
+    { weight: 4, arbitrary: from(context.consents.map((consent) => consent.cookie), `${cookieName}=none`) },
+    { weight: 2, arbitrary: fc.constantFrom(`${cookieName}=`, `${cookieName}=x.y.z`, `${cookieName}=${'a'.repeat(9000)}`, `theme=dark; ${cookieName}=..`, `${cookieName}=%zz; ${cookieName}=%00`) },
+    { weight: 1, arbitrary: fc.string({ unit: 'grapheme-ascii', maxLength: 80 }).map((value) => `${cookieName}=${value}`) },
+  )
+  const answered = fc.tuple(from(context.consents, { pending: 'none', csrf: 'none', cookie: `${cookieName}=none` }), fc.constantFrom('approve', 'deny')).map(([consent, decision]): Params => ({
+    pairs: [pairOf('pending', { text: consent.pending }), pairOf('csrf', { text: consent.csrf }), pairOf('decision', { text: decision })],
+    cookie: consent.cookie,
+  }))
+  const consentParameters = fc
+    .tuple(
+      parameters(
+        { pending: plausible(pendings, states), csrf: plausible(csrfs, codes), decision: plausible(fc.constantFrom('approve', 'deny'), fc.constantFrom('Approve', 'yes', 'allow', 'approve ')) },
+        coherentParams(answered),
+      ),
+      fc.option(cookies, { nil: undefined }),
+    )
+    .map(([params, cookie]): Params => ({ ...params, cookie: params.cookie ?? cookie }))
   const registerParameters = parameters({
     redirect_uris: {
       good: fc.array(fc.oneof(redirects, loopbackPort), { minLength: 1, maxLength: 3 }).map((json): Value => ({ json })),
@@ -430,6 +473,7 @@ function endpoints(context: FuzzContext) {
     'protected-resource': shaped('protected-resource', wellKnownSuffix.map((suffix) => `/.well-known/oauth-protected-resource${suffix}`), method(['GET']), parameters({ resource: anything }), 'query', context),
     register: shaped('register', fc.constant('/register'), method(['POST']), registerParameters, 'json', context),
     authorize: shaped('authorize', fc.constant('/authorize'), method(['GET', 'GET', 'POST', 'HEAD']), authorizeParameters, 'query', context),
+    consent: shaped('consent', fc.constant('/consent'), method(['POST']), consentParameters, 'form', context, true),
     callback: shaped('callback', fc.constant('/callback'), method(['GET']), callbackParameters, 'query', context),
     token: shaped('token', fc.constant('/token'), method(['POST']), tokenParameters, 'form', context),
     revoke: shaped('revoke', fc.constant('/revoke'), method(['POST']), revokeParameters, 'form', context),
@@ -451,7 +495,7 @@ function endpoints(context: FuzzContext) {
 /** One request for any endpoint, the flows' endpoints more often. */
 export function anyRequest(context: FuzzContext): fc.Arbitrary<FuzzRequest> {
   const all = endpoints(context)
-  const weights: Record<Endpoint, number> = { metadata: 1, 'protected-resource': 1, register: 3, authorize: 4, callback: 3, token: 4, revoke: 2, health: 1, unknown: 2 }
+  const weights: Record<Endpoint, number> = { metadata: 1, 'protected-resource': 1, register: 3, authorize: 4, consent: 2, callback: 3, token: 4, revoke: 2, health: 1, unknown: 2 }
   return fc.oneof(...(Object.keys(all) as Endpoint[]).map((endpoint) => ({ weight: weights[endpoint], arbitrary: all[endpoint] })))
 }
 
@@ -465,7 +509,7 @@ export interface FuzzAnswer {
 
 /** Statuses an upstream fault may cause, on the endpoints that call the upstream. */
 const UPSTREAM_STATUSES = new Set([502, 503, 504])
-const CALLS_UPSTREAM = new Set<Endpoint>(['authorize', 'callback', 'token', 'revoke', 'health'])
+const CALLS_UPSTREAM = new Set<Endpoint>(['authorize', 'consent', 'callback', 'token', 'revoke', 'health'])
 /** RFC 6749 §5.2: error codes and descriptions are printable ASCII without `"` and `\`. */
 const ERROR_CODE = /^[\x20-\x21\x23-\x5B\x5D-\x7E]+$/
 
@@ -500,6 +544,7 @@ export function isBrowserRequest(request: FuzzRequest): boolean {
   const path = decodedPath(request.path)
   if (path === '/authorize') return ['GET', 'HEAD', 'POST'].includes(request.method)
   if (path === '/callback') return ['GET', 'HEAD'].includes(request.method)
+  if (path === '/consent') return request.method === 'POST'
   return false
 }
 
