@@ -4,9 +4,9 @@
  * §4.1.2.1); after that, errors go back to the client. Unless ops trust the
  * client or this browser already approved it for these scopes (and the client
  * did not send `prompt=consent`), the user is asked first (the consent page,
- * answered at /consent). The browser then goes to the upstream
- * with the gateway's own callback, its own PKCE, and the transaction sealed
- * into `state`.
+ * answered at /consent). The browser then goes to the upstream with the
+ * gateway's own callback, its own PKCE, and the transaction sealed into
+ * `state`.
  */
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
