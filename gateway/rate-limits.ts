@@ -8,6 +8,9 @@
  * (JSON, or the page on /authorize).
  * When Redis cannot be asked, requests pass: the store's own 503 then speaks
  * for the outage, and an outage of the counter never locks every user out.
+ * A limited request that carries X-Forwarded-For while no proxy is trusted
+ * is logged once: behind a load balancer that nobody told the gateway
+ * about, every client would share the balancer's counter.
  */
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
@@ -69,7 +72,17 @@ export async function addRateLimits(app: FastifyInstance, config: Config, redis:
       },
     }]
   }
-  const byAddress = (request: FastifyRequest) => request.ip
+  let forwardedSeen = config.server.trustProxy !== 0
+  const byAddress = (request: FastifyRequest) => {
+    if (!forwardedSeen && request.headers['x-forwarded-for'] !== undefined) {
+      forwardedSeen = true
+      request.log.warn(
+        { peer: request.ip },
+        'a request came with X-Forwarded-For but server.trustProxy is 0: if a load balancer or proxy is in front, rate limits count every client as its address; set TRUST_PROXY (or server.trustProxy) to the number of proxies in front',
+      )
+    }
+    return request.ip
+  }
   const byClient = (request: FastifyRequest) => {
     const clientId = claimedClientId(request)
     return clientId === undefined ? undefined : digest(clientId)
