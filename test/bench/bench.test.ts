@@ -28,6 +28,7 @@ t.test('the benchmark runs end to end and reports every figure', async (t) => {
   }
   t.match(stdout, /^metadata gateway\/ceiling: [\d.]+% of the best of each .*; round by round (\d+% ?)+$/m, 'the ratio to the ceiling, and round by round')
   t.match(stdout, /^token gateway\/direct: [\d.]+% of the requests per second; p50 \+-?[\d.]+ ms/m, 'the ratio to going direct')
+  t.match(stdout, /^token inside the gateway \(its own metrics, 100 exchanges\): \/token [\d.]+ ms mean, [\d.]+ ms of it the upstream call, -?[\d.]+ ms the gateway's own work$/m, 'the token answer split by the gateway\'s own metrics')
   t.match(stdout, /^memory: [\d.]+ MiB -> [\d.]+ MiB live RSS over 300 flows/m, 'the memory over completed flows')
 
   const results = JSON.parse(readFileSync(out, 'utf8'))
@@ -40,6 +41,9 @@ t.test('the benchmark runs end to end and reports every figure', async (t) => {
   }
   t.equal(results.figures.tokenGateway.requests, 100, 'each minted code was exchanged once, through the gateway')
   t.equal(results.figures.tokenDirect.requests, 100, 'and straight at the upstream')
+  const inside = results.tokenInside
+  t.equal(inside.exchanges, 100, 'the gateway counted the measured exchanges, and only those')
+  t.ok(inside.upstreamCallMeanMs > 0 && inside.upstreamCallMeanMs < inside.routeMeanMs, `the upstream call (${inside.upstreamCallMeanMs} ms) is part of the answer (${inside.routeMeanMs} ms)`)
   t.ok(results.memory.rssBeforeMiB > 0 && results.memory.rssAfterMiB > 0, 'memory was read from the gateway process')
   for (const target of ['metadataOfCeiling', 'tokenAddedP50Ms', 'memoryGrowth']) t.type(results.targets[target], 'boolean', `${target} is judged in the file`)
 })

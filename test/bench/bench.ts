@@ -19,6 +19,7 @@ import { cpus, totalmem } from 'node:os'
 import { parseArgs } from 'node:util'
 import { freePort } from '../support/ports.ts'
 import { registerClient } from '../support/gateway-flow.ts'
+import { sample } from '../support/metrics.ts'
 import { CHATGPT_REGISTRATION, chatGptCode, gatewayTokenBody, inParallel, upstreamAuthorization, upstreamCode, upstreamTokenBody } from './flows.ts'
 import { startCeiling, startGateway, startUpstreamProcess } from './processes.ts'
 
@@ -96,6 +97,26 @@ function oneEach(bodies: string[]): Pick<Options, 'requests' | 'amount'> {
   return { amount: bodies.length, requests: [{ setupRequest: (request) => ({ ...request, body: bodies[next++] }) }] }
 }
 
+/** The gateway's own timing of its token answers and of the upstream calls inside them, from its /metrics (sums and counts so far). */
+async function tokenTimes() {
+  const text = await (await fetch(`${gatewayUrl}/metrics`)).text()
+  const route = { route: '/token', method: 'POST', status: '200' }
+  const upstreamCall = { call: 'token (authorization_code)', outcome: 'ok' }
+  return {
+    routeSeconds: sample(text, 'oauth_gateway_http_request_duration_seconds_sum', route),
+    routeCount: sample(text, 'oauth_gateway_http_request_duration_seconds_count', route),
+    upstreamSeconds: sample(text, 'oauth_gateway_upstream_request_duration_seconds_sum', upstreamCall),
+    upstreamCount: sample(text, 'oauth_gateway_upstream_request_duration_seconds_count', upstreamCall),
+  }
+}
+
+/** Mean milliseconds per exchange between two readings: the whole /token answer, the upstream call in it, and the rest (the gateway's own work). */
+function insideOf(before: Awaited<ReturnType<typeof tokenTimes>>, after: Awaited<ReturnType<typeof tokenTimes>>) {
+  const routeMs = ((after.routeSeconds - before.routeSeconds) / (after.routeCount - before.routeCount)) * 1000
+  const upstreamMs = ((after.upstreamSeconds - before.upstreamSeconds) / (after.upstreamCount - before.upstreamCount)) * 1000
+  return { exchanges: after.routeCount - before.routeCount, routeMeanMs: round(routeMs, 3), upstreamCallMeanMs: round(upstreamMs, 3), ownMeanMs: round(routeMs - upstreamMs, 3) }
+}
+
 const note = (line: string) => process.stderr.write(`${line}\n`)
 
 const gatewayPort = await freePort()
@@ -135,6 +156,7 @@ try {
   // (oidc-provider's memory adapter) keeps only its newest 1,000 entries, codes and tokens alike.
   await throughGateway(PLAN.codes)
   await direct(PLAN.codes)
+  const timesBefore = await tokenTimes()
   const gatewayRounds: Figure[] = []
   const directRounds: Figure[] = []
   for (let round = 0; round < PLAN.tokenRounds; round++) {
@@ -143,6 +165,7 @@ try {
   }
   const tokenGateway = medianOf(gatewayRounds)
   const tokenDirect = medianOf(directRounds)
+  const tokenInside = insideOf(timesBefore, await tokenTimes())
 
   note(`memory: ${PLAN.warmupFlows} flows to warm up, then ${PLAN.flows} complete flows (authorize, consent remembered, upstream, callback, token)`)
   const completeFlow = async (browser: Parameters<Parameters<typeof inParallel>[2]>[0]) => {
@@ -164,6 +187,7 @@ try {
     machine: { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform} ${process.arch}` },
     plan: PLAN,
     figures: { metadata, ceiling: bare, registration, tokenGateway, tokenDirect },
+    tokenInside,
     ratios: {
       metadataOfCeiling: round(metadata.requestsPerSecond / bare.requestsPerSecond, 3),
       metadataOfCeilingPerRound: metadataRoundRatios,
@@ -207,6 +231,8 @@ function report(results: any, targets: Record<keyof typeof TARGETS, boolean>) {
   const perRound = ratios.metadataOfCeilingPerRound.map((ratio: number) => `${(ratio * 100).toFixed(0)}%`).join(' ')
   console.log(`metadata gateway/ceiling: ${(ratios.metadataOfCeiling * 100).toFixed(1)}% of the best of each (target >= ${TARGETS.metadataOfCeiling * 100}%)${judged(targets.metadataOfCeiling)}; round by round ${perRound}`)
   console.log(`token gateway/direct: ${(ratios.tokenGatewayOfDirect * 100).toFixed(1)}% of the requests per second; p50 +${ratios.tokenAddedP50Ms} ms (target <= ${TARGETS.tokenAddedP50Ms} ms)${judged(targets.tokenAddedP50Ms)}, mean +${ratios.tokenAddedMeanMs} ms`)
+  const inside = results.tokenInside
+  console.log(`token inside the gateway (its own metrics, ${inside.exchanges} exchanges): /token ${inside.routeMeanMs} ms mean, ${inside.upstreamCallMeanMs} ms of it the upstream call, ${inside.ownMeanMs} ms the gateway's own work`)
   console.log(`memory: ${memory.rssBeforeMiB} MiB -> ${memory.rssAfterMiB} MiB live RSS over ${memory.flows} flows (${(memory.growth * 100).toFixed(1)}%, target <= ${TARGETS.memoryGrowth * 100}%), heap ${memory.heapBeforeMiB} -> ${memory.heapAfterMiB} MiB, peak RSS ${memory.peakRssMiB} MiB, ${memory.flowsPerSecond} flows/s${judged(targets.memoryGrowth)}`)
   console.log(`written to ${args.out}`)
 }

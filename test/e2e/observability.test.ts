@@ -13,6 +13,7 @@ import { Sealer } from '../../gateway/seal.ts'
 import type { CodeGrant } from '../../gateway/routes/callback.ts'
 import type { RefreshGrant } from '../../gateway/routes/token.ts'
 import { basicAuth, obtainCode, postForm, registerClient } from '../support/flow.ts'
+import { sample } from '../support/metrics.ts'
 import { CHATGPT_REDIRECT, failsWith, startStack, TEST_SECRET } from '../support/stack.ts'
 
 interface LogLine {
@@ -35,18 +36,6 @@ const stream = new Writable({
 const stack = await startStack({ logger: { ...LOGGER_OPTIONS, stream } })
 t.teardown(() => stack.close())
 const parsed = () => lines.map((line) => JSON.parse(line) as LogLine)
-
-/** Reads one sample of the Prometheus text format; 0 when the series does not exist yet. */
-function sample(text: string, name: string, labels: Record<string, string>): number {
-  const wanted = Object.entries(labels).map(([key, value]) => `${key}="${value}"`)
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue
-    const inside = line.slice(name.length + 1, line.indexOf('}'))
-    const have = inside.split(',')
-    if (wanted.every((pair) => have.includes(pair)) && have.length === wanted.length) return Number(line.slice(line.indexOf('}') + 2))
-  }
-  return 0
-}
 
 t.test('one complete flow: a shared flow id, a line per step, no secret in the log, counted in /metrics', async (t) => {
   const client = await registerClient(stack, { token_endpoint_auth_method: 'client_secret_basic' })
