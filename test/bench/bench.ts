@@ -4,8 +4,10 @@
  * exchange through the gateway, the same exchange sent straight to the
  * stand-in upstream, and a bare Fastify route returning the same JSON (the
  * ceiling); then the gateway's resident memory over many completed flows.
- * Prints the figures, the ratios and whether each target is met, and writes
- * them to a JSON file.
+ * Prints the figures, the ratios (the metadata one round by round too),
+ * whether each target is met, and how the gateway's own metrics split its
+ * token answers (the upstream call, its own work), and writes them to a JSON
+ * file.
  *
  *   node test/bench/bench.ts [--short] [--out FILE]
  *
