@@ -5,12 +5,11 @@
  * answer (status and error code); and no log line holds a code, token,
  * verifier or secret, whatever went wrong.
  */
-import { Writable } from 'node:stream'
 import t from 'tap'
-import { LOGGER_OPTIONS } from '../../gateway/log.ts'
 import { clientHandle } from '../../gateway/clients.ts'
 import { Sealer } from '../../gateway/seal.ts'
 import { authorizeUrl, exchangeCode, obtainCode, pkcePair, postForm, registerClient, type RegisteredClient } from '../support/flow.ts'
+import { capturedLog } from '../support/log-capture.ts'
 import { CHATGPT_REDIRECT, failsWith, startStack, TEST_SECRET } from '../support/stack.ts'
 import type { UpstreamOptions } from '../support/upstream.ts'
 
@@ -28,17 +27,11 @@ interface LogLine {
 
 /** Starts a stack whose gateway logs, as in production, into an array. */
 async function loggedStack(upstream: Partial<UpstreamOptions> = {}) {
-  const lines: string[] = []
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      lines.push(...String(chunk).split('\n').filter(Boolean))
-      done()
-    },
-  })
-  const stack = await startStack({ logger: { ...LOGGER_OPTIONS, stream }, upstream })
+  const log = capturedLog()
+  const stack = await startStack({ logger: log.logger, upstream })
   t.teardown(() => stack.close())
-  const refusals = () => lines.map((line) => JSON.parse(line) as LogLine).filter((line) => line.msg === 'request refused' || line.msg === 'request failed')
-  return { stack, lines, refusals }
+  const refusals = () => log.parsed<LogLine>().filter((line) => line.msg === 'request refused' || line.msg === 'request failed')
+  return { stack, lines: log.lines, refusals }
 }
 
 const secrets: string[] = []

@@ -5,14 +5,13 @@
  * that started it and each names its step, outcome and client; the captured
  * log holds no secret, code, token or cookie; and /metrics counts the flow.
  */
-import { Writable } from 'node:stream'
 import t from 'tap'
 import { clientHandle } from '../../gateway/clients.ts'
-import { LOGGER_OPTIONS } from '../../gateway/log.ts'
 import { Sealer } from '../../gateway/seal.ts'
 import type { CodeGrant } from '../../gateway/routes/callback.ts'
 import type { RefreshGrant } from '../../gateway/routes/token.ts'
 import { basicAuth, obtainCode, postForm, registerClient } from '../support/flow.ts'
+import { capturedLog } from '../support/log-capture.ts'
 import { sample } from '../support/metrics.ts'
 import { CHATGPT_REDIRECT, failsWith, startStack, TEST_SECRET } from '../support/stack.ts'
 
@@ -26,16 +25,11 @@ interface LogLine {
   req?: { method: string; path: string }
 }
 
-const lines: string[] = []
-const stream = new Writable({
-  write(chunk, _encoding, done) {
-    lines.push(...String(chunk).split('\n').filter(Boolean))
-    done()
-  },
-})
-const stack = await startStack({ logger: { ...LOGGER_OPTIONS, stream } })
+const log = capturedLog()
+const stack = await startStack({ logger: log.logger })
 t.teardown(() => stack.close())
-const parsed = () => lines.map((line) => JSON.parse(line) as LogLine)
+const { lines } = log
+const parsed = () => log.parsed<LogLine>()
 
 t.test('one complete flow: a shared flow id, a line per step, no secret in the log, counted in /metrics', async (t) => {
   const client = await registerClient(stack, { token_endpoint_auth_method: 'client_secret_basic' })

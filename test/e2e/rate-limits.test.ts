@@ -6,10 +6,9 @@
  * on one Redis share their counters.
  */
 import t, { type Test } from 'tap'
-import { Writable } from 'node:stream'
-import { LOGGER_OPTIONS } from '../../gateway/log.ts'
 import { connectRedis, createRedisClient, RedisStore } from '../../gateway/redis-store.ts'
 import { pkcePair, postForm, postJson, registerClient } from '../support/flow.ts'
+import { capturedLog } from '../support/log-capture.ts'
 import { deletePrefix, randomPrefix, SHARED_REDIS_URL } from '../support/redis.ts'
 import { CHATGPT_REDIRECT, failsWith, startStack, type StackOptions } from '../support/stack.ts'
 
@@ -23,18 +22,6 @@ async function limitedStack(t: Test, server: Record<string, unknown> = {}, optio
   const stack = await startStack({ ...options, config: (file) => ({ ...file, limits, server }) })
   t.teardown(() => stack.close())
   return stack
-}
-
-/** A logger for the stack whose lines the test reads. */
-function capturedLog() {
-  const lines: Array<Record<string, any>> = []
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      lines.push(...String(chunk).split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record<string, any>))
-      done()
-    },
-  })
-  return { logger: { ...LOGGER_OPTIONS, stream }, lines }
 }
 
 const FORWARDED_WARNING = /X-Forwarded-For but server\.trustProxy is 0.*set TRUST_PROXY/
@@ -86,7 +73,7 @@ t.test('token: per client id across addresses, and per address across clients, b
   t.equal((await tokenRequest(stack.gatewayUrl, third.client_id, '203.0.113.9')).status, 400)
   const perAddress = await failsWith(t, await tokenRequest(stack.gatewayUrl, first.client_id + 'x', '203.0.113.9'), 429, 'temporarily_unavailable')
   t.match(perAddress.error_description, /from this address: at most 3 every 60 s/)
-  t.notOk(log.lines.some((line) => FORWARDED_WARNING.test(line.msg)), 'no warning about X-Forwarded-For: the proxy is trusted')
+  t.notOk(log.parsed().some((line) => FORWARDED_WARNING.test(line.msg)), 'no warning about X-Forwarded-For: the proxy is trusted')
 })
 
 t.test('without a trusted proxy, X-Forwarded-For is ignored: a client cannot pick a fresh address per request; the log says so once', async (t) => {
@@ -95,7 +82,7 @@ t.test('without a trusted proxy, X-Forwarded-For is ignored: a client cannot pic
   for (let i = 0; i < 2; i++) t.equal((await fetch(`${stack.gatewayUrl}/register`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': `192.0.2.${i}` }, body: JSON.stringify(registration) })).status, 201)
   const spoofed = await fetch(`${stack.gatewayUrl}/register`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-forwarded-for': '192.0.2.99' }, body: JSON.stringify(registration) })
   await failsWith(t, spoofed, 429, 'temporarily_unavailable')
-  const warnings = log.lines.filter((line) => FORWARDED_WARNING.test(line.msg))
+  const warnings = log.parsed().filter((line) => FORWARDED_WARNING.test(line.msg))
   t.equal(warnings.length, 1, 'one warning, not one per request')
   t.equal(warnings[0]?.level, 40, 'at warn')
   t.equal(warnings[0]?.peer, '127.0.0.1', 'naming the address every client is counted as')
