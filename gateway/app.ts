@@ -16,7 +16,7 @@ import { Metrics } from './metrics.ts'
 import { parameterLimit } from './params.ts'
 import { allowlistSources } from './presets.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
-import { addRateLimits } from './rate-limits.ts'
+import { rateLimitChecks } from './rate-limits.ts'
 import { routes } from './routes/index.ts'
 import { Sealer } from './seal.ts'
 import { MemoryStore, type Store } from './store.ts'
@@ -150,6 +150,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.decorateRequest('flow', null)
   app.decorateRequest('route', null)
   const limitParameters = parameterLimit(server.maxParameters)
+  const limitChecks = await rateLimitChecks(app, config, options.redis)
   let closing = false
   // What depends on the route is settled once, when the route is added: a request never reads its route's options (Fastify builds
   // them anew on each read). Hooks on every request are plain callbacks: a promise per hook per request is measurable on the
@@ -165,6 +166,9 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     }
     route.onRequest = [arrived, ...hooksOf(route.onRequest)]
     if (route.config?.parameters !== false) route.preValidation = [limitParameters, ...hooksOf(route.preValidation)]
+    // Only the routes that opt in get their endpoint's rate limits; the others (metadata, health) never run them.
+    const checkLimits = route.config?.limits === undefined ? undefined : limitChecks[route.config.limits]
+    if (checkLimits) route.preHandler = [checkLimits, ...hooksOf(route.preHandler)]
   })
   // An answer finished while closing ends its connection too, or a kept-alive client would hold the server open.
   app.addHook('onSend', (_request, reply, payload, done) => {
@@ -180,7 +184,6 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   await app.register(formbody)
   await answerPreflights(app)
 
-  await addRateLimits(app, config, options.redis)
   app.setErrorHandler(errorHandler)
   app.setNotFoundHandler(notFoundHandler)
   await app.register(routes)

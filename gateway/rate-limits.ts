@@ -2,8 +2,8 @@
  * Rate limits on registration, authorization and token (config `limits`):
  * per client address and per client id, each a fixed window counted in Redis
  * when the replicas share one (so the limit holds across them), in memory
- * otherwise. A route opts in with `config: { limits: 'token' }`, which gives
- * it the hook that applies the rules. Excess requests get 429
+ * otherwise. A route opts in with `config: { limits: 'token' }`; app.ts gives
+ * it the check of those rules when the route is added. Excess requests get 429
  * `temporarily_unavailable` with Retry-After, through the one error handler
  * (JSON, or the page on /authorize).
  * When Redis cannot be asked, requests pass: the store's own 503 then speaks
@@ -54,9 +54,13 @@ export function claimedClientId(request: FastifyRequest): string | undefined {
 /** Client ids can be long (sealed ids, metadata document URLs): the counter's key holds a digest. */
 const digest = (value: string) => createHash('sha256').update(value).digest('base64url').slice(0, 22)
 
-export async function addRateLimits(app: FastifyInstance, config: Config, redis: Redis | undefined) {
+/** Runs an endpoint's counters for a request; throws the 429 when one is exceeded. */
+export type LimitCheck = (request: FastifyRequest) => Promise<void>
+
+/** Registers the rate limiter and returns each limited endpoint's check; none when limits are off. */
+export async function rateLimitChecks(app: FastifyInstance, config: Config, redis: Redis | undefined): Promise<Partial<Record<LimitedEndpoint, LimitCheck>>> {
   const { limits } = config
-  if (!limits.enabled) return
+  if (!limits.enabled) return {}
   await app.register(rateLimit, { global: false, skipOnError: true, nameSpace: 'rate-limit:', ...(redis ? { redis } : {}) })
 
   const counter = (name: string, who: string, limit: RateLimitRule, keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
@@ -72,10 +76,11 @@ export async function addRateLimits(app: FastifyInstance, config: Config, redis:
       },
     }]
   }
-  let forwardedSeen = config.server.trustProxy !== 0
+  // Nothing to warn about when a proxy is trusted; otherwise once.
+  let warnForwarded = config.server.trustProxy === 0
   const byAddress = (request: FastifyRequest) => {
-    if (!forwardedSeen && request.headers['x-forwarded-for'] !== undefined) {
-      forwardedSeen = true
+    if (warnForwarded && request.headers['x-forwarded-for'] !== undefined) {
+      warnForwarded = false
       request.log.warn(
         { peer: request.ip },
         'a request came with X-Forwarded-For but server.trustProxy is 0: if a load balancer or proxy is in front, rate limits count every client as its address; set TRUST_PROXY (or server.trustProxy) to the number of proxies in front',
@@ -99,18 +104,13 @@ export async function addRateLimits(app: FastifyInstance, config: Config, redis:
     ],
   }
 
-  // Only the routes that opt in get the hook; the others (metadata, health) never run it.
-  app.addHook('onRoute', (route) => {
-    const endpoint = route.config?.limits
-    if (endpoint === undefined) return
-    const checkLimits = async (request: FastifyRequest) => {
-      // Counted at once, so a stalled Redis costs one command timeout, not one per counter.
-      const results = await Promise.all(counters[endpoint].map((counter) => counter.count(request)))
-      const index = results.findIndex((result) => result.exceeded)
-      if (index >= 0) throw tooManyRequests(counters[endpoint][index]!.who, counters[endpoint][index]!.limit, results[index]!.retryAfter)
-    }
-    route.preHandler = [checkLimits, ...(route.preHandler === undefined ? [] : [route.preHandler].flat())]
-  })
+  const checkOf = (counted: Counter[]): LimitCheck => async (request) => {
+    // Counted at once, so a stalled Redis costs one command timeout, not one per counter.
+    const results = await Promise.all(counted.map((counter) => counter.count(request)))
+    const index = results.findIndex((result) => result.exceeded)
+    if (index >= 0) throw tooManyRequests(counted[index]!.who, counted[index]!.limit, results[index]!.retryAfter)
+  }
+  return { register: checkOf(counters.register), authorize: checkOf(counters.authorize), token: checkOf(counters.token) }
 }
 
 /** RFC 6585 §4, in the OAuth error shape. */
