@@ -3,7 +3,7 @@
  * with `inject` or real HTTP and server.ts only adds the socket and signals.
  */
 import formbody from '@fastify/formbody'
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Redis } from 'ioredis'
 import { ClientMetadataDocuments } from './client-metadata.ts'
 import { ClientRegistry } from './clients.ts'
@@ -11,7 +11,7 @@ import type { Config } from './config.ts'
 import { ConsentPolicy } from './consent.ts'
 import { allowCrossOrigin, answerPreflights } from './cors.ts'
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler, shuttingDown } from './errors.ts'
-import { RequestLog, requestId, requestLogger } from './log.ts'
+import { gatewayLogger, RequestLog, requestId, type GatewayLoggerOptions } from './log.ts'
 import { Metrics } from './metrics.ts'
 import { parameterLimit } from './params.ts'
 import { allowlistSources } from './presets.ts'
@@ -72,7 +72,8 @@ export interface GatewayOptions {
   store?: Store
   /** The replica's Redis connection (REDIS_URL), for what needs Redis beyond the Store (rate limits). The store owns and closes it. */
   redis?: Redis
-  logger?: FastifyServerOptions['logger']
+  /** Production: LOGGER_OPTIONS with a stream. */
+  logger?: GatewayLoggerOptions | false
   /** Node's process metrics (memory, event loop, GC) in /metrics; the process-wide collectors suit one app per process. */
   processMetrics?: boolean
 }
@@ -95,10 +96,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const { config } = options
   const { server } = config
   const app = Fastify({
-    logger: options.logger ?? false,
+    ...(options.logger ? { loggerInstance: gatewayLogger(options.logger) } : { logger: false }),
     logController: new RequestLog(),
-    // Only with a logger: without one, Fastify gives every request its silent logger itself.
-    ...(options.logger ? { childLoggerFactory: requestLogger } : {}),
     genReqId: requestId,
     requestIdHeader: false,
     // Only for the client address rate limits count by: the public URL comes from config, never from Host or X-Forwarded-* headers.

@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
-import type { Bindings, ChildLoggerOptions, Logger } from 'pino'
+import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
 
 /** A request id the caller may choose: short, and nothing that could forge a log line. */
@@ -89,10 +89,13 @@ export class RequestLog extends LogController {
 type LevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace'
 
 /**
- * A request's logger, which makes its pino child (bound to the request id)
- * only when the request writes a line at an enabled level: most requests
- * (discovery documents, probes) write none, and a child per request costs a
- * good part of answering them. Given to Fastify as `childLoggerFactory`.
+ * A logger that makes its pino child (bound to the request id) only when a
+ * line is written at an enabled level: most requests (discovery documents,
+ * probes) write none, and a child per request costs a good part of answering
+ * them. Its own children are lazy too. The gateway's logger is one
+ * (gatewayLogger), so Fastify's child per request is one, made by Fastify's
+ * default factory: a factory of our own would be checked by Fastify, method
+ * by method, on every request.
  */
 export class RequestLogger implements FastifyBaseLogger {
   readonly #parent: Logger
@@ -136,14 +139,21 @@ export class RequestLogger implements FastifyBaseLogger {
   trace(...args: unknown[]) { this.#write('trace', args) }
   silent() {}
 
-  child(bindings: Bindings, options?: ChildLoggerOptions): FastifyBaseLogger {
-    return this.#logger().child(bindings, options)
+  child(bindings: Bindings, options: ChildLoggerOptions = {}): RequestLogger {
+    return new RequestLogger(this.#logger(), bindings, options)
   }
 }
 
-/** Fastify's `childLoggerFactory`, for a pino logger. */
-export function requestLogger(parent: FastifyBaseLogger, bindings: Bindings, options: ChildLoggerOptions): FastifyBaseLogger {
-  return new RequestLogger(parent as Logger, bindings, options)
+export type GatewayLoggerOptions = LoggerOptions & { stream?: DestinationStream }
+
+/**
+ * The logger given to Fastify (`loggerInstance`): pino, writing to `stream`
+ * (stdout when absent), with lazy children. Its serializers are named for
+ * Fastify, which adds its own to the child it logs with; the gateway's come
+ * last, so a request is logged by its path only.
+ */
+export function gatewayLogger({ stream, ...options }: GatewayLoggerOptions): FastifyBaseLogger {
+  return Object.assign(new RequestLogger(pino(options, stream), {}, {}), { serializers: options.serializers })
 }
 
 /** Logger settings for production: one line per request (app.ts) and per OAuth step, secrets redacted. */

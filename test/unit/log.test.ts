@@ -1,7 +1,8 @@
 import pino from 'pino'
 import { Writable } from 'node:stream'
 import t from 'tap'
-import { redactSecrets, RequestLogger } from '../../gateway/log.ts'
+import Fastify from 'fastify'
+import { gatewayLogger, LOGGER_OPTIONS, redactSecrets, RequestLog, RequestLogger } from '../../gateway/log.ts'
 
 t.test('secret fields are redacted at the top of a line and one level down, and nothing else is touched', async (t) => {
   const nested = { client_secret: 's3cret', name: 'ChatGPT' }
@@ -46,4 +47,19 @@ t.test("a request's logger makes its child only for a line that is written, and 
   log.debug('once the request lowers its own level')
   await new Promise((resolve) => setImmediate(resolve))
   t.equal(lines.length, 3, 'its child judges the level from then on')
+})
+
+t.test("the gateway's logger: Fastify's child per request is lazy, and a request is logged by its path", async (t) => {
+  const lines: Array<Record<string, any>> = []
+  const stream = { write: (line: string) => void lines.push(JSON.parse(line)) }
+  const app = Fastify({ loggerInstance: gatewayLogger({ ...LOGGER_OPTIONS, stream }), logController: new RequestLog() })
+  let requestLog: unknown
+  app.get('/x', async (request) => ((requestLog = request.log), 'ok'))
+  t.teardown(() => app.close())
+  const response = await app.inject('/x?code=secret-code-value')
+  t.equal(response.statusCode, 200)
+  t.type(requestLog, RequestLogger, 'the request got a lazy logger from the default child factory')
+  const completed = lines.filter((line) => line.msg === 'request completed')
+  t.match(completed, [{ req: { method: 'GET', path: '/x' }, res: { statusCode: 200 }, reqId: String }])
+  t.notMatch(JSON.stringify(lines), /secret-code-value/, 'the query string is never logged')
 })
