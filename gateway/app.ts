@@ -11,7 +11,7 @@ import type { Config } from './config.ts'
 import { ConsentPolicy } from './consent.ts'
 import { allowCrossOrigin, answerPreflights } from './cors.ts'
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler, shuttingDown } from './errors.ts'
-import { gatewayLogger, RequestLog, requestId, type GatewayLoggerOptions } from './log.ts'
+import { gatewayLogger, identify, RequestLog, requestId, type GatewayLoggerOptions } from './log.ts'
 import { Metrics } from './metrics.ts'
 import { parameterLimit } from './params.ts'
 import { allowlistSources } from './presets.ts'
@@ -49,6 +49,8 @@ export interface RouteFacts {
   quiet: boolean
   /** `config: { browser: true }`: errors are answered with the HTML page (errors.ts). */
   browser: boolean
+  /** Not `config: { cors: false }`: pages of any origin may read the answers (cors.ts). */
+  cors: boolean
 }
 
 declare module 'fastify' {
@@ -155,12 +157,17 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   // them anew on each read). Hooks on every request are plain callbacks: a promise per hook per request is measurable on the
   // metadata path. The not-found answer has no route and gets its id and CORS headers from the error handler.
   app.addHook('onRoute', (route) => {
-    const facts: RouteFacts = Object.freeze({ url: route.url, quiet: route.config?.log === 'quiet', browser: route.config?.browser === true })
-    const cors = route.config?.cors !== false
+    const facts: RouteFacts = Object.freeze({
+      url: route.url,
+      quiet: route.config?.log === 'quiet',
+      browser: route.config?.browser === true,
+      cors: route.config?.cors !== false,
+    })
     const arrived = (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
       request.route = facts
-      reply.header('x-request-id', request.id)
-      if (cors) allowCrossOrigin(reply)
+      if (facts.cors) allowCrossOrigin(reply)
+      // A quiet route's success writes no line at info for an id to name, and carries no header to expose: only its failures are named (onSend).
+      if (!facts.quiet) identify(request, reply, facts.cors)
       done(closing ? shuttingDown() : undefined)
     }
     route.onRequest = [arrived, ...hooksOf(route.onRequest)]
@@ -170,8 +177,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     if (checkLimits) route.preHandler = [checkLimits, ...hooksOf(route.preHandler)]
   })
   // An answer finished while closing ends its connection too, or a kept-alive client would hold the server open.
-  app.addHook('onSend', (_request, reply, payload, done) => {
+  app.addHook('onSend', (request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close')
+    const route = request.route
+    if (route?.quiet && reply.statusCode >= 400) identify(request, reply, route.cors)
     done(null, payload)
   })
   // Labelled by route pattern: a 404 for any path counts once, as `unmatched`.

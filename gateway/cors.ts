@@ -6,9 +6,11 @@
  * authorize, callback, consent) and /metrics get none.
  *
  * Any origin is allowed and nothing varies by request, so an answer's CORS
- * headers are two fixed ones, set when the request arrives on a route that
- * allows CORS (app.ts), and on the not-found answer, so a browser probing a
- * path that does not exist reads the 404. @fastify/cors answers the
+ * headers are fixed ones: Access-Control-Allow-Origin, set when the request
+ * arrives on a route that allows CORS (app.ts), and on the not-found answer,
+ * so a browser probing a path that does not exist reads the 404; and
+ * Access-Control-Expose-Headers wherever the answer carries the request id
+ * (log.ts). @fastify/cors answers the
  * preflights, in a scope of its own: on every request it would read the
  * route's options and copy its own, which costs more than the metadata
  * endpoint's whole answer.
@@ -26,9 +28,14 @@ declare module 'fastify' {
   }
 }
 
-/** The headers of an answer to a cross-origin request (Fetch §3.2.3). */
+/** Lets a page of any origin read the answer (Fetch §3.2.3). */
 export function allowCrossOrigin(reply: FastifyReply) {
-  reply.header('access-control-allow-origin', ALLOW_ORIGIN).header('access-control-expose-headers', EXPOSED_HEADERS)
+  reply.header('access-control-allow-origin', ALLOW_ORIGIN)
+}
+
+/** Lets it read the headers beyond the safelisted ones too: the request id, a challenge, a session, Retry-After. */
+export function exposeHeaders(reply: FastifyReply) {
+  reply.header('access-control-expose-headers', EXPOSED_HEADERS)
 }
 
 /** The preflights' answers. */

@@ -8,6 +8,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { allowCrossOrigin } from './cors.ts'
+import { identify } from './log.ts'
 import { PAGE_HEADERS, redirectBrowser, renderErrorPage } from './pages.ts'
 import { StoreUnavailable } from './store.ts'
 
@@ -156,8 +157,8 @@ function logFailure(err: unknown, oauth: OAuthError, request: FastifyRequest) {
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply) {
   // No route hook ran (app.ts): the answer gets its id here, and the not-found answer CORS, so a page probing a wrong path reads it.
   if (request.route === null) {
-    reply.header('x-request-id', request.id)
     if (request.is404) allowCrossOrigin(reply)
+    identify(request, reply, request.is404)
   }
   const oauth = toOAuthError(err)
   logFailure(err, oauth, request)

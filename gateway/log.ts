@@ -2,8 +2,9 @@
  * What the gateway logs, and what it never does. Logs are JSON lines (pino,
  * through Fastify). Each request has an id (`reqId`): the caller's
  * X-Request-Id when it is a plain token, a new one otherwise, sent back in
- * X-Request-Id. One OAuth flow spans several requests (authorize, consent,
- * callback, token, refreshes); the id of the /authorize request that started
+ * X-Request-Id (but on the successes of quiet routes, which write no line at
+ * info for it to name). One OAuth flow spans several requests (authorize,
+ * consent, callback, token, refreshes); the id of the /authorize request that started
  * it travels sealed in state, code and refresh token, so every line of the
  * flow carries it as `flow`. Requests are logged by path only, no header is
  * logged, and known secret fields are redacted wherever a line puts them.
@@ -12,6 +13,7 @@ import { randomBytes } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
+import { exposeHeaders } from './cors.ts'
 
 /** A request id the caller may choose: short, and nothing that could forge a log line. */
 const CALLER_REQUEST_ID = /^[A-Za-z0-9._:-]{8,64}$/
@@ -23,6 +25,12 @@ let requests = 0
 export function requestId(request: IncomingMessage): string {
   const given = request.headers['x-request-id']
   return typeof given === 'string' && CALLER_REQUEST_ID.test(given) ? given : `${PROCESS_PREFIX}-${(++requests).toString(36)}`
+}
+
+/** Sends the request id back, so the caller can quote it and ops find the lines; with CORS, a page may read it. */
+export function identify(request: FastifyRequest, reply: FastifyReply, crossOrigin: boolean) {
+  reply.header('x-request-id', request.id)
+  if (crossOrigin) exposeHeaders(reply)
 }
 
 /**

@@ -110,7 +110,7 @@ t.test('one complete flow: a shared flow id, a line per step, no secret in the l
 t.test('X-Request-Id: a plain caller id is kept, anything else is replaced', async (t) => {
   const kept = await fetch(`${stack.gatewayUrl}/token`, { method: 'POST', headers: { 'x-request-id': 'lb-7f3a9c2e-0001' } })
   t.equal(kept.headers.get('x-request-id'), 'lb-7f3a9c2e-0001')
-  const forged = await fetch(`${stack.gatewayUrl}/healthz`, { headers: { 'x-request-id': 'x"}\\n{"level":60' } })
+  const forged = await fetch(`${stack.gatewayUrl}/revoke`, { method: 'POST', headers: { 'x-request-id': 'x"}\\n{"level":60' } })
   t.match(forged.headers.get('x-request-id'), /^[A-Za-z0-9_-]{12}-[0-9a-z]+$/, 'a new id instead of one that could forge a log line')
   t.ok(parsed().some((line) => line.reqId === 'lb-7f3a9c2e-0001'), 'the kept id names the log lines')
   const unknown = await fetch(`${stack.gatewayUrl}/nowhere/${'x'.repeat(20)}`)
@@ -135,6 +135,24 @@ t.test('one line per request; discovery documents, probes and /metrics only at d
   t.same(linesOf('missing').filter((line) => line.msg === 'request completed').map((line) => line.req?.path), ['/.well-known/oauth-protected-resource/elsewhere'], 'a failed one is logged')
   t.same(linesOf('register').filter((line) => line.msg === 'request completed').map((line) => line.req?.path), ['/register'], 'other requests: one line, when answered')
   t.notOk(parsed().some((line) => line.msg === 'incoming request'), 'no second line per request')
+})
+
+t.test('a quiet route names its request only when it fails, the only time it writes a line at info', async (t) => {
+  const origin = { origin: 'https://inspector.example' }
+  const document = await fetch(`${stack.gatewayUrl}/.well-known/oauth-authorization-server`, { headers: origin })
+  t.equal(document.status, 200)
+  t.equal(document.headers.get('x-request-id'), null, 'a success carries no id')
+  t.equal(document.headers.get('access-control-expose-headers'), null, 'nor a list of headers to expose')
+  t.equal(document.headers.get('access-control-allow-origin'), '*', 'pages still read it')
+  const missing = await fetch(`${stack.gatewayUrl}/.well-known/oauth-protected-resource/elsewhere`, { headers: { ...origin, 'x-request-id': 'quiet-failure-0001' } })
+  t.equal(missing.status, 404)
+  t.equal(missing.headers.get('x-request-id'), 'quiet-failure-0001', 'a failure carries its id')
+  t.match(missing.headers.get('access-control-expose-headers'), /X-Request-Id/, 'which a page may read')
+  t.ok(parsed().some((line) => line.reqId === 'quiet-failure-0001' && line.msg === 'request completed'), 'and it names the line logged')
+  const other = await fetch(`${stack.gatewayUrl}/register`, { method: 'POST', headers: { ...origin, 'content-type': 'application/json' }, body: JSON.stringify({ redirect_uris: [CHATGPT_REDIRECT], token_endpoint_auth_method: 'none' }) })
+  t.equal(other.status, 201)
+  t.match(other.headers.get('x-request-id'), /\S{8,}/, 'other routes name every answer')
+  t.match(other.headers.get('access-control-expose-headers'), /X-Request-Id/)
 })
 
 t.test('/metrics asks for METRICS_TOKEN when it is set, and can be switched off', async (t) => {
