@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createInterface } from 'node:readline'
-import { startGatewayProcess, type GatewayProcess } from '../support/gateway-process.ts'
+import { startGatewayProcess, underLauncher, type GatewayProcess } from '../support/gateway-process.ts'
 import { freePort } from '../support/ports.ts'
 import { gatewayFile, TEST_SECRET } from '../support/stack.ts'
 
@@ -47,9 +47,10 @@ export async function startUpstreamProcess(callbackUrl: string): Promise<Started
   return { ...ready, url: ready.issuer, child, stop: stopper(child) }
 }
 
-export async function startCeiling(body: string): Promise<Started> {
+/** `launcher`: a command that runs node, as for the gateway (GatewayProcessOptions). */
+export async function startCeiling(body: string, launcher?: string[]): Promise<Started> {
   const port = await freePort()
-  const child = spawn(process.execPath, ['test/bench/ceiling.ts', String(port), body], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(...underLauncher(launcher, ['test/bench/ceiling.ts', String(port), body]), { stdio: ['ignore', 'pipe', 'pipe'] })
   await firstLine(child, 'the ceiling')
   return { url: `http://127.0.0.1:${port}`, child, stop: stopper(child) }
 }
@@ -60,9 +61,10 @@ export async function startCeiling(body: string): Promise<Started> {
  * requests a second) and logging at info, as in production. Its log lines
  * are read but not kept.
  */
-export function startGateway(port: number, upstream: StartedUpstream, mcpResource: string): Promise<GatewayProcess> {
+export function startGateway(port: number, upstream: StartedUpstream, mcpResource: string, launcher?: string[]): Promise<GatewayProcess> {
   const url = `http://127.0.0.1:${port}`
   return startGatewayProcess({
+    ...(launcher ? { launcher } : {}),
     port,
     config: { ...gatewayFile(url, upstream.issuer, mcpResource), limits: { enabled: false } },
     env: { GATEWAY_SECRET: TEST_SECRET, UPSTREAM_CLIENT_SECRET: upstream.clientSecret },

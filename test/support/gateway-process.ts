@@ -40,6 +40,8 @@ export interface GatewayProcessOptions {
   env: Record<string, string>
   /** Extra node arguments, e.g. `--import` of a module that injects a fault. */
   nodeArgs?: string[]
+  /** A command that runs node, e.g. valgrind with its options (the process keeps its pid). */
+  launcher?: string[]
   /** Loads memory-probe.ts, for liveMemory(). */
   memoryProbe?: boolean
   /** The port to listen on; a free one when absent. */
@@ -48,13 +50,19 @@ export interface GatewayProcessOptions {
   keep?: (entry: Record<string, any>) => boolean
 }
 
+/** The command and arguments that run node with `args`, under `launcher` when one is given. */
+export function underLauncher(launcher: string[] | undefined, args: string[]): [string, string[]] {
+  const [command, ...options] = launcher ?? []
+  return command === undefined ? [process.execPath, args] : [command, [...options, process.execPath, ...args]]
+}
+
 export async function startGatewayProcess(options: GatewayProcessOptions): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'gateway-process-'))
   const configPath = join(dir, 'gateway.yaml')
   writeFileSync(configPath, JSON.stringify(options.config))
   const port = options.port ?? (await freePort())
   const probe = options.memoryProbe ? ['--expose-gc', '--import', './test/support/memory-probe.ts'] : []
-  const child = spawn(process.execPath, [...probe, ...(options.nodeArgs ?? []), 'gateway/server.ts'], {
+  const child = spawn(...underLauncher(options.launcher, [...probe, ...(options.nodeArgs ?? []), 'gateway/server.ts']), {
     env: { PATH: process.env.PATH ?? '', ...options.env, GATEWAY_CONFIG: configPath, PORT: String(port), HOST: '127.0.0.1' },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
