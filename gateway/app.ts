@@ -176,7 +176,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     const checkLimits = route.config?.limits === undefined ? undefined : limitChecks[route.config.limits]
     if (checkLimits) route.preHandler = [checkLimits, ...hooksOf(route.preHandler)]
   })
-  // An answer finished while closing ends its connection too, or a kept-alive client would hold the server open.
+  // An answer finished while closing ends its connection too, or a kept-alive client would hold the server open; a quiet
+  // route's failure names its request, as every answer of the other routes does from the start.
   app.addHook('onSend', (request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close')
     const route = request.route

@@ -4,9 +4,9 @@
  * X-Request-Id when it is a plain token, a new one otherwise, sent back in
  * X-Request-Id (but on the successes of quiet routes, which write no line at
  * info for it to name). One OAuth flow spans several requests (authorize,
- * consent, callback, token, refreshes); the id of the /authorize request that started
- * it travels sealed in state, code and refresh token, so every line of the
- * flow carries it as `flow`. Requests are logged by path only, no header is
+ * consent, callback, token, refreshes); the id of the /authorize request that
+ * started it travels sealed in state, code and refresh token, so every line
+ * of the flow carries it as `flow`. Requests are logged by path only, no header is
  * logged, and known secret fields are redacted wherever a line puts them.
  */
 import { randomBytes } from 'node:crypto'
