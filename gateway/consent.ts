@@ -22,6 +22,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { Config } from './config.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
+import { canonicalScope } from './scopes.ts'
 import type { Sealer } from './seal.ts'
 
 /** What /authorize validated, sealed into the consent form until the user decides. */
@@ -62,8 +63,7 @@ const DAY = 24 * 60 * 60
  * asks for other scopes than the user approved asks the user again.
  */
 export function approvalKey(clientId: string, redirectUri: string, scope: string): string {
-  const scopes = [...new Set(scope.split(' ').filter(Boolean))].sort().join(' ')
-  return createHash('sha256').update(`${clientId}\n${redirectUri}\n${scopes}`).digest('base64url').slice(0, 22)
+  return createHash('sha256').update(`${clientId}\n${redirectUri}\n${canonicalScope(scope)}`).digest('base64url').slice(0, 22)
 }
 
 function browserHash(browserId: string): string {

@@ -10,6 +10,11 @@ type ScopeConfig = Config['scopes']
 
 const split = (scope: string | undefined) => (scope ?? '').split(' ').filter(Boolean)
 
+/** A scope's names, each once and sorted: two scopes naming the same set, in any order, compare equal. */
+export function canonicalScope(scope: string): string {
+  return [...new Set(split(scope))].sort().join(' ')
+}
+
 /**
  * RFC 6749 §3.3: the client's scope in its own names. An absent or empty
  * `scope` (ChatGPT sends `scope=`) means the configured default scopes.
