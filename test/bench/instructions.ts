@@ -61,8 +61,7 @@ const upstream = await startUpstreamProcess(`${gatewayUrl}/callback`)
 try {
   const gateway = await startGateway(gatewayPort, upstream, 'http://127.0.0.1:9/mcp', callgrind('gateway'))
   const body = await (await fetch(gatewayUrl + METADATA_PATH)).text()
-  // The gateway's environment, as test/support/gateway-process.ts sets it.
-  const gatewayInstructions = await count('gateway', gateway, { PATH: process.env.PATH ?? '', HOST: '127.0.0.1' })
+  const gatewayInstructions = await count('gateway', gateway, gateway.env)
   const ceilingInstructions = await count('ceiling', await startCeiling(body, callgrind('ceiling')), process.env)
   const thousands = (value: number) => `${(value / 1000).toFixed(1)}k`
   console.log(`instructions per metadata answer, over ${requests} after ${warmup} to warm up:`)

@@ -13,6 +13,8 @@ import { freePort } from './ports.ts'
 export interface GatewayProcess {
   url: string
   child: ChildProcess
+  /** The environment the process was started with. */
+  env: NodeJS.ProcessEnv
   /** Log lines, parsed; only those `keep` accepted when it was given. */
   logs: Array<Record<string, any>>
   /** Resolves with the first log line `match` accepts (from now or before), or rejects after `ms`. */
@@ -62,10 +64,8 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
   writeFileSync(configPath, JSON.stringify(options.config))
   const port = options.port ?? (await freePort())
   const probe = options.memoryProbe ? ['--expose-gc', '--import', './test/support/memory-probe.ts'] : []
-  const child = spawn(...underLauncher(options.launcher, [...probe, ...(options.nodeArgs ?? []), 'gateway/server.ts']), {
-    env: { PATH: process.env.PATH ?? '', ...options.env, GATEWAY_CONFIG: configPath, PORT: String(port), HOST: '127.0.0.1' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
+  const env = { PATH: process.env.PATH ?? '', ...options.env, GATEWAY_CONFIG: configPath, PORT: String(port), HOST: '127.0.0.1' }
+  const child = spawn(...underLauncher(options.launcher, [...probe, ...(options.nodeArgs ?? []), 'gateway/server.ts']), { env, stdio: ['ignore', 'pipe', 'pipe'] })
   const logs: Array<Record<string, any>> = []
   const waiters = new Set<{ match: (entry: Record<string, any>) => boolean; resolve: (entry: Record<string, any>) => void }>()
   let stderr = ''
@@ -126,6 +126,7 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
   return {
     url: `http://127.0.0.1:${port}`,
     child,
+    env,
     logs,
     waitForLog,
     exited,
