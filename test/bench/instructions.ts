@@ -5,9 +5,11 @@
  * ceiling, counted by valgrind's callgrind over N requests after a warm-up
  * (the count is switched on only for the measured requests). On a shared
  * machine requests per second move by 20% from one run to the next; this
- * count moves by about 1%, so a change worth a few percent shows. It counts
- * user space only: the kernel's work (the socket writes, about a third of
- * the CPU time here) is not in it. Needs valgrind; not part of the tests.
+ * count moves by 1% between runs close in time (up to 5% over a day), so a
+ * change worth several percent shows when the counts are taken together. It
+ * counts user space only: the kernel's work (the socket writes, about a
+ * third of the CPU time here) is not in it. Needs valgrind; not part of the
+ * tests.
  */
 import autocannon from 'autocannon'
 import { execFileSync } from 'node:child_process'
