@@ -125,7 +125,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const endpoints = Object.freeze(
     Object.fromEntries(Object.entries(PATHS).map(([name, path]) => [name, config.publicUrl + path])),
   ) as Gateway['endpoints']
-  const store = options.store ?? new MemoryStore()
+  const store = options.store ?? new MemoryStore(config.memoryStore.maxEntries)
   const metrics = new Metrics({ processMetrics: options.processMetrics ?? false })
   const upstream = createUpstream(config, endpoints.callback, { log: app.log, observe: (call, seconds, failure) => metrics.upstreamCall(call, seconds, failure) })
   const mcpProxy = config.front.enabled ? createMcpProxy(config.front) : undefined

@@ -58,7 +58,9 @@ export async function startCeiling(body: string, launcher?: string[]): Promise<S
 /**
  * The gateway from `node gateway/server.ts`, configured as in the tests but
  * with rate limits off (the benchmark is one client sending thousands of
- * requests a second) and logging at info, as in production. Its log lines
+ * requests a second) and room for a million entries in its in-memory store
+ * (the benchmark runs hundreds of sign-ins a second, and the default bound
+ * holds about 130 a second), logging at info, as in production. Its log lines
  * are read but not kept.
  */
 export function startGateway(port: number, upstream: StartedUpstream, mcpResource: string, launcher?: string[]): Promise<GatewayProcess> {
@@ -66,7 +68,7 @@ export function startGateway(port: number, upstream: StartedUpstream, mcpResourc
   return startGatewayProcess({
     ...(launcher ? { launcher } : {}),
     port,
-    config: { ...gatewayFile(url, upstream.issuer, mcpResource), limits: { enabled: false } },
+    config: { ...gatewayFile(url, upstream.issuer, mcpResource), limits: { enabled: false }, memoryStore: { maxEntries: 1_000_000 } },
     env: { GATEWAY_SECRET: TEST_SECRET, UPSTREAM_CLIENT_SECRET: upstream.clientSecret },
     memoryProbe: true,
     keep: () => false,

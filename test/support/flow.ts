@@ -98,15 +98,20 @@ export interface Tokens {
   expires_in?: number
 }
 
-/** A public client's code exchange that must succeed. */
-export async function exchangeCode(stack: Stack, client: RegisteredClient, obtained: ObtainedCode): Promise<Tokens> {
-  const response = await postForm(`${stack.gatewayUrl}/token`, {
+/** A public client's code exchange, as sent; the answer is the caller's to judge. */
+export function postCodeExchange(stack: Stack, client: RegisteredClient, obtained: ObtainedCode): Promise<Response> {
+  return postForm(`${stack.gatewayUrl}/token`, {
     grant_type: 'authorization_code',
     code: obtained.code,
     code_verifier: obtained.verifier,
     redirect_uri: client.redirect_uris[0]!,
     client_id: client.client_id,
   })
+}
+
+/** A public client's code exchange that must succeed. */
+export async function exchangeCode(stack: Stack, client: RegisteredClient, obtained: ObtainedCode): Promise<Tokens> {
+  const response = await postCodeExchange(stack, client, obtained)
   if (response.status !== 200) throw new Error(`code exchange failed: ${response.status} ${await response.text()}`)
   return (await response.json()) as Tokens
 }

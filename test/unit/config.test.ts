@@ -143,6 +143,13 @@ t.test('Redis: REDIS_URL from the environment only, redis.* from the file', asyn
   fails(t, { ...file, redis: { commandTimeoutMs: 10 } }, env, /redis\.commandTimeoutMs:/, 'timeout range')
 })
 
+t.test('memoryStore.maxEntries: 100,000 by default, within bounds', async (t) => {
+  t.equal(parseConfig(file, env).memoryStore.maxEntries, 100_000)
+  t.equal(parseConfig({ ...file, memoryStore: { maxEntries: 1_000_000 } }, env).memoryStore.maxEntries, 1_000_000)
+  fails(t, { ...file, memoryStore: { maxEntries: 5 } }, env, /memoryStore\.maxEntries:/, 'too small')
+  fails(t, { ...file, memoryStore: { maxEntries: 1.5 } }, env, /memoryStore\.maxEntries:/, 'not an integer')
+})
+
 t.test('limits and timeouts have defaults and are checked against each other', async (t) => {
   const config = parseConfig(file, env)
   t.equal(config.upstream.maxResponseBytes, 1024 * 1024, 'upstream answers are capped at 1 MiB')
