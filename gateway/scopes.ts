@@ -8,11 +8,14 @@ import { invalidScope } from './errors.ts'
 
 type ScopeConfig = Config['scopes']
 
-const split = (scope: string | undefined) => (scope ?? '').split(' ').filter(Boolean)
+/** A scope string's names, in order (RFC 6749 §3.3: space-delimited); none for an absent or empty one. */
+export function scopeNames(scope: string | undefined): string[] {
+  return (scope ?? '').split(' ').filter(Boolean)
+}
 
 /** A scope's names, each once and sorted: two scopes naming the same set, in any order, compare equal. */
 export function canonicalScope(scope: string): string {
-  return [...new Set(split(scope))].sort().join(' ')
+  return [...new Set(scopeNames(scope))].sort().join(' ')
 }
 
 /**
@@ -20,7 +23,7 @@ export function canonicalScope(scope: string): string {
  * `scope` (ChatGPT sends `scope=`) means the configured default scopes.
  */
 export function resolveClientScope(scopes: ScopeConfig, requested: string | undefined): string {
-  const asked = split(requested)
+  const asked = scopeNames(requested)
   if (asked.length === 0) return scopes.default.join(' ')
   const unknown = asked.filter((scope) => !scopes.supported.includes(scope))
   if (unknown.length) throw invalidScope(`scope: ${unknown.join(' ')} ${unknown.length > 1 ? 'are' : 'is'} not supported (supported: ${scopes.supported.join(' ')})`)
@@ -29,7 +32,7 @@ export function resolveClientScope(scopes: ScopeConfig, requested: string | unde
 
 /** The scope asked of the upstream for a client scope. */
 export function upstreamScope(scopes: ScopeConfig, clientScope: string, options: { refreshTokens: boolean }): string {
-  const upstream = split(clientScope).flatMap((scope) => split(Object.hasOwn(scopes.upstream, scope) ? scopes.upstream[scope] : scope))
+  const upstream = scopeNames(clientScope).flatMap((scope) => scopeNames(Object.hasOwn(scopes.upstream, scope) ? scopes.upstream[scope] : scope))
   if (scopes.addOfflineAccess && options.refreshTokens) upstream.push('offline_access')
   return [...new Set(upstream)].join(' ')
 }
@@ -42,9 +45,9 @@ export function upstreamScope(scopes: ScopeConfig, clientScope: string, options:
 export function grantedClientScope(scopes: ScopeConfig, clientScope: string, upstreamGranted: string | undefined): string | undefined {
   if (upstreamGranted === undefined) return undefined
   if (Object.keys(scopes.upstream).length === 0 && !scopes.addOfflineAccess) return upstreamGranted
-  const granted = new Set(split(upstreamGranted))
-  const upstreamOf = (scope: string) => split(Object.hasOwn(scopes.upstream, scope) ? scopes.upstream[scope] : scope)
-  return split(clientScope)
+  const granted = new Set(scopeNames(upstreamGranted))
+  const upstreamOf = (scope: string) => scopeNames(Object.hasOwn(scopes.upstream, scope) ? scopes.upstream[scope] : scope)
+  return scopeNames(clientScope)
     .filter((scope) => upstreamOf(scope).every((name) => granted.has(name)))
     .join(' ')
 }

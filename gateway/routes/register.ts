@@ -12,6 +12,7 @@ import { invalidClientMetadata, invalidRedirectUri } from '../errors.ts'
 import { logStep } from '../log.ts'
 import { presetOf, refusalReason } from '../presets.ts'
 import { normaliseRedirectUri } from '../redirect-uri.ts'
+import { scopeNames } from '../scopes.ts'
 import type { Gateway } from '../app.ts'
 
 function registrationSchema(gateway: Gateway) {
@@ -27,7 +28,7 @@ function registrationSchema(gateway: Gateway) {
     scope: z
       .string()
       .max(1000)
-      .refine((scope) => scope.split(' ').filter(Boolean).every((s) => config.scopes.supported.includes(s)), `asks for a scope that is not supported (supported: ${config.scopes.supported.join(' ')})`)
+      .refine((scope) => scopeNames(scope).every((s) => config.scopes.supported.includes(s)), `asks for a scope that is not supported (supported: ${config.scopes.supported.join(' ')})`)
       .optional(),
   })
 }

@@ -24,7 +24,7 @@ import { optional, parametersOf, required, type Parameters } from '../params.ts'
 import { isValidVerifier, verifierMatches } from '../pkce.ts'
 import { normaliseRedirectUri, sameRedirectUri } from '../redirect-uri.ts'
 import { checkResource } from '../resource.ts'
-import { grantedClientScope, upstreamScope } from '../scopes.ts'
+import { grantedClientScope, scopeNames, upstreamScope } from '../scopes.ts'
 import { hashOf, singleFlight } from '../single-flight.ts'
 import type { TokenSet } from '../upstream/index.ts'
 import type { CodeGrant } from './callback.ts'
@@ -160,9 +160,9 @@ const openRefreshToken = step('openRefreshToken', (gateway: Gateway, client: Reg
 
 /** RFC 6749 §6: a narrower scope may be asked for, never one that was not granted. */
 const checkRefreshScope = step('checkRefreshScope', (gateway: Gateway, grant: RefreshGrant, parameters: Parameters): string | undefined => {
-  const asked = optional(parameters, 'scope')?.split(' ').filter(Boolean)
-  if (!asked?.length) return undefined
-  const allowed = grant.sc?.split(' ') ?? gateway.config.scopes.supported
+  const asked = scopeNames(optional(parameters, 'scope'))
+  if (!asked.length) return undefined
+  const allowed = grant.sc === undefined ? gateway.config.scopes.supported : scopeNames(grant.sc)
   const beyond = asked.filter((scope) => !allowed.includes(scope))
   if (beyond.length) throw invalidScope(`scope: ${beyond.join(' ')} was not granted with this refresh token (RFC 6749 §6)`)
   return [...new Set(asked)].join(' ')
