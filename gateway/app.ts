@@ -127,6 +127,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   ) as Gateway['endpoints']
   const store = options.store ?? new MemoryStore(config.memoryStore.maxEntries)
   const metrics = new Metrics({ processMetrics: options.processMetrics ?? false })
+  if (store instanceof MemoryStore) metrics.watchMemoryStore(store)
   const upstream = createUpstream(config, endpoints.callback, { log: app.log, observe: (call, seconds, failure) => metrics.upstreamCall(call, seconds, failure) })
   const mcpProxy = config.front.enabled ? createMcpProxy(config.front) : undefined
   const documents = config.clientMetadataDocuments

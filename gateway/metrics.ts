@@ -1,11 +1,12 @@
 /**
  * Prometheus metrics, one registry per app: requests and latency per endpoint
  * and status, upstream calls and their failures, flows started and completed
- * and registrations per client preset, plus Node's process metrics. Labels
- * come from closed sets (route patterns, preset names, upstream call names),
- * never from what a client sends, so the series stay few.
+ * and registrations per client preset, the in-memory store's fill, plus
+ * Node's process metrics. Labels come from closed sets (route patterns,
+ * preset names, upstream call names), never from what a client sends, so the
+ * series stay few.
  */
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 
 /** Latency buckets in seconds: sub-millisecond metadata up to the upstream timeout. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -76,6 +77,20 @@ export class Metrics {
 
   clientRegistered(preset: string) {
     this.registrations.inc({ preset })
+  }
+
+  /** The in-memory store's fill, read at each scrape: it refuses new entries with 503 when full. */
+  watchMemoryStore(store: { readonly size: number; readonly maxEntries: number }) {
+    new Gauge({
+      name: 'oauth_gateway_memory_store_entries',
+      help: 'Entries held by the in-memory store (no Redis), expired ones not yet swept included; at its bound new entries get 503',
+      registers: [this.registry],
+      collect() {
+        this.set(store.size)
+      },
+    })
+    const bound = new Gauge({ name: 'oauth_gateway_memory_store_max_entries', help: 'The in-memory store\'s bound (memoryStore.maxEntries)', registers: [this.registry] })
+    bound.set(store.maxEntries)
   }
 
   async text(): Promise<string> {

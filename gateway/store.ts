@@ -48,6 +48,11 @@ export class MemoryStore implements Store {
     this.#sweeper = setInterval(() => this.#sweep(Date.now()), sweepMs).unref()
   }
 
+  /** The most entries it holds. */
+  get maxEntries(): number {
+    return this.#maxEntries
+  }
+
   /** Entries held, expired ones not yet swept included. */
   get size(): number {
     return this.#entries.size + this.#marks.size
