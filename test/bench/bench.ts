@@ -23,7 +23,7 @@ import { freePort } from '../support/ports.ts'
 import { registerClient } from '../support/gateway-flow.ts'
 import { sample } from '../support/metrics.ts'
 import { CHATGPT_REGISTRATION, chatGptCode, gatewayTokenBody, inParallel, upstreamAuthorization, upstreamCode, upstreamTokenBody } from './flows.ts'
-import { startCeiling, startGateway, startUpstreamProcess } from './processes.ts'
+import { MCP_RESOURCE, METADATA_PATH, startCeiling, startGateway, startUpstreamProcess } from './processes.ts'
 
 const { values: args } = parseArgs({ options: { short: { type: 'boolean', default: false }, out: { type: 'string', default: 'test/bench/results.json' } } })
 const short = args.short
@@ -34,7 +34,6 @@ const PLAN = short
   : { seconds: 5, warmupSeconds: 3, connections: 10, rounds: 20, roundSeconds: 2, codes: 250, tokenRounds: 6, tokenConnections: 1, flows: 50_000, warmupFlows: 10_000, flowWorkers: 8 }
 
 const TARGETS = { metadataOfCeiling: 0.8, tokenAddedP50Ms: 2, memoryGrowth: 0.1 }
-const MCP_RESOURCE = 'http://127.0.0.1:9/mcp'
 
 interface Figure {
   requestsPerSecond: number
@@ -158,12 +157,11 @@ const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
 const callbackUrl = `${gatewayUrl}/callback`
 const upstream = await startUpstreamProcess(callbackUrl)
 const gateway = await startGateway(gatewayPort, upstream, MCP_RESOURCE)
-const metadataPath = '/.well-known/oauth-authorization-server'
-const ceiling = await startCeiling(await (await fetch(gatewayUrl + metadataPath)).text())
+const ceiling = await startCeiling(await (await fetch(gatewayUrl + METADATA_PATH)).text())
 
 try {
   note('metadata: gateway and the bare Fastify ceiling')
-  const metadataComparison = await compare(PLAN.rounds, { what: 'metadata', options: { url: gatewayUrl + metadataPath } }, { what: 'ceiling', options: { url: ceiling.url + metadataPath } })
+  const metadataComparison = await compare(PLAN.rounds, { what: 'metadata', options: { url: gatewayUrl + METADATA_PATH } }, { what: 'ceiling', options: { url: ceiling.url + METADATA_PATH } })
   const [metadata, bare] = metadataComparison.medians
 
   note('registration')

@@ -18,12 +18,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { freePort } from '../support/ports.ts'
-import { startCeiling, startGateway, startUpstreamProcess, type Started } from './processes.ts'
+import { MCP_RESOURCE, METADATA_PATH, startCeiling, startGateway, startUpstreamProcess, type Started } from './processes.ts'
 
 const { values: args } = parseArgs({ options: { requests: { type: 'string', default: '10000' }, warmup: { type: 'string', default: '20000' } } })
 const requests = Number(args.requests)
 const warmup = Number(args.warmup)
-const METADATA_PATH = '/.well-known/oauth-authorization-server'
 const dir = mkdtempSync(join(tmpdir(), 'instructions-'))
 
 /** valgrind running node under callgrind, counting nothing until told to. */
@@ -61,7 +60,7 @@ const gatewayPort = await freePort()
 const gatewayUrl = `http://127.0.0.1:${gatewayPort}`
 const upstream = await startUpstreamProcess(`${gatewayUrl}/callback`)
 try {
-  const gateway = await startGateway(gatewayPort, upstream, 'http://127.0.0.1:9/mcp', callgrind('gateway'))
+  const gateway = await startGateway(gatewayPort, upstream, MCP_RESOURCE, callgrind('gateway'))
   const body = await (await fetch(gatewayUrl + METADATA_PATH)).text()
   const gatewayInstructions = await count('gateway', gateway, gateway.env)
   const ceilingInstructions = await count('ceiling', await startCeiling(body, callgrind('ceiling')), process.env)

@@ -10,6 +10,12 @@ import { startGatewayProcess, underLauncher, type GatewayProcess } from '../supp
 import { freePort } from '../support/ports.ts'
 import { gatewayFile, TEST_SECRET } from '../support/stack.ts'
 
+/** The document measured against the ceiling (ceiling.ts answers the same path). */
+export const METADATA_PATH = '/.well-known/oauth-authorization-server'
+
+/** The MCP server the benchmark's gateway names as its resource: nothing listens there, and no measurement reaches it. */
+export const MCP_RESOURCE = 'http://127.0.0.1:9/mcp'
+
 export interface Started {
   url: string
   child: ChildProcess
