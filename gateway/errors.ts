@@ -7,10 +7,10 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { allowCrossOrigin } from './cors.ts'
-import { identify } from './log.ts'
-import { PAGE_HEADERS, redirectBrowser, renderErrorPage } from './pages.ts'
-import { StoreUnavailable } from './store.ts'
+import { allowCrossOrigin } from './http/cors.ts'
+import { identify } from './http/log.ts'
+import { PAGE_HEADERS, redirectBrowser, renderErrorPage } from './http/pages.ts'
+import { StoreUnavailable } from './state/store.ts'
 
 /** What the log line of a failure adds to the error itself: never sent to the client, and never a secret, code or token. */
 export type LogDetails = Readonly<Record<string, unknown>>

@@ -15,10 +15,10 @@
  */
 import { destination } from 'pino'
 import { buildGateway } from './app.ts'
-import { ConfigError, configPath, loadConfig, type Config } from './config.ts'
-import { LOGGER_OPTIONS } from './log.ts'
-import { connectRedis, createRedisClient, RedisStore } from './redis-store.ts'
-import { watchConfig } from './reload.ts'
+import { ConfigError, configPath, loadConfig, type Config } from './config/schema.ts'
+import { LOGGER_OPTIONS } from './http/log.ts'
+import { connectRedis, createRedisClient, RedisStore } from './state/redis-store.ts'
+import { watchConfig } from './config/reload.ts'
 
 let config: Config
 try {

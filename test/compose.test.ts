@@ -11,7 +11,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { basename, join, posix, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
-import { parseConfigText } from '../gateway/config.ts'
+import { parseConfigText } from '../gateway/config/schema.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 // Compose files use YAML merge keys (<<) to share settings between replicas.
@@ -177,9 +177,9 @@ t.test('the doctor runs in the gateway image: copied there, importing only copie
   const { context, stages } = dockerfileOf(service)
   const gateway = stages.find((stage) => stage.name === 'gateway')!
   const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string>; dependencies: Record<string, string> }
-  t.equal(manifest.scripts.doctor, 'node gateway/doctor.ts', 'npm run doctor')
+  t.equal(manifest.scripts.doctor, 'node gateway/doctor/main.ts', 'npm run doctor')
   const seen = new Set<string>()
-  const pending = ['gateway/doctor.ts']
+  const pending = ['gateway/doctor/main.ts']
   while (pending.length) {
     const file = pending.pop()!
     if (seen.has(file)) continue

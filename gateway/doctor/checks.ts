@@ -5,7 +5,7 @@
  * upstream's sign-in page. Pure of printing and exit codes: it returns one
  * result per check (doctor.ts prints them).
  */
-import type { Settings } from '../config.ts'
+import type { Settings } from '../config/schema.ts'
 import { checkConnectorFlow, checkRedirectUris, redirectCandidates } from './flow.ts'
 import { checkGatewayMetadata, checkGatewayResourceMetadata, checkMcpDiscovery, checkPreflight } from './gateway.ts'
 import { requester } from './http.ts'

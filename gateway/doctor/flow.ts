@@ -4,10 +4,10 @@
  * through the consent page to the upstream's sign-in page, without signing in.
  */
 import { randomBytes } from 'node:crypto'
-import type { Settings } from '../config.ts'
-import { newVerifier, s256 } from '../pkce.ts'
-import { PRESET_NAMES, REDIRECT_PRESETS, presetsAllowing, type PresetName } from '../presets.ts'
-import { normaliseRedirectUri } from '../redirect-uri.ts'
+import type { Settings } from '../config/schema.ts'
+import { newVerifier, s256 } from '../policy/pkce.ts'
+import { PRESET_NAMES, REDIRECT_PRESETS, presetsAllowing, type PresetName } from '../policy/presets.ts'
+import { normaliseRedirectUri } from '../policy/redirect-uri.ts'
 import { describeAnswer, jsonObject, pageText, requester, CookieJar, type Outcome, type Requester } from './http.ts'
 import type { Report } from './report.ts'
 import type { UpstreamView } from './upstream.ts'

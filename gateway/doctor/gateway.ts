@@ -4,7 +4,7 @@
  * and the protected resource metadata (RFC 9728) that leads MCP clients from
  * the MCP URL to the gateway.
  */
-import type { Settings } from '../config.ts'
+import type { Settings } from '../config/schema.ts'
 import { describeAnswer, jsonObject, type Outcome, type Requester } from './http.ts'
 import type { Report } from './report.ts'
 

@@ -3,7 +3,7 @@
  * the way the gateway finds it, PKCE S256, and each endpoint the gateway
  * calls answering at all.
  */
-import type { Settings } from '../config.ts'
+import type { Settings } from '../config/schema.ts'
 import { describeAnswer, jsonObject, type Requester } from './http.ts'
 import type { Report } from './report.ts'
 

@@ -8,11 +8,11 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Gateway } from '../app.ts'
-import type { ConsentCookie, PendingAuthorization } from '../consent.ts'
+import type { ConsentCookie, PendingAuthorization } from '../policy/consent.ts'
 import { OAuthError } from '../errors.ts'
-import { logStep } from '../log.ts'
-import { describeSeconds } from '../pages.ts'
-import { optional, parametersOf, type Parameters } from '../params.ts'
+import { logStep } from '../http/log.ts'
+import { describeSeconds } from '../http/pages.ts'
+import { optional, parametersOf, type Parameters } from '../http/params.ts'
 import { sendToUpstream } from './authorize.ts'
 
 const START_AGAIN = 'Go back to the app and start connecting again.'

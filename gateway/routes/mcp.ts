@@ -7,7 +7,7 @@
  * WWW-Authenticate and Mcp-Session-Id).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, withResourceMetadata } from '../proxy-headers.ts'
+import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, withResourceMetadata } from '../policy/proxy-headers.ts'
 import type { McpProxy } from '../upstream/mcp-proxy.ts'
 
 /** Streamable HTTP uses POST, GET (event stream) and DELETE (end of session); OPTIONS is CORS's. */

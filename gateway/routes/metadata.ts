@@ -6,8 +6,8 @@
  * Provider, so it names no jwks_uri or userinfo endpoint and returns no ID token.
  */
 import type { FastifyInstance } from 'fastify'
-import { ASSERTION_ALGORITHMS } from '../client-auth.ts'
-import { AUTH_METHODS, GRANT_TYPES, TOKEN_AUTH_METHODS } from '../clients.ts'
+import { ASSERTION_ALGORITHMS } from '../clients/authentication.ts'
+import { AUTH_METHODS, GRANT_TYPES, TOKEN_AUTH_METHODS } from '../clients/registry.ts'
 
 const WELL_KNOWN = ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']
 

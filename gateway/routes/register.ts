@@ -7,12 +7,12 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
-import { AUTH_METHODS, clientHandle, GRANT_TYPES, type RegisteredClient } from '../clients.ts'
+import { AUTH_METHODS, clientHandle, GRANT_TYPES, type RegisteredClient } from '../clients/registry.ts'
 import { invalidClientMetadata, invalidRedirectUri } from '../errors.ts'
-import { logStep } from '../log.ts'
-import { presetOf, refusalReason } from '../presets.ts'
-import { normaliseRedirectUri } from '../redirect-uri.ts'
-import { scopeNames } from '../scopes.ts'
+import { logStep } from '../http/log.ts'
+import { presetOf, refusalReason } from '../policy/presets.ts'
+import { normaliseRedirectUri } from '../policy/redirect-uri.ts'
+import { scopeNames } from '../policy/scopes.ts'
 import type { Gateway } from '../app.ts'
 
 function registrationSchema(gateway: Gateway) {

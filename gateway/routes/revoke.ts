@@ -4,10 +4,10 @@
  * else is passed on as an access token. Unknown tokens answer 200 (§2.2).
  */
 import type { FastifyInstance } from 'fastify'
-import { authenticateClient } from '../client-auth.ts'
-import { clientHandle } from '../clients.ts'
-import { logStep } from '../log.ts'
-import { optional, parametersOf, required } from '../params.ts'
+import { authenticateClient } from '../clients/authentication.ts'
+import { clientHandle } from '../clients/registry.ts'
+import { logStep } from '../http/log.ts'
+import { optional, parametersOf, required } from '../http/params.ts'
 import type { RefreshGrant } from './token.ts'
 
 export async function revoke(app: FastifyInstance) {

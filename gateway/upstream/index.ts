@@ -9,10 +9,10 @@
 import type { FastifyBaseLogger } from 'fastify'
 import * as oidc from 'openid-client'
 import { Agent } from 'undici'
-import type { Config } from '../config.ts'
-import { isLoopbackHost } from '../redirect-uri.ts'
+import type { Config } from '../config/schema.ts'
+import { isLoopbackHost } from '../policy/redirect-uri.ts'
 import { OAuthError } from '../errors.ts'
-import { upstreamResourceParameters } from '../resource.ts'
+import { upstreamResourceParameters } from '../policy/resource.ts'
 import { translateRegisteredClientError, translateUpstreamError, type UpstreamCall } from './errors.ts'
 import { readRegistrationResponse, upstreamClientMetadata, type RegistrationRequest, type UpstreamAuthMethod, type UpstreamClient, type UpstreamRegistration } from './registration.ts'
 

@@ -8,7 +8,7 @@
  */
 import type { Readable } from 'node:stream'
 import { Agent, type Dispatcher } from 'undici'
-import type { Config } from '../config.ts'
+import type { Config } from '../config/schema.ts'
 import { translateMcpServerError } from './errors.ts'
 
 export interface ProxyRequest {

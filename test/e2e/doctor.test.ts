@@ -1,5 +1,5 @@
 /**
- * `node gateway/doctor.ts` as ops run it: a real process, reading a
+ * `node gateway/doctor/main.ts` as ops run it: a real process, reading a
  * configuration file and the environment, checking a real deployment over
  * HTTP (the oidc-provider upstream, the gateway, the SDK's MCP server). A
  * healthy deployment passes every check; each broken one fails the check that
@@ -31,7 +31,7 @@ interface DoctorRun {
 function doctor(file: Record<string, unknown> | undefined, args: string[] = [], env: Record<string, string> = {}): Promise<DoctorRun> {
   const configPath = join(dir, `gateway-${Math.random().toString(36).slice(2)}.yaml`)
   if (file) writeFileSync(configPath, JSON.stringify(file))
-  const child = spawn(process.execPath, ['gateway/doctor.ts', ...args], {
+  const child = spawn(process.execPath, ['gateway/doctor/main.ts', ...args], {
     env: { PATH: process.env.PATH ?? '', GATEWAY_CONFIG: configPath, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   })

@@ -6,8 +6,8 @@
  * verifier or secret, whatever went wrong.
  */
 import t from 'tap'
-import { clientHandle } from '../../gateway/clients.ts'
-import { Sealer } from '../../gateway/seal.ts'
+import { clientHandle } from '../../gateway/clients/registry.ts'
+import { Sealer } from '../../gateway/state/seal.ts'
 import { authorizeUrl, exchangeCode, obtainCode, pkcePair, postForm, registerClient, type RegisteredClient } from '../support/flow.ts'
 import { capturedLog } from '../support/log-capture.ts'
 import { CHATGPT_REDIRECT, failsWith, startStack, TEST_SECRET } from '../support/stack.ts'

@@ -6,8 +6,8 @@
  * log holds no secret, code, token or cookie; and /metrics counts the flow.
  */
 import t from 'tap'
-import { clientHandle } from '../../gateway/clients.ts'
-import { Sealer } from '../../gateway/seal.ts'
+import { clientHandle } from '../../gateway/clients/registry.ts'
+import { Sealer } from '../../gateway/state/seal.ts'
 import type { CodeGrant } from '../../gateway/routes/callback.ts'
 import type { RefreshGrant } from '../../gateway/routes/token.ts'
 import { basicAuth, obtainCode, postForm, registerClient } from '../support/flow.ts'

@@ -6,7 +6,7 @@
  * on one Redis share their counters.
  */
 import t, { type Test } from 'tap'
-import { connectRedis, createRedisClient, RedisStore } from '../../gateway/redis-store.ts'
+import { connectRedis, createRedisClient, RedisStore } from '../../gateway/state/redis-store.ts'
 import { pkcePair, postForm, postJson, registerClient } from '../support/flow.ts'
 import { capturedLog } from '../support/log-capture.ts'
 import { deletePrefix, randomPrefix, SHARED_REDIS_URL } from '../support/redis.ts'

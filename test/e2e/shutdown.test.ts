@@ -5,8 +5,8 @@
  * server.shutdownTimeoutMs does not keep it alive, it exits 1 and says why.
  */
 import t, { type Test } from 'tap'
-import { clientHandle } from '../../gateway/clients.ts'
-import { Sealer } from '../../gateway/seal.ts'
+import { clientHandle } from '../../gateway/clients/registry.ts'
+import { Sealer } from '../../gateway/state/seal.ts'
 import { startFaultProxy, type FaultProxy } from '../support/fault-proxy.ts'
 import { postForm, postJson } from '../support/flow.ts'
 import { startGatewayProcess, type GatewayProcess } from '../support/gateway-process.ts'

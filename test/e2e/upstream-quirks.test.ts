@@ -5,8 +5,8 @@
  * and after a refresh, and checks what reached the upstream.
  */
 import t from 'tap'
-import { clientHandle } from '../../gateway/clients.ts'
-import { Sealer } from '../../gateway/seal.ts'
+import { clientHandle } from '../../gateway/clients/registry.ts'
+import { Sealer } from '../../gateway/state/seal.ts'
 import type { RefreshGrant } from '../../gateway/routes/token.ts'
 import { CookieBrowser, signInAndFollow } from '../support/browser.ts'
 import { authorizeUrl, obtainCode, pkcePair, postForm, registerClient, type RegisteredClient } from '../support/flow.ts'

@@ -6,7 +6,7 @@
  * any content type and any kind of broken Authorization header.
  */
 import fc from 'fast-check'
-import { renderConsentPage, renderErrorPage } from '../../gateway/pages.ts'
+import { renderConsentPage, renderErrorPage } from '../../gateway/http/pages.ts'
 
 export type Endpoint = 'metadata' | 'protected-resource' | 'register' | 'authorize' | 'consent' | 'callback' | 'token' | 'revoke' | 'health' | 'unknown'
 

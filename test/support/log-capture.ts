@@ -3,7 +3,7 @@
  * a test reads the lines exactly as they would leave the process.
  */
 import { Writable } from 'node:stream'
-import { LOGGER_OPTIONS } from '../../gateway/log.ts'
+import { LOGGER_OPTIONS } from '../../gateway/http/log.ts'
 
 export function capturedLog() {
   const lines: string[] = []

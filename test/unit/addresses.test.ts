@@ -1,5 +1,5 @@
 import t from 'tap'
-import { checkFetchableUrl, isFetchableAddress, isLoopbackAddress } from '../../gateway/addresses.ts'
+import { checkFetchableUrl, isFetchableAddress, isLoopbackAddress } from '../../gateway/policy/addresses.ts'
 
 const strict = { allowLoopback: false }
 const development = { allowLoopback: true }

@@ -6,7 +6,7 @@
 import t from 'tap'
 import type { LookupAddress } from 'node:dns'
 import { createServer, type ServerResponse } from 'node:http'
-import { createClientMetadataFetcher, FetchRefused, type FetcherOptions } from '../../gateway/upstream/client-metadata.ts'
+import { createClientMetadataFetcher, FetchRefused, type FetcherOptions } from '../../gateway/upstream/document-fetcher.ts'
 import { closeServer, listen } from '../support/http.ts'
 
 const hits: string[] = []

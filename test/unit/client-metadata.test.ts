@@ -1,8 +1,8 @@
 import t from 'tap'
-import { cacheLifetime, checkClientIdUrl, ClientMetadataDocuments, ClientMetadataError, isClientIdUrl, parseDocument } from '../../gateway/client-metadata.ts'
-import type { Config } from '../../gateway/config.ts'
-import { MemoryStore } from '../../gateway/store.ts'
-import { FetchRefused, type ClientMetadataFetcher, type FetchedJson } from '../../gateway/upstream/client-metadata.ts'
+import { cacheLifetime, checkClientIdUrl, ClientMetadataDocuments, ClientMetadataError, isClientIdUrl, parseDocument } from '../../gateway/clients/metadata-documents.ts'
+import type { Config } from '../../gateway/config/schema.ts'
+import { MemoryStore } from '../../gateway/state/store.ts'
+import { FetchRefused, type ClientMetadataFetcher, type FetchedJson } from '../../gateway/upstream/document-fetcher.ts'
 
 const URL_ID = 'https://client.example/oauth/client.json'
 const document = (overrides: Record<string, unknown> = {}) => ({

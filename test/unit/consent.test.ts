@@ -1,7 +1,7 @@
 import t from 'tap'
-import { parseConfig } from '../../gateway/config.ts'
-import { approvalKey, ConsentPolicy, type PendingAuthorization } from '../../gateway/consent.ts'
-import { Sealer } from '../../gateway/seal.ts'
+import { parseConfig } from '../../gateway/config/schema.ts'
+import { approvalKey, ConsentPolicy, type PendingAuthorization } from '../../gateway/policy/consent.ts'
+import { Sealer } from '../../gateway/state/seal.ts'
 
 const env = { GATEWAY_SECRET: 'k'.repeat(32), UPSTREAM_CLIENT_SECRET: 'upstream-secret' }
 const file = {

@@ -1,7 +1,7 @@
 /** The pure helpers behind the limits: parameter counting, client-safe descriptions, log excerpts. */
 import t from 'tap'
 import { describeForClient } from '../../gateway/errors.ts'
-import { countParameters } from '../../gateway/params.ts'
+import { countParameters } from '../../gateway/http/params.ts'
 import { excerptOf } from '../../gateway/upstream/fetch.ts'
 
 t.test('parameters are counted with every repeat', async (t) => {

@@ -2,7 +2,7 @@ import pino from 'pino'
 import { Writable } from 'node:stream'
 import t from 'tap'
 import Fastify from 'fastify'
-import { gatewayLogger, redactSecrets, RequestLog, RequestLogger } from '../../gateway/log.ts'
+import { gatewayLogger, redactSecrets, RequestLog, RequestLogger } from '../../gateway/http/log.ts'
 import { capturedLog } from '../support/log-capture.ts'
 
 t.test('secret fields are redacted at the top of a line and one level down, and nothing else is touched', async (t) => {

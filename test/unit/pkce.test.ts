@@ -1,5 +1,5 @@
 import t from 'tap'
-import { isValidChallenge, isValidVerifier, newVerifier, s256, verifierMatches } from '../../gateway/pkce.ts'
+import { isValidChallenge, isValidVerifier, newVerifier, s256, verifierMatches } from '../../gateway/policy/pkce.ts'
 
 t.test('RFC 7636 appendix B example', async (t) => {
   const verifier = 'dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk'

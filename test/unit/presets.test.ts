@@ -8,8 +8,8 @@
  */
 import t from 'tap'
 import fc from 'fast-check'
-import { PRESET_NAMES, REDIRECT_PRESETS, allowlistSources, presetsAllowing, refusalReason, type PresetName, type PresetSwitches } from '../../gateway/presets.ts'
-import { RedirectAllowlist, normaliseRedirectUri } from '../../gateway/redirect-uri.ts'
+import { PRESET_NAMES, REDIRECT_PRESETS, allowlistSources, presetsAllowing, refusalReason, type PresetName, type PresetSwitches } from '../../gateway/policy/presets.ts'
+import { RedirectAllowlist, normaliseRedirectUri } from '../../gateway/policy/redirect-uri.ts'
 
 const ALL_ON = Object.fromEntries(PRESET_NAMES.map((name) => [name, true])) as PresetSwitches
 const everyPreset = new RedirectAllowlist(allowlistSources(ALL_ON, []))

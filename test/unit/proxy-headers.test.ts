@@ -1,5 +1,5 @@
 import t from 'tap'
-import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, withResourceMetadata } from '../../gateway/proxy-headers.ts'
+import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, withResourceMetadata } from '../../gateway/policy/proxy-headers.ts'
 
 const METADATA = 'https://mcp.example.com/.well-known/oauth-protected-resource/mcp'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
-import { RedirectAllowlist, normaliseRedirectUri, parsePattern, sameRedirectUri } from '../../gateway/redirect-uri.ts'
-import { allowlistSources } from '../../gateway/presets.ts'
+import { RedirectAllowlist, normaliseRedirectUri, parsePattern, sameRedirectUri } from '../../gateway/policy/redirect-uri.ts'
+import { allowlistSources } from '../../gateway/policy/presets.ts'
 import { parse } from 'yaml'
 import { readFileSync } from 'node:fs'
 

@@ -5,8 +5,8 @@
  */
 import t, { type Test } from 'tap'
 import type { Redis } from 'ioredis'
-import { connectRedis, createRedisClient, reconnectDelay, RedisStore } from '../../gateway/redis-store.ts'
-import { StoreUnavailable } from '../../gateway/store.ts'
+import { connectRedis, createRedisClient, reconnectDelay, RedisStore } from '../../gateway/state/redis-store.ts'
+import { StoreUnavailable } from '../../gateway/state/store.ts'
 import { deletePrefix, keysWithTtl, randomPrefix, rawClient, SHARED_REDIS_URL, startPrivateRedis } from '../support/redis.ts'
 
 const silent = { info() {}, warn() {} }

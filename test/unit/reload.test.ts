@@ -1,7 +1,7 @@
 import t from 'tap'
 import { buildGateway } from '../../gateway/app.ts'
-import { parseConfig } from '../../gateway/config.ts'
-import { applyLiveConfig, changedKeys } from '../../gateway/reload.ts'
+import { parseConfig } from '../../gateway/config/schema.ts'
+import { applyLiveConfig, changedKeys } from '../../gateway/config/reload.ts'
 
 const env = { GATEWAY_SECRET: 'k'.repeat(32), UPSTREAM_CLIENT_SECRET: 'upstream-secret' }
 const file = {

@@ -1,8 +1,8 @@
 import t from 'tap'
-import { parseConfig } from '../../gateway/config.ts'
+import { parseConfig } from '../../gateway/config/schema.ts'
 import { OAuthError } from '../../gateway/errors.ts'
-import { checkResource, upstreamResourceParameters } from '../../gateway/resource.ts'
-import { grantedClientScope, resolveClientScope, upstreamScope } from '../../gateway/scopes.ts'
+import { checkResource, upstreamResourceParameters } from '../../gateway/policy/resource.ts'
+import { grantedClientScope, resolveClientScope, upstreamScope } from '../../gateway/policy/scopes.ts'
 
 const env = { GATEWAY_SECRET: 'k'.repeat(32), UPSTREAM_CLIENT_SECRET: 'upstream-secret' }
 function config(overrides: Record<string, unknown> = {}, upstream: Record<string, unknown> = {}) {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { Sealer } from '../../gateway/seal.ts'
+import { Sealer } from '../../gateway/state/seal.ts'
 
 const oldKey = 'old-key-old-key-old-key-old-key-0'
 const newKey = 'new-key-new-key-new-key-new-key-1'

@@ -1,8 +1,8 @@
 import t from 'tap'
 import { OAuthError } from '../../gateway/errors.ts'
-import { Sealer } from '../../gateway/seal.ts'
-import { singleFlight, type Flight } from '../../gateway/single-flight.ts'
-import { MemoryStore } from '../../gateway/store.ts'
+import { Sealer } from '../../gateway/state/seal.ts'
+import { singleFlight, type Flight } from '../../gateway/state/single-flight.ts'
+import { MemoryStore } from '../../gateway/state/store.ts'
 
 const sealer = new Sealer(['single-flight-test-secret-0123456789abcdef'])
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { MemoryStore, StoreUnavailable } from '../../gateway/store.ts'
+import { MemoryStore, StoreUnavailable } from '../../gateway/state/store.ts'
 
 t.test('single use, values, locks and expiry', async (t) => {
   const store = new MemoryStore()

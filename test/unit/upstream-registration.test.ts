@@ -1,8 +1,8 @@
 /** Reading the upstream's RFC 7591 answer, and sealing the upstream client into the gateway client id. */
 import t, { type Test } from 'tap'
-import { ClientRegistry } from '../../gateway/clients.ts'
+import { ClientRegistry } from '../../gateway/clients/registry.ts'
 import { OAuthError } from '../../gateway/errors.ts'
-import { Sealer, nowSeconds } from '../../gateway/seal.ts'
+import { Sealer, nowSeconds } from '../../gateway/state/seal.ts'
 import { readRegistrationResponse, upstreamClientMetadata } from '../../gateway/upstream/registration.ts'
 
 const CALLBACK = 'https://oauth.example.com/callback'

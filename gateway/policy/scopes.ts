@@ -3,8 +3,8 @@
  * (renamed per `scopes.upstream`, with `offline_access` added when
  * configured), and what the client is told it was granted. Pure: no Fastify here.
  */
-import type { Config } from './config.ts'
-import { invalidScope } from './errors.ts'
+import type { Config } from '../config/schema.ts'
+import { invalidScope } from '../errors.ts'
 
 type ScopeConfig = Config['scopes']
 

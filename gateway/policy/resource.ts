@@ -3,8 +3,8 @@
  * server (`mcpResource`). What a client may name, and what the upstream is
  * sent for it (`upstream.resource`). Pure: no Fastify here.
  */
-import type { Config } from './config.ts'
-import { invalidTarget } from './errors.ts'
+import type { Config } from '../config/schema.ts'
+import { invalidTarget } from '../errors.ts'
 
 const withoutTrailingSlash = (value: string) => value.replace(/\/$/, '')
 

@@ -2,7 +2,7 @@
  * Reading OAuth parameters. RFC 6749 §3.1 and §3.2: parameters must not be
  * repeated, and parameters sent without a value are treated as omitted.
  */
-import { invalidRequest } from './errors.ts'
+import { invalidRequest } from '../errors.ts'
 
 export type Parameters = Record<string, unknown>
 

@@ -8,12 +8,12 @@
 import { createHash } from 'node:crypto'
 import type { JSONWebKeySet } from 'jose'
 import { z } from 'zod'
-import { checkFetchableUrl } from './addresses.ts'
-import type { RegisteredClient } from './clients.ts'
-import type { Config } from './config.ts'
-import { normaliseRedirectUri } from './redirect-uri.ts'
-import type { Store } from './store.ts'
-import { FetchRefused, type ClientMetadataFetcher, type FetchedJson } from './upstream/client-metadata.ts'
+import { checkFetchableUrl } from '../policy/addresses.ts'
+import type { RegisteredClient } from './registry.ts'
+import type { Config } from '../config/schema.ts'
+import { normaliseRedirectUri } from '../policy/redirect-uri.ts'
+import type { Store } from '../state/store.ts'
+import { FetchRefused, type ClientMetadataFetcher, type FetchedJson } from '../upstream/document-fetcher.ts'
 
 /** The draft: no method based on a shared secret, since none can be shared. */
 export const DOCUMENT_AUTH_METHODS = ['none', 'private_key_jwt'] as const

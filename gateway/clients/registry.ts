@@ -10,10 +10,10 @@
  */
 import { createHash, randomUUID } from 'node:crypto'
 import type { JSONWebKeySet } from 'jose'
-import { ClientMetadataError, isClientIdUrl, type ClientMetadataDocuments } from './client-metadata.ts'
-import type { Sealer } from './seal.ts'
-import { nowSeconds } from './seal.ts'
-import type { UpstreamClient } from './upstream/registration.ts'
+import { ClientMetadataError, isClientIdUrl, type ClientMetadataDocuments } from './metadata-documents.ts'
+import type { Sealer } from '../state/seal.ts'
+import { nowSeconds } from '../state/seal.ts'
+import type { UpstreamClient } from '../upstream/registration.ts'
 
 /** The methods a client may register with (RFC 7591). */
 export const AUTH_METHODS = ['none', 'client_secret_basic', 'client_secret_post'] as const

@@ -20,10 +20,10 @@
  * Pure: no Fastify here; the routes pass header values in and out.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import type { Config } from './config.ts'
+import type { Config } from '../config/schema.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
 import { canonicalScope } from './scopes.ts'
-import type { Sealer } from './seal.ts'
+import type { Sealer } from '../state/seal.ts'
 
 /** What /authorize validated, sealed into the consent form until the user decides. */
 export interface PendingAuthorization {

@@ -14,7 +14,7 @@
  */
 import { lookup as dnsLookup, type LookupAddress, type LookupAllOptions } from 'node:dns'
 import { Agent, request } from 'undici'
-import { checkFetchableUrl, isFetchableAddress } from '../addresses.ts'
+import { checkFetchableUrl, isFetchableAddress } from '../policy/addresses.ts'
 
 /** A fetch that was refused or failed; the message completes "the document at <url> …". */
 export class FetchRefused extends Error {

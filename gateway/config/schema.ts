@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { z } from 'zod'
-import { isLoopbackHost, parsePattern } from './redirect-uri.ts'
+import { isLoopbackHost, parsePattern } from '../policy/redirect-uri.ts'
 
 export const DEFAULT_CONFIG_PATH = 'config/gateway.yaml'
 

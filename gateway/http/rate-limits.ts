@@ -16,8 +16,8 @@ import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Redis } from 'ioredis'
 import { createHash } from 'node:crypto'
-import type { Config, RateLimitRule } from './config.ts'
-import { OAuthError } from './errors.ts'
+import type { Config, RateLimitRule } from '../config/schema.ts'
+import { OAuthError } from '../errors.ts'
 
 export type LimitedEndpoint = 'register' | 'authorize' | 'token'
 

@@ -6,11 +6,11 @@
 import { createHash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { createLocalJWKSet, decodeJwt, errors as jose, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose'
-import type { Gateway } from './app.ts'
-import { ClientMetadataError, isClientIdUrl } from './client-metadata.ts'
-import { clientHandle, type AuthMethod, type RegisteredClient } from './clients.ts'
-import { InvalidClient, invalidRequest, step } from './errors.ts'
-import { nowSeconds } from './seal.ts'
+import type { Gateway } from '../app.ts'
+import { ClientMetadataError, isClientIdUrl } from './metadata-documents.ts'
+import { clientHandle, type AuthMethod, type RegisteredClient } from './registry.ts'
+import { InvalidClient, invalidRequest, step } from '../errors.ts'
+import { nowSeconds } from '../state/seal.ts'
 
 /** RFC 7523 §2.2. */
 const JWT_BEARER = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'

@@ -8,10 +8,10 @@
  */
 import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
-import type { Gateway } from './app.ts'
-import { parseConfigText, readConfigFile, type Config } from './config.ts'
-import { allowlistSources } from './presets.ts'
-import { RedirectAllowlist } from './redirect-uri.ts'
+import type { Gateway } from '../app.ts'
+import { parseConfigText, readConfigFile, type Config } from './schema.ts'
+import { allowlistSources } from '../policy/presets.ts'
+import { RedirectAllowlist } from '../policy/redirect-uri.ts'
 
 /** The keys a reload applies; everything else needs a restart. */
 export const LIVE_KEYS = ['allowedRedirectUris'] as const

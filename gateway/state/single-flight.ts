@@ -7,7 +7,7 @@
  * tokens never sit in plain text in a shared store. Waiters poll.
  */
 import { createHash } from 'node:crypto'
-import { OAuthError, toOAuthError } from './errors.ts'
+import { OAuthError, toOAuthError } from '../errors.ts'
 import type { Sealer } from './seal.ts'
 import type { Store } from './store.ts'
 

@@ -8,9 +8,9 @@
  */
 import { isAbsolute, relative } from 'node:path'
 import { parseArgs } from 'node:util'
-import { ConfigError, configPath, loadSettings, type Settings } from './config.ts'
-import { runChecks } from './doctor/checks.ts'
-import { formatResult, summarise } from './doctor/report.ts'
+import { ConfigError, configPath, loadSettings, type Settings } from '../config/schema.ts'
+import { runChecks } from './checks.ts'
+import { formatResult, summarise } from './report.ts'
 
 const USAGE = `Usage: node gateway/doctor.ts [options]   (npm run doctor -- [options])
 
