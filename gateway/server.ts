@@ -15,7 +15,8 @@
  */
 import { destination } from 'pino'
 import { buildGateway } from './app.ts'
-import { ConfigError, configPath, loadConfig, type Config } from './config/schema.ts'
+import { ConfigError, configPath, loadConfig } from './config/load.ts'
+import type { Config } from './config/schema.ts'
 import { LOGGER_OPTIONS } from './http/log.ts'
 import { connectRedis, createRedisClient, RedisStore } from './state/redis-store.ts'
 import { watchConfig } from './config/reload.ts'

@@ -11,7 +11,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs'
 import { basename, join, posix, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
-import { parseConfigText } from '../gateway/config/schema.ts'
+import { parseConfigText } from '../gateway/config/load.ts'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
 // Compose files use YAML merge keys (<<) to share settings between replicas.

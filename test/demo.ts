@@ -13,7 +13,7 @@
 import { randomBytes } from 'node:crypto'
 import { buildGateway } from '../gateway/app.ts'
 import { LOGGER_OPTIONS } from '../gateway/http/log.ts'
-import { loadConfig } from '../gateway/config/schema.ts'
+import { loadConfig } from '../gateway/config/load.ts'
 import { CookieBrowser, signInAndFollow } from './support/browser.ts'
 import { ConnectorProvider, mcpClient, textOf, transportFor } from './support/mcp-client.ts'
 import { startStandIns } from './support/standins.ts'

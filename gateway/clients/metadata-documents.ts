@@ -2,7 +2,7 @@
  * Client ID Metadata Documents (MCP authorization 2025-11-25;
  * draft-ietf-oauth-client-id-metadata-document): a client id that is an https
  * URL names a JSON document of the client's metadata, fetched by the gateway
- * (through upstream/client-metadata.ts) and cached in the shared store, so
+ * (through upstream/document-fetcher.ts) and cached in the shared store, so
  * every replica sees the same client.
  */
 import { createHash } from 'node:crypto'
@@ -18,7 +18,7 @@ import { FetchRefused, type ClientMetadataFetcher, type FetchedJson } from '../u
 /** The draft: no method based on a shared secret, since none can be shared. */
 export const DOCUMENT_AUTH_METHODS = ['none', 'private_key_jwt'] as const
 
-/** The grants the gateway serves (clients.ts GRANT_TYPES; not imported, as clients.ts imports this module). */
+/** The grants the gateway serves (registry.ts GRANT_TYPES; not imported, as registry.ts imports this module). */
 const GRANT_TYPES = ['authorization_code', 'refresh_token'] as const
 
 /** Private JWK members; a document must publish public keys only. */

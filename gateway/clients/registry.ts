@@ -4,7 +4,7 @@
  * that shares the secret knows every client and a restart loses none; a
  * confidential client's secret is a MAC of its id, so nothing about a client
  * is stored anywhere. Clients whose id is an https URL publish their own
- * metadata there (client-metadata.ts).
+ * metadata there (metadata-documents.ts).
  * In registration passthrough the id also seals the client's own upstream
  * client, id and secret, which only the gateway can read.
  */

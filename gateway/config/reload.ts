@@ -9,7 +9,8 @@
 import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
 import type { Gateway } from '../app.ts'
-import { parseConfigText, readConfigFile, type Config } from './schema.ts'
+import { parseConfigText, readConfigFile } from './load.ts'
+import type { Config } from './schema.ts'
 import { allowlistSources } from '../policy/presets.ts'
 import { RedirectAllowlist } from '../policy/redirect-uri.ts'
 

@@ -15,7 +15,7 @@ import { checkUpstreamDiscovery, checkUpstreamEndpoints, checkUpstreamPkce } fro
 export type { CheckResult, Status } from './report.ts'
 
 export interface DoctorOptions {
-  /** The deployment as configured: what the gateway reads (config.ts), without secrets. */
+  /** The deployment as configured: what the gateway reads (config/load.ts), without secrets. */
   settings: Settings
   /** Redirect URIs of particular clients, checked beyond the presets and allowedRedirectUris. */
   redirectUris?: readonly string[] | undefined

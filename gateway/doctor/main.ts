@@ -8,7 +8,8 @@
  */
 import { isAbsolute, relative } from 'node:path'
 import { parseArgs } from 'node:util'
-import { ConfigError, configPath, loadSettings, type Settings } from '../config/schema.ts'
+import { ConfigError, configPath, loadSettings } from '../config/load.ts'
+import type { Settings } from '../config/schema.ts'
 import { runChecks } from './checks.ts'
 import { formatResult, summarise } from './report.ts'
 

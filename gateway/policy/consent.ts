@@ -74,7 +74,7 @@ export class ConsentPolicy {
   /**
    * `__Host-` pins the cookie to this host, https and path / (RFC 6265bis §4.1.3.2).
    * Browsers refuse Secure cookies from plain-http pages, so on an http public URL
-   * (loopback development and tests only, config.ts allows nothing else) the
+   * (loopback development and tests only, config/schema.ts allows nothing else) the
    * cookie goes without Secure and without the prefix.
    */
   readonly cookieName: string

@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { buildGateway } from '../../gateway/app.ts'
-import { parseConfig } from '../../gateway/config/schema.ts'
+import { parseConfig } from '../../gateway/config/load.ts'
 import { exchangeCode, obtainCode, postForm, postJson, registerClient } from '../support/flow.ts'
 import { freePort } from '../support/ports.ts'
 import { CHATGPT_REDIRECT, failsWith, gatewayFile, startStack, TEST_SECRET } from '../support/stack.ts'

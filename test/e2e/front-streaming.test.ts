@@ -12,7 +12,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { FastifyInstance } from 'fastify'
 import { Agent, fetch as undiciFetch } from 'undici'
 import { buildGateway } from '../../gateway/app.ts'
-import { parseConfig } from '../../gateway/config/schema.ts'
+import { parseConfig } from '../../gateway/config/load.ts'
 import { closeServer, listen } from '../support/http.ts'
 import { freePort } from '../support/ports.ts'
 import { TEST_SECRET, gatewayFile } from '../support/stack.ts'

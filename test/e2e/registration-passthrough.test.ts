@@ -9,7 +9,7 @@
 import t, { type Test } from 'tap'
 import { auth } from '@modelcontextprotocol/sdk/client/auth.js'
 import { buildGateway } from '../../gateway/app.ts'
-import { parseConfig } from '../../gateway/config/schema.ts'
+import { parseConfig } from '../../gateway/config/load.ts'
 import { CookieBrowser, signInAndFollow } from '../support/browser.ts'
 import { ConnectorProvider, mcpClient, textOf, transportFor } from '../support/mcp-client.ts'
 import { CHATGPT_REDIRECT, TEST_SECRET, failsWith, gatewayFile, startStack } from '../support/stack.ts'

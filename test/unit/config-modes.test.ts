@@ -1,6 +1,6 @@
 /** Configuration of registration passthrough and front mode. */
 import t from 'tap'
-import { parseConfig } from '../../gateway/config/schema.ts'
+import { parseConfig } from '../../gateway/config/load.ts'
 
 const env = { GATEWAY_SECRET: 'k'.repeat(32), UPSTREAM_CLIENT_SECRET: 'upstream-secret' }
 const file = {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseConfig } from '../../gateway/config/schema.ts'
+import { parseConfig } from '../../gateway/config/load.ts'
 import { approvalKey, ConsentPolicy, type PendingAuthorization } from '../../gateway/policy/consent.ts'
 import { Sealer } from '../../gateway/state/seal.ts'
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { buildGateway } from '../../gateway/app.ts'
-import { parseConfig } from '../../gateway/config/schema.ts'
+import { parseConfig } from '../../gateway/config/load.ts'
 import { applyLiveConfig, changedKeys } from '../../gateway/config/reload.ts'
 
 const env = { GATEWAY_SECRET: 'k'.repeat(32), UPSTREAM_CLIENT_SECRET: 'upstream-secret' }

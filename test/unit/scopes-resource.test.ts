@@ -1,5 +1,5 @@
 import t from 'tap'
-import { parseConfig } from '../../gateway/config/schema.ts'
+import { parseConfig } from '../../gateway/config/load.ts'
 import { OAuthError } from '../../gateway/errors.ts'
 import { checkResource, upstreamResourceParameters } from '../../gateway/policy/resource.ts'
 import { grantedClientScope, resolveClientScope, upstreamScope } from '../../gateway/policy/scopes.ts'
