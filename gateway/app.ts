@@ -8,60 +8,22 @@ import type { Redis } from 'ioredis'
 import { ClientMetadataDocuments } from './clients/metadata-documents.ts'
 import { ClientRegistry } from './clients/registry.ts'
 import type { Config } from './config/schema.ts'
-import { ConsentPolicy } from './policy/consent.ts'
-import { allowCrossOrigin, answerPreflights } from './http/cors.ts'
+import { PATHS, type Gateway, type RouteFacts } from './context.ts'
 import { clientErrorHandler, errorHandler, frameworkErrorHandler, notFoundHandler, shuttingDown } from './errors.ts'
+import { allowCrossOrigin, answerPreflights } from './http/cors.ts'
 import { gatewayLogger, identify, RequestLog, requestId, type GatewayLoggerOptions } from './http/log.ts'
 import { Metrics } from './http/metrics.ts'
 import { parameterLimit } from './http/params.ts'
+import { rateLimitChecks } from './http/rate-limits.ts'
+import { ConsentPolicy } from './policy/consent.ts'
 import { allowlistSources } from './policy/presets.ts'
 import { RedirectAllowlist } from './policy/redirect-uri.ts'
-import { rateLimitChecks } from './http/rate-limits.ts'
 import { routes } from './routes/index.ts'
 import { Sealer } from './state/seal.ts'
 import { MemoryStore, type Store } from './state/store.ts'
 import { createClientMetadataFetcher, type ClientMetadataFetcher } from './upstream/document-fetcher.ts'
-import { createUpstream, type Upstream } from './upstream/index.ts'
-import { createMcpProxy, type McpProxy } from './upstream/mcp-proxy.ts'
-
-/** Everything a route needs, built once per app. */
-export interface Gateway {
-  config: Config
-  sealer: Sealer
-  clients: ClientRegistry
-  /** Replaced when the configuration file is reloaded (reload.ts): read it per request, never keep a reference. */
-  allowlist: RedirectAllowlist
-  consent: ConsentPolicy
-  store: Store
-  upstream: Upstream
-  /** Front mode only: the way to the MCP server. */
-  mcpProxy: McpProxy | undefined
-  metrics: Metrics
-  /** The gateway's endpoints, absolute; its metadata advertises the OAuth ones. */
-  endpoints: Readonly<Record<keyof typeof PATHS, string>>
-}
-
-/** What a request's route decides for it, settled when the route is added. */
-export interface RouteFacts {
-  /** The route's pattern, which metrics are labelled by. */
-  url: string
-  /** `config: { log: 'quiet' }`: a successful answer's request line is logged at debug (RequestLog). */
-  quiet: boolean
-  /** `config: { browser: true }`: errors are answered with the HTML page (errors.ts). */
-  browser: boolean
-  /** Not `config: { cors: false }`: pages of any origin may read the answers (cors.ts). */
-  cors: boolean
-}
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    gateway: Gateway
-  }
-  interface FastifyRequest {
-    /** The matched route's facts, from its first hook on; null on the not-found answer. */
-    route: RouteFacts | null
-  }
-}
+import { createUpstream } from './upstream/index.ts'
+import { createMcpProxy } from './upstream/mcp-proxy.ts'
 
 /** A route's hooks of one kind as a list, whether it declared none, one or several. */
 function hooksOf<T>(hooks: T | T[] | undefined): T[] {
@@ -79,15 +41,6 @@ export interface GatewayOptions {
   /** Node's process metrics (memory, event loop, GC) in /metrics; the process-wide collectors suit one app per process. */
   processMetrics?: boolean
 }
-
-export const PATHS = {
-  authorization: '/authorize',
-  token: '/token',
-  registration: '/register',
-  revocation: '/revoke',
-  callback: '/callback',
-  consent: '/consent',
-} as const
 
 /** Trusts the nearest `hops` proxies: X-Forwarded-For is read from its right end, that many entries deep. */
 function trustHops(hops: number) {

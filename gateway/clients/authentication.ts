@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
 import { createLocalJWKSet, decodeJwt, errors as jose, jwtVerify, type JSONWebKeySet, type JWTPayload } from 'jose'
-import type { Gateway } from '../app.ts'
+import type { Gateway } from '../context.ts'
 import { ClientMetadataError, isClientIdUrl } from './metadata-documents.ts'
 import { clientHandle, type AuthMethod, type RegisteredClient } from './registry.ts'
 import { InvalidClient, invalidRequest, step } from '../errors.ts'

@@ -8,7 +8,7 @@
  */
 import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname } from 'node:path'
-import type { Gateway } from '../app.ts'
+import type { Gateway } from '../context.ts'
 import { parseConfigText, readConfigFile } from './load.ts'
 import type { Config } from './schema.ts'
 import { allowlistSources } from '../policy/presets.ts'

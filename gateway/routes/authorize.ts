@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Gateway } from '../app.ts'
+import type { Gateway } from '../context.ts'
 import { clientHandle, type RegisteredClient } from '../clients/registry.ts'
 import { approvalKey, type ConsentCookie, type PendingAuthorization } from '../policy/consent.ts'
 import { OAuthError, invalidRequest, step, unsupportedResponseType } from '../errors.ts'

@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
-import type { Gateway } from '../app.ts'
+import type { Gateway } from '../context.ts'
 import { OAuthError, step } from '../errors.ts'
 import { logStep } from '../http/log.ts'
 import { describeSeconds, redirectBrowser } from '../http/pages.ts'

@@ -7,7 +7,7 @@
  * answer is known to be genuine, errors are a page, never a redirect.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { Gateway } from '../app.ts'
+import type { Gateway } from '../context.ts'
 import type { ConsentCookie, PendingAuthorization } from '../policy/consent.ts'
 import { OAuthError } from '../errors.ts'
 import { logStep } from '../http/log.ts'

@@ -13,7 +13,7 @@ import { logStep } from '../http/log.ts'
 import { presetOf, refusalReason } from '../policy/presets.ts'
 import { normaliseRedirectUri } from '../policy/redirect-uri.ts'
 import { scopeNames } from '../policy/scopes.ts'
-import type { Gateway } from '../app.ts'
+import type { Gateway } from '../context.ts'
 
 function registrationSchema(gateway: Gateway) {
   const { config } = gateway

@@ -13,7 +13,7 @@
  * upstream that rotates refresh tokens never sees the old one twice.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { Gateway } from '../app.ts'
+import type { Gateway } from '../context.ts'
 import { authenticateClient } from '../clients/authentication.ts'
 import { clientHandle, type RegisteredClient } from '../clients/registry.ts'
 import type { Config } from '../config/schema.ts'
