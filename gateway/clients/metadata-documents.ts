@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto'
 import type { JSONWebKeySet } from 'jose'
 import { z } from 'zod'
 import { checkFetchableUrl } from '../policy/addresses.ts'
-import type { RegisteredClient } from './registry.ts'
+import { GRANT_TYPES, type RegisteredClient } from './client.ts'
 import type { Config } from '../config/schema.ts'
 import { normaliseRedirectUri } from '../policy/redirect-uri.ts'
 import type { Store } from '../state/store.ts'
@@ -18,8 +18,6 @@ import { FetchRefused, type ClientMetadataFetcher, type FetchedJson } from '../u
 /** The draft: no method based on a shared secret, since none can be shared. */
 export const DOCUMENT_AUTH_METHODS = ['none', 'private_key_jwt'] as const
 
-/** The grants the gateway serves (registry.ts GRANT_TYPES; not imported, as registry.ts imports this module). */
-const GRANT_TYPES = ['authorization_code', 'refresh_token'] as const
 
 /** Private JWK members; a document must publish public keys only. */
 const PRIVATE_KEY_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth']
