@@ -7,7 +7,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { ASSERTION_ALGORITHMS } from '../clients/authentication.ts'
-import { AUTH_METHODS, GRANT_TYPES, TOKEN_AUTH_METHODS } from '../clients/registry.ts'
+import { AUTH_METHODS, GRANT_TYPES, TOKEN_AUTH_METHODS } from '../clients/client.ts'
 
 const WELL_KNOWN = ['/.well-known/oauth-authorization-server', '/.well-known/openid-configuration']
 

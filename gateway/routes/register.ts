@@ -7,7 +7,8 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
-import { AUTH_METHODS, clientHandle, GRANT_TYPES, type RegisteredClient } from '../clients/registry.ts'
+import { AUTH_METHODS, GRANT_TYPES, type RegisteredClient } from '../clients/client.ts'
+import { clientHandle } from '../clients/registry.ts'
 import { invalidClientMetadata, invalidRedirectUri } from '../errors.ts'
 import { logStep } from '../http/log.ts'
 import { presetOf, refusalReason } from '../policy/presets.ts'
