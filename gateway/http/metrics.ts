@@ -1,8 +1,10 @@
 /**
  * Prometheus metrics, one registry per app: requests and latency per endpoint
  * and status, upstream calls and their failures, flows started and completed
- * and registrations per client preset, the in-memory store's fill, plus
- * Node's process metrics. Labels come from closed sets (route patterns,
+ * and registrations per client preset, redirect URIs refused per preset, rate
+ * limit refusals, client metadata document fetches, the readiness checks, the
+ * in-memory store's fill, plus Node's process metrics. deploy/prometheus/ and
+ * deploy/grafana/ read these names, and test/deploy/ proves they still exist. Labels come from closed sets (route patterns,
  * preset names, upstream call names), never from what a client sends, so the
  * series stay few.
  */
@@ -10,6 +12,12 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 
 /** Latency buckets in seconds: sub-millisecond metadata up to the upstream timeout. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+/** What /readyz checks (routes/health.ts): each true when it passes. */
+export interface Readiness {
+  upstream_metadata: boolean
+  store: boolean
+}
 
 export class Metrics {
   readonly registry = new Registry()
@@ -51,6 +59,27 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  private readonly redirectUriRefusals = new Counter({
+    name: 'oauth_gateway_redirect_uri_refusals_total',
+    help: 'Redirect URIs refused because the allowlist (redirectPresets, allowedRedirectUris) does not allow them, per endpoint and the client preset the URI belongs to (other: none)',
+    labelNames: ['endpoint', 'preset'] as const,
+    registers: [this.registry],
+  })
+
+  private readonly rateLimitRefusals = new Counter({
+    name: 'oauth_gateway_rate_limit_refusals_total',
+    help: 'Requests answered 429 by a rate limit, per endpoint (limits.<endpoint>) and limit (perIp, perClient)',
+    labelNames: ['endpoint', 'limit'] as const,
+    registers: [this.registry],
+  })
+
+  private readonly documentFetches = new Counter({
+    name: 'oauth_gateway_client_metadata_fetches_total',
+    help: 'Fetches of client metadata documents and the key sets they name (cache hits not counted), per document (metadata, jwks) and outcome (ok, failed: unreachable, refused or too large; invalid: fetched but unusable)',
+    labelNames: ['document', 'outcome'] as const,
+    registers: [this.registry],
+  })
+
   constructor(options: { processMetrics: boolean }) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'oauth_gateway_' })
   }
@@ -77,6 +106,36 @@ export class Metrics {
 
   clientRegistered(preset: string) {
     this.registrations.inc({ preset })
+  }
+
+  redirectUriRefused(endpoint: 'register' | 'authorize', preset: string) {
+    this.redirectUriRefusals.inc({ endpoint, preset })
+  }
+
+  rateLimited(endpoint: string, limit: 'perIp' | 'perClient') {
+    this.rateLimitRefusals.inc({ endpoint, limit })
+  }
+
+  documentFetched(document: 'metadata' | 'jwks', outcome: 'ok' | 'failed' | 'invalid') {
+    this.documentFetches.inc({ document, outcome })
+  }
+
+  /**
+   * The checks /readyz runs, evaluated at each scrape: 1 when one passes, 0
+   * when it fails. A replica whose store does not answer still answers the
+   * scrape, so the alert can name the store rather than a missing target.
+   */
+  watchReadiness(storeKind: string, checks: () => Promise<Readiness>) {
+    new Gauge({
+      name: 'oauth_gateway_ready',
+      help: 'Readiness checks of /readyz at scrape time, per check (upstream_metadata: the upstream metadata is loaded; store: the state store answers), with the store in use (redis, memory): 1 passes, 0 fails',
+      labelNames: ['check', 'store'] as const,
+      registers: [this.registry],
+      async collect() {
+        const results = await checks()
+        for (const [check, passed] of Object.entries(results)) this.set({ check, store: storeKind }, passed ? 1 : 0)
+      },
+    })
   }
 
   /** The in-memory store's fill, read at each scrape: it refuses new entries with 503 when full. */
