@@ -13,6 +13,18 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 /** Latency buckets in seconds: sub-millisecond metadata up to the upstream timeout. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
+/**
+ * The error codes of RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, RFC 7009
+ * §2.2.1, RFC 7591 §3.2.2, RFC 8707 §2 and OpenID Connect Core §3.1.2.6:
+ * the label's closed set, since an upstream's code is passed on as it is.
+ */
+const OAUTH_ERRORS = new Set([
+  'invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope',
+  'access_denied', 'unsupported_response_type', 'server_error', 'temporarily_unavailable',
+  'invalid_token', 'insufficient_scope', 'unsupported_token_type', 'invalid_redirect_uri', 'invalid_client_metadata', 'invalid_target',
+  'interaction_required', 'login_required', 'account_selection_required', 'consent_required',
+])
+
 /** What /readyz checks (routes/health.ts): each true when it passes. */
 export interface Readiness {
   upstream_metadata: boolean
@@ -56,6 +68,13 @@ export class Metrics {
     name: 'oauth_gateway_registrations_total',
     help: 'Clients registered (RFC 7591), per client preset of their first redirect URI',
     labelNames: ['preset'] as const,
+    registers: [this.registry],
+  })
+
+  private readonly errorAnswers = new Counter({
+    name: 'oauth_gateway_errors_total',
+    help: 'Error answers, per endpoint (route pattern, unmatched for unknown paths) and OAuth error code (other: a code outside the RFCs, as an upstream may send)',
+    labelNames: ['endpoint', 'error'] as const,
     registers: [this.registry],
   })
 
@@ -106,6 +125,11 @@ export class Metrics {
 
   clientRegistered(preset: string) {
     this.registrations.inc({ preset })
+  }
+
+  /** Every error answer, from the one error handler (JSON, page or redirect alike). */
+  errorAnswered(endpoint: string, error: string) {
+    this.errorAnswers.inc({ endpoint, error: OAUTH_ERRORS.has(error) ? error : 'other' })
   }
 
   redirectUriRefused(endpoint: 'register' | 'authorize', preset: string) {

@@ -3,7 +3,8 @@
  * calls. Redirect URIs the allowlist refuses, per endpoint and the preset the
  * URI belongs to; rate limit refusals, per endpoint and limit; client
  * metadata document fetches, per document and outcome (cache hits are not
- * fetches); and the readiness checks at scrape time.
+ * fetches); error answers per endpoint and OAuth error code; and the
+ * readiness checks at scrape time.
  */
 import t from 'tap'
 import { RedirectAllowlist } from '../../gateway/policy/redirect-uri.ts'
@@ -76,6 +77,16 @@ t.test('rate limit refusals are counted per endpoint and limit', async (t) => {
   const text = await metrics()
   t.equal(sample(text, 'oauth_gateway_rate_limit_refusals_total', { endpoint: 'register', limit: 'perIp' }) - before, refused, 'each 429 counted')
   t.equal(sample(text, 'oauth_gateway_http_requests_total', { route: '/register', method: 'POST', status: '429' }), refused, 'as many as the 429 answers')
+})
+
+t.test('error answers are counted per endpoint and OAuth error code, an unknown path once', async (t) => {
+  t.equal((await fetch(`${stack.gatewayUrl}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=authorization_code' })).status, 401)
+  t.equal((await fetch(`${stack.gatewayUrl}/nowhere/${'x'.repeat(12)}`)).status, 404)
+  const text = await metrics()
+  t.equal(sample(text, 'oauth_gateway_errors_total', { endpoint: '/token', error: 'invalid_client' }), 1, 'no client named')
+  t.ok(sample(text, 'oauth_gateway_errors_total', { endpoint: 'unmatched', error: 'invalid_request' }) >= 1)
+  t.ok(sample(text, 'oauth_gateway_errors_total', { endpoint: '/register', error: 'invalid_redirect_uri' }) >= 3, 'the refusals above')
+  t.notMatch(text, /nowhere/)
 })
 
 t.test('the readiness checks are read at each scrape', async (t) => {
