@@ -9,6 +9,7 @@
  * series stay few.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { PRESET_NAMES } from '../policy/presets.ts'
 
 /** Latency buckets in seconds: sub-millisecond metadata up to the upstream timeout. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -100,6 +101,11 @@ export class Metrics {
   })
 
   constructor(options: { processMetrics: boolean }) {
+    // The per-preset series exist from the start at 0, so that rate() sees a replica's first flows
+    // (a counter that appears already at 1 shows no increase) and the sign-in ratios have a denominator.
+    for (const preset of [...PRESET_NAMES, 'other']) {
+      for (const counter of [this.flowsStarted, this.flowsCompleted, this.registrations]) counter.inc({ preset }, 0)
+    }
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'oauth_gateway_' })
   }
 

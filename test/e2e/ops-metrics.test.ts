@@ -89,6 +89,14 @@ t.test('error answers are counted per endpoint and OAuth error code, an unknown 
   t.notMatch(text, /nowhere/)
 })
 
+t.test('the per-preset series exist at 0 before any flow, so rate() sees the first one', async (t) => {
+  const text = await metrics()
+  for (const name of ['oauth_gateway_flows_started_total', 'oauth_gateway_flows_completed_total', 'oauth_gateway_registrations_total']) {
+    for (const preset of ['chatgpt', 'claude', 'loopback', 'vscodeWeb', 'cursor', 'inspector', 'other']) t.match(text, new RegExp(`^${name}\\{preset="${preset}"\\} \\d+$`, 'm'), `${name}{preset="${preset}"}`)
+  }
+  t.match(text, /^oauth_gateway_flows_started_total\{preset="cursor"\} 0$/m, 'at 0 until a flow starts')
+})
+
 t.test('the readiness checks are read at each scrape', async (t) => {
   const text = await metrics()
   t.equal(sample(text, 'oauth_gateway_ready', { check: 'upstream_metadata', store: 'memory' }), 1)
