@@ -131,7 +131,7 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
 /**
  * Validates a parsed config file plus the environment, without requiring or
  * reading any secret: for tools that check a deployment from the outside
- * (doctor.ts). parseConfig adds the secrets.
+ * (doctor/main.ts). parseConfig adds the secrets.
  */
 export function parseSettings(file: unknown, env: NodeJS.ProcessEnv = {}, where = 'config'): Settings {
   if (file === null || typeof file !== 'object' || Array.isArray(file)) {
