@@ -237,14 +237,14 @@ const serverSchema = z
       .min(100)
       .max(120_000)
       .default(10_000)
-      .describe('Time a client has to send its request headers, in milliseconds; then 408 and the connection is closed (slowloris).'),
+      .describe('Time a client has to send its request headers, in milliseconds; then 408 and the connection is closed (slowloris). At most server.requestTimeoutMs.'),
     requestTimeoutMs: z
       .number()
       .int()
       .min(100)
       .max(600_000)
       .default(30_000)
-      .describe('Time a client has to send its whole request, headers and body, in milliseconds; then 408 and the connection is closed.'),
+      .describe('Time a client has to send its whole request, headers and body, in milliseconds; then 408 and the connection is closed. Not a limit on the answer.'),
     keepAliveTimeoutMs: z
       .number()
       .int()

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { parse } from 'yaml'
-import { ENVIRONMENT_ONLY_VARIABLES, OVERRIDE_VARIABLES, parseSettings } from '../../gateway/config/load.ts'
+import { ENVIRONMENT_ONLY_VARIABLES, OVERRIDE_VARIABLES, parseConfig, parseSettings } from '../../gateway/config/load.ts'
 import { allKeys, configurationKeys, GENERATED_FILES } from '../../scripts/config-reference.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -45,6 +45,20 @@ t.test('the shipped file holds the defaults, except where a key names an example
     node[last] = key.schema.examples[0]
   }
   t.same(parseSettings(parse(read('config/gateway.yaml'))), parseSettings(examples), 'the shipped file parses to the examples plus the defaults')
+})
+
+t.test("the README's minimal production configuration is valid, and needs only the secrets it names", async (t) => {
+  const readme = read('README.md')
+  const yaml = /^```yaml\n([\s\S]*?)^```/m.exec(readme)
+  t.ok(yaml, 'the README has a yaml block')
+  const file = parse(yaml?.[1] ?? '')
+  // The secrets: the first sh block after the file.
+  const secrets = /^```sh\n([\s\S]*?)^```/m.exec(readme.slice(yaml?.index ?? 0))?.[1] ?? ''
+  const env = Object.fromEntries([...secrets.matchAll(/^([A-Z_]+)=/gm)].map((match) => [match[1]!, match[1] === 'REDIS_URL' ? 'rediss://redis.internal:6379' : 'x'.repeat(32)]))
+  t.ok('GATEWAY_SECRET' in env && 'UPSTREAM_CLIENT_SECRET' in env, 'the secrets follow it')
+  const config = parseConfig(file, env)
+  t.equal(config.publicUrl, 'https://oauth.neonpanel.com')
+  t.equal(config.server.trustProxy, 1)
 })
 
 t.test('the environment variable tables cover what the gateway reads', async (t) => {
