@@ -7,7 +7,8 @@
  * deploy/prometheus/rules.yml returns a series, every alert expression of
  * alerts.yml is valid and quiet on this healthy deployment while every metric
  * it reads is present, and every panel query of the Grafana dashboard returns
- * a series. A metric renamed in the gateway breaks this test.
+ * a series. A metric renamed in the gateway breaks this test. Last, Redis
+ * stops, and the Redis and ready-replica alerts' expressions turn true.
  */
 import t, { type Test } from 'tap'
 import { spawn } from 'node:child_process'
@@ -20,7 +21,7 @@ import { parse, stringify } from 'yaml'
 import { startClientSite } from '../support/client-site.ts'
 import { pkcePair } from '../support/flow.ts'
 import { freePort } from '../support/ports.ts'
-import { deletePrefix, SHARED_REDIS_URL } from '../support/redis.ts'
+import { startPrivateRedis } from '../support/redis.ts'
 import { completeFlow, refresh, register, registration, startCluster, type Cluster, type Replica, type TestClient } from '../support/replicas.ts'
 
 const DEPLOY = fileURLToPath(new URL('../../deploy/', import.meta.url))
@@ -34,11 +35,12 @@ const settings = (file: Record<string, any>) => ({
   // Low enough for the test to meet it.
   limits: { register: { perIp: { max: 6, windowSeconds: 60 } } },
 })
-const cluster = await startCluster({ replicas: 2, redisUrl: SHARED_REDIS_URL, config: settings, env: { METRICS_TOKEN } })
+// A Redis of the test's own, which the last test stops.
+const redis = await startPrivateRedis(t)
+const cluster = await startCluster({ replicas: 2, redisUrl: redis.url, config: settings, env: { METRICS_TOKEN } })
 const single = await startCluster({ replicas: 1, config: settings, env: { METRICS_TOKEN } })
 t.teardown(async () => {
   await Promise.all([cluster.close(), single.close(), site.close()])
-  await deletePrefix(cluster.keyPrefix)
 })
 
 const prometheus = await startPrometheus({
@@ -273,4 +275,18 @@ t.test('every panel query of the Grafana dashboard returns a series', async (t) 
   // The job variable lists both jobs.
   const jobs = await api<string[]>(`label/job/values?${new URLSearchParams({ 'match[]': 'oauth_gateway_http_requests_total' })}`)
   t.same(jobs.sort(), ['oauth-gateway', 'oauth-gateway-memory'])
+})
+
+t.test('Redis stops: the Redis and ready-replica alert expressions turn true for the replicas on it', async (t) => {
+  await redis.stop()
+  await scrapesAfterNow(2)
+  const expressionOf = (name: string) => alerts.find((alert) => alert.alert === name)!.expr
+  const unavailable = await query(expressionOf('OAuthGatewayRedisUnavailable'))
+  t.same(unavailable.map((sample) => sample.metric.instance).sort(), cluster.replicas.map((replica) => new URL(replica.url).host).sort(), 'both replicas on Redis')
+  const notReady = await query(expressionOf('OAuthGatewayReplicaNotReady'))
+  t.equal(notReady.length, 2, 'both are not ready')
+  const tooFew = await query(expressionOf('OAuthGatewayTooFewReadyReplicas'))
+  t.same(tooFew.map((sample) => [sample.metric.job, Number(sample.value[1])]), [['oauth-gateway', 0]], 'no ready replica in the job')
+  const { alerts: active } = await api<{ alerts: Array<{ labels: Record<string, string>; state: string }> }>('alerts')
+  t.ok(active.some((alert) => alert.labels.alertname === 'OAuthGatewayRedisUnavailable' && alert.state === 'pending'), 'Prometheus holds the alert pending (for: 1m)')
 })
