@@ -21,6 +21,7 @@ import ts from 'typescript'
 import { parseAllDocuments, parse } from 'yaml'
 import { parseConfigText } from '../../gateway/config/load.ts'
 import { PATHS } from '../../gateway/context.ts'
+import { PROMETHEUS_RULE_FILE, renderPrometheusRule } from '../../scripts/prometheus-rule.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const run = promisify(execFile)
@@ -36,7 +37,8 @@ const { stdout: version } = await run('kubectl', ['version', '--client'])
 t.comment(version.trim().replace(/\n/g, '; '))
 const base = await build('deploy/kubernetes')
 const production = await build('deploy/kubernetes/overlays/production')
-const builds = { base, production }
+const monitoring = await build('deploy/kubernetes/monitoring')
+const builds = { base, production, monitoring }
 
 const one = (objects: K8sObject[], kind: string, name = 'oauth-gateway') => {
   const found = objects.find((object) => object.kind === kind && object.metadata.name === name)
@@ -44,8 +46,9 @@ const one = (objects: K8sObject[], kind: string, name = 'oauth-gateway') => {
   return found
 }
 
-/** The kubernetes-models module of an object: kubernetes-models/<apiVersion>/<Kind>. */
-const modelPath = (object: K8sObject) => `kubernetes-models/${object.apiVersion}/${object.kind}`
+/** The model of an object: kubernetes-models/<apiVersion>/<Kind>, or the Prometheus Operator's. */
+const modelPath = (object: K8sObject) =>
+  object.apiVersion.startsWith('monitoring.coreos.com/') ? `@kubernetes-models/prometheus-operator/${object.apiVersion}/${object.kind}` : `kubernetes-models/${object.apiVersion}/${object.kind}`
 
 t.test('kustomize builds the base and the production overlay', async (t) => {
   t.same(base.map((object) => object.kind).sort(), ['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'Namespace', 'NetworkPolicy', 'PodDisruptionBudget', 'Service', 'Service', 'ServiceAccount'])
@@ -98,7 +101,7 @@ function unknownFields(objects: K8sObject[]): string[] {
 }
 
 t.test('no object has a field the Kubernetes API does not know (as kubectl --validate=strict)', async (t) => {
-  t.same(unknownFields([...base, ...production]), [], 'base and production: no unknown field')
+  t.same(unknownFields([...base, ...production, ...monitoring]), [], 'base, production and monitoring: no unknown field')
   // The check can fail: a misspelled field deep in the pod template.
   const deployment = structuredClone(one(base, 'Deployment'))
   deployment.spec.template.spec.containers[0].readinesProbe = deployment.spec.template.spec.containers[0].readinessProbe
@@ -250,4 +253,20 @@ t.test('the production Ingress routes the public endpoints and keeps /metrics, /
   for (const path of ['/metrics', '/healthz', '/readyz']) t.notOk(routes(path), `${path} is not routed`)
   for (const entry of paths) t.equal(entry.backend.service.name, 'oauth-gateway')
   t.equal(ingress.spec.rules[0].host, new URL(parse(configMap.data['gateway.yaml']).publicUrl).host, 'the host is the configured publicUrl')
+})
+
+t.test('the Prometheus Operator kit: a PodMonitor for job oauth-gateway and the rules as a PrometheusRule', async (t) => {
+  t.same(monitoring.map((object) => object.kind).sort(), ['PodMonitor', 'PrometheusRule'])
+  t.equal(readFileSync(join(ROOT, PROMETHEUS_RULE_FILE), 'utf8'), renderPrometheusRule(), `${PROMETHEUS_RULE_FILE} is up to date (npm run deploy:rules)`)
+  const rule = one(monitoring, 'PrometheusRule')
+  const files = ['rules.yml', 'alerts.yml'].flatMap((file) => (parse(readFileSync(join(ROOT, 'deploy/prometheus', file), 'utf8')) as { groups: unknown[] }).groups)
+  t.same(rule.spec.groups, files, 'the groups of rules.yml and alerts.yml')
+  const monitor = one(monitoring, 'PodMonitor')
+  t.ok(Object.entries(monitor.spec.selector.matchLabels).every(([key, value]) => deployment.spec.template.metadata.labels[key] === value), 'selects the gateway pods')
+  const [endpoint] = monitor.spec.podMetricsEndpoints
+  t.equal(endpoint.port, container.ports[0].name, 'on the gateway port')
+  t.equal(endpoint.path, '/metrics')
+  t.same(endpoint.authorization.credentials, { name: 'oauth-gateway', key: 'METRICS_TOKEN' }, 'with the Secret\'s METRICS_TOKEN')
+  t.ok(endpoint.relabelings.some((relabel: any) => relabel.targetLabel === 'job' && relabel.replacement === 'oauth-gateway'), 'as job oauth-gateway, which the alerts name')
+  t.equal(monitor.metadata.namespace, deployment.metadata.namespace, 'beside the Secret it reads')
 })
