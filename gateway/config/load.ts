@@ -61,6 +61,9 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
   const redisUrl = env.REDIS_URL || undefined
   // The URL may carry a password: the message names the variable, never its value.
   if (redisUrl !== undefined && !isRedisUrl(redisUrl)) problems.push('  REDIS_URL: must be a redis:// or rediss:// URL')
+  const adminToken = env.ADMIN_TOKEN || undefined
+  // The message names the rule, never the value.
+  if (adminToken !== undefined) problems.push(...adminTokenProblems(adminToken))
   if (problems.length) throw new ConfigError(`invalid configuration (environment):\n${problems.join('\n')}`)
 
   const registrationToken = env.UPSTREAM_REGISTRATION_TOKEN || undefined
@@ -70,6 +73,7 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
     upstream: { ...settings.upstream, clientSecret, registrationToken },
     redis: { ...settings.redis, url: redisUrl },
     metrics: { ...settings.metrics, token: env.METRICS_TOKEN || undefined },
+    admin: { token: adminToken },
   }
   return deepFreeze(config)
 }
@@ -86,6 +90,13 @@ export function parseSettings(file: unknown, env: NodeJS.ProcessEnv = {}, where 
   const result = configSchema.safeParse(environmentOverrides(env, file))
   if (!result.success) throw new ConfigError(describeIssues(result.error, where))
   return deepFreeze(result.data)
+}
+
+/** Long enough not to be guessed, and sendable as a bearer token as it is (RFC 6750 §2.1 b64token). */
+function adminTokenProblems(token: string): string[] {
+  if (token.length < 32) return ['  ADMIN_TOKEN: must be at least 32 characters (e.g. openssl rand -base64 32); unset it to switch the Admin API off']
+  if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(token)) return ['  ADMIN_TOKEN: must be a bearer token: letters, digits and - . _ ~ + / only, = at the end (RFC 6750 §2.1)']
+  return []
 }
 
 function isRedisUrl(value: string) {

@@ -211,6 +211,8 @@ const bodyLimitsSchema = z
     revoke: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024),
     /** POST /authorize: the authorization request as a form. */
     authorize: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024),
+    /** POST /admin/*: the Admin API's JSON bodies (a client id, a block), when env ADMIN_TOKEN switches it on. */
+    admin: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
   })
   .prefault({})
 
@@ -435,5 +437,7 @@ export type Config = Readonly<
     redis: z.infer<typeof redisSchema> & { url?: string | undefined }
     /** `token` from env METRICS_TOKEN. */
     metrics: z.infer<typeof metricsSchema> & { token?: string | undefined }
+    /** The Admin API (routes/admin/): on only when env ADMIN_TOKEN is set, the bearer token every call must send. */
+    admin: { token?: string | undefined }
   }
 >

@@ -1,7 +1,7 @@
 /**
  * Prometheus metrics, one registry per app: requests and latency per endpoint
  * and status, upstream calls and their failures, flows started and completed
- * and registrations per client preset, the in-memory store's fill, plus
+ * and registrations per client preset, Admin API calls, the in-memory store's fill, plus
  * Node's process metrics. Labels come from closed sets (route patterns,
  * preset names, upstream call names), never from what a client sends, so the
  * series stay few.
@@ -51,6 +51,13 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  private readonly adminRequests = new Counter({
+    name: 'oauth_gateway_admin_requests_total',
+    help: 'Admin API calls, per action (clients.list, grants.revoke, blocks.create, …) and outcome (ok, unauthorized, refused, failed)',
+    labelNames: ['action', 'outcome'] as const,
+    registers: [this.registry],
+  })
+
   constructor(options: { processMetrics: boolean }) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'oauth_gateway_' })
   }
@@ -77,6 +84,12 @@ export class Metrics {
 
   clientRegistered(preset: string) {
     this.registrations.inc({ preset })
+  }
+
+  /** An Admin API call: `action` from the route (a closed set), `outcome` from the status. */
+  adminRequest(action: string, status: number) {
+    const outcome = status < 400 ? 'ok' : status === 401 ? 'unauthorized' : status < 500 ? 'refused' : 'failed'
+    this.adminRequests.inc({ action, outcome })
   }
 
   /** The in-memory store's fill, read at each scrape: it refuses new entries with 503 when full. */
