@@ -1,101 +1,94 @@
 /**
- * Blocks: ops refuse a client by its client id, by the host of any of its
- * redirect URIs, or by a pattern on the name it registered with. Pure: the
- * Admin API checks and normalises what ops send (`parseBlockRule`), and the
- * endpoints ask whether a client matches (`matchingBlock`) with the blocks
- * the grant registry holds.
+ * Whether a block applies to a client: pure, so the registry (which caches
+ * the blocks), the Admin API (which checks what ops send) and the endpoints
+ * that refuse blocked clients read one rule. A block names a client id
+ * (exactly), a redirect host (any of the client's redirect URIs on that host,
+ * any port), or a pattern on the name the client gave itself.
  *
  * A name pattern is a glob, never a regular expression: `*` stands for any
- * run of characters, `?` for one, everything else for itself, compared
- * without regard to case. It matches in time bounded by the lengths of the
- * pattern and the name, whatever ops or a client send.
+ * run of characters, `?` for one, everything else for itself, compared with
+ * the whole name without regard to case. It matches in time bounded by the
+ * lengths of the pattern and the name, whatever ops or a client send.
  */
+import type { Block, BlockKind } from '../grants/grant.ts'
 
-/** What a block names: exactly one of the three. */
-export type BlockRule = { client_id: string } | { redirect_host: string } | { client_name_pattern: string }
-
-/** Any record that carries its rule's key (a stored block, a rule being created). */
-export interface BlockRuleFields {
-  client_id?: string | undefined
-  redirect_host?: string | undefined
-  client_name_pattern?: string | undefined
-}
-
-/** What a block is matched against: a registered client, or a registration before it has an id. */
-export interface BlockedCandidate {
-  client_id?: string | undefined
-  client_name?: string | undefined
-  redirect_uris: readonly string[]
+/** What a block is matched against: the client's id, the hosts of its redirect URIs, its name. */
+export interface BlockSubject {
+  clientId?: string | undefined
+  /** Redirect URIs (their hosts are matched) or hosts themselves. */
+  redirectUris?: readonly string[] | undefined
+  redirectHost?: string | undefined
+  clientName?: string | undefined
 }
 
 export const MAX_PATTERN_LENGTH = 200
 const MAX_CLIENT_ID_LENGTH = 8192
+const MAX_HOST_LENGTH = 253
 
-export type ParsedRule = { ok: true; rule: BlockRule } | { ok: false; reason: string }
+/** The host of a redirect URI, lower case; the value itself when it is not a URL (already a host). */
+export function hostOf(redirectUri: string): string {
+  return (URL.canParse(redirectUri) ? new URL(redirectUri).hostname : redirectUri).toLowerCase()
+}
+
+/** A block's value as stored: hosts lower case, the rest as given (trimmed). */
+export function normaliseBlockValue(kind: BlockKind, value: string): string {
+  const trimmed = value.trim()
+  return kind === 'redirect_host' ? hostOf(trimmed) : trimmed
+}
+
+export type CheckedBlockValue = { ok: true; value: string } | { ok: false; reason: string }
 
 /**
- * Checks what ops send and normalises it: a redirect host is lowercased, its
- * default port dropped (`Evil.Example:443` → `evil.example`); a host with
- * another port blocks only that port.
+ * Checks a block's value as ops send it, before anything is stored, and
+ * returns it normalised; the reason names the field and the rule.
  */
-export function parseBlockRule(fields: BlockRuleFields): ParsedRule {
-  const given = (['client_id', 'redirect_host', 'client_name_pattern'] as const).filter((key) => fields[key] !== undefined)
-  if (given.length !== 1) return { ok: false, reason: 'exactly one of client_id, redirect_host, client_name_pattern is required' }
-  if (fields.client_id !== undefined) {
-    if (fields.client_id === '' || fields.client_id.length > MAX_CLIENT_ID_LENGTH) return { ok: false, reason: `client_id: must be 1 to ${MAX_CLIENT_ID_LENGTH} characters` }
-    return { ok: true, rule: { client_id: fields.client_id } }
+export function checkBlockValue(kind: BlockKind, value: string): CheckedBlockValue {
+  const trimmed = value.trim()
+  switch (kind) {
+    case 'client_id':
+      return trimmed === '' || trimmed.length > MAX_CLIENT_ID_LENGTH ? { ok: false, reason: `client_id: must be 1 to ${MAX_CLIENT_ID_LENGTH} characters` } : { ok: true, value: trimmed }
+    case 'redirect_host':
+      return isHostName(trimmed)
+        ? { ok: true, value: normaliseBlockValue(kind, trimmed) }
+        : { ok: false, reason: 'redirect_host: must be a host name alone (e.g. evil.example or 203.0.113.7), without scheme, port or path' }
+    case 'client_name_pattern':
+      if (trimmed === '' || trimmed.length > MAX_PATTERN_LENGTH) return { ok: false, reason: `client_name_pattern: must be 1 to ${MAX_PATTERN_LENGTH} characters` }
+      if (/^\*+$/.test(trimmed)) return { ok: false, reason: 'client_name_pattern: would match every client with a name; name at least one character besides *' }
+      return { ok: true, value: trimmed }
   }
-  if (fields.redirect_host !== undefined) {
-    const host = normaliseHost(fields.redirect_host)
-    return host === undefined
-      ? { ok: false, reason: 'redirect_host: must be a host name, optionally with a port (e.g. evil.example or evil.example:8443), without scheme or path' }
-      : { ok: true, rule: { redirect_host: host } }
+}
+
+/** A host as a URL would carry it: what `https://<value>/` parses back to, and nothing more. */
+function isHostName(value: string): boolean {
+  if (value === '' || value.length > MAX_HOST_LENGTH || /[/?#@\\\s]/.test(value)) return false
+  if (!URL.canParse(`https://${value}/`)) return false
+  const url = new URL(`https://${value}/`)
+  return url.port === '' && url.host === url.hostname && !/:\d*$/.test(value.replace(/^\[.*\]$/, ''))
+}
+
+export function blockApplies(block: Pick<Block, 'kind' | 'value'>, subject: BlockSubject): boolean {
+  switch (block.kind) {
+    case 'client_id':
+      return subject.clientId === block.value
+    case 'redirect_host': {
+      const hosts = [...(subject.redirectUris ?? []), ...(subject.redirectHost === undefined ? [] : [subject.redirectHost])].map(hostOf)
+      return hosts.includes(block.value)
+    }
+    case 'client_name_pattern':
+      return subject.clientName !== undefined && globMatches(block.value, subject.clientName)
   }
-  const pattern = fields.client_name_pattern!
-  if (pattern === '' || pattern.length > MAX_PATTERN_LENGTH) return { ok: false, reason: `client_name_pattern: must be 1 to ${MAX_PATTERN_LENGTH} characters` }
-  if (/^\*+$/.test(pattern)) return { ok: false, reason: 'client_name_pattern: would match every client; name at least one character' }
-  return { ok: true, rule: { client_name_pattern: pattern } }
 }
 
-function normaliseHost(value: string): string | undefined {
-  if (value === '' || value.length > 300 || /[/?#@\\\s]/.test(value)) return undefined
-  if (!URL.canParse(`https://${value}`)) return undefined
-  const url = new URL(`https://${value}`)
-  return url.pathname === '/' && !url.search && !url.hash ? url.host : undefined
-}
-
-/** Whether `rule` refuses `candidate`. */
-export function blockMatches(rule: BlockRuleFields, candidate: BlockedCandidate): boolean {
-  if (rule.client_id !== undefined) return candidate.client_id === rule.client_id
-  if (rule.redirect_host !== undefined) {
-    const host = rule.redirect_host
-    return candidate.redirect_uris.some((uri) => redirectHosts(uri).includes(host))
-  }
-  if (rule.client_name_pattern !== undefined) return globMatches(rule.client_name_pattern, candidate.client_name ?? '')
-  return false
-}
-
-/** The first block that refuses `candidate`, or undefined. */
-export function matchingBlock<B extends BlockRuleFields>(blocks: Iterable<B>, candidate: BlockedCandidate): B | undefined {
-  for (const block of blocks) if (blockMatches(block, candidate)) return block
-  return undefined
-}
-
-/** The host of a redirect URI as a block may name it: with its port, and without when the port is the default or absent. */
-function redirectHosts(uri: string): string[] {
-  if (!URL.canParse(uri)) return []
-  const url = new URL(uri)
-  // A custom scheme (cursor://) keeps its host as written.
-  const host = url.host.toLowerCase()
-  const hostname = url.hostname.toLowerCase()
-  return host === hostname ? [host] : [host, hostname]
+/** The first block that applies, if any. */
+export function firstBlockApplying(blocks: readonly Block[], subject: BlockSubject): Block | undefined {
+  return blocks.find((block) => blockApplies(block, subject))
 }
 
 /**
  * `*` any run of characters (none included), `?` exactly one, compared
- * case-insensitively by code point. The classic two-pointer match: on a
- * mismatch it resumes after the last `*`, so it never backtracks further and
- * runs in O(pattern × name) at worst.
+ * case-insensitively by code point, against the whole name. The classic
+ * two-pointer match: on a mismatch it resumes after the last `*`, never
+ * further back, so it runs in O(pattern × name) at worst.
  */
 export function globMatches(pattern: string, name: string): boolean {
   const p = Array.from(pattern.toLowerCase())
@@ -120,11 +113,4 @@ export function globMatches(pattern: string, name: string): boolean {
   }
   while (pi < p.length && p[pi] === '*') pi++
   return pi === p.length
-}
-
-/** A block's rule in words, for the log and the CLI: `client_id=…`, `redirect_host=…`, `client_name_pattern=…`. */
-export function describeRule(rule: BlockRuleFields): string {
-  if (rule.client_id !== undefined) return `client_id ${rule.client_id.length > 80 ? `${rule.client_id.slice(0, 77)}...` : rule.client_id}`
-  if (rule.redirect_host !== undefined) return `redirect host ${rule.redirect_host}`
-  return `client name ${rule.client_name_pattern ?? ''}`
 }
