@@ -25,6 +25,11 @@ import { MemoryStore, type Store } from './state/store.ts'
 import { createClientMetadataFetcher, type ClientMetadataFetcher } from './upstream/document-fetcher.ts'
 import { createUpstream } from './upstream/index.ts'
 import { createMcpProxy } from './upstream/mcp-proxy.ts'
+import { GrantRegistry } from './grants/registry.ts'
+import type { UpstreamRevocation } from './grants/grant.ts'
+import type { GrantStorage } from './state/grant-storage.ts'
+import { RedisGrantStorage } from './state/redis-grant-storage.ts'
+import { SqliteGrantStorage } from './state/sqlite-grant-storage.ts'
 
 /** A route's hooks of one kind as a list, whether it declared none, one or several. */
 function hooksOf<T>(hooks: T | T[] | undefined): T[] {
@@ -37,6 +42,8 @@ export interface GatewayOptions {
   store?: Store
   /** The replica's Redis connection (REDIS_URL), for what needs Redis beyond the Store (rate limits). The store owns and closes it. */
   redis?: Redis
+  /** Where grants, blocks and the clients met are kept; Redis with `redis`, else the SQLite file state.path. The app closes it. */
+  grantStorage?: GrantStorage
   /** Production: LOGGER_OPTIONS with a stream. */
   logger?: GatewayLoggerOptions | false
   /** Node's process metrics (memory, event loop, GC) in /metrics; the process-wide collectors suit one app per process. */
@@ -89,10 +96,25 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     ? createClientMetadataFetcher({ timeoutMs: documents.timeoutMs, allowLoopback: documents.developmentAllowLoopback })
     : undefined
   const clients = new ClientRegistry(sealer, fetcher && new ClientMetadataDocuments(fetcher, store, documents))
+  const grantStorage = options.grantStorage ?? (options.redis ? new RedisGrantStorage(options.redis) : new SqliteGrantStorage(config.state.path))
+  const grants = new GrantRegistry({
+    storage: grantStorage,
+    sealer,
+    settings: config.grants,
+    log: app.log,
+    // RFC 7009 at the upstream, as the client's own upstream client in registration passthrough.
+    async revokeUpstream(refreshToken, clientId): Promise<UpstreamRevocation> {
+      if ((await upstream.metadata()).revocation_endpoint === undefined) return 'unsupported'
+      const found = await clients.find(clientId)
+      await upstream.revokeToken(refreshToken, 'refresh_token', found.ok ? found.client.upstream : undefined)
+      return 'revoked'
+    },
+  })
   app.decorate('gateway', {
     config,
     sealer,
     clients,
+    grants,
     allowlist: new RedirectAllowlist(allowlistSources(config.redirectPresets, config.allowedRedirectUris)),
     consent: new ConsentPolicy(sealer, config),
     store,
@@ -158,6 +180,8 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     await mcpProxy?.close()
   })
   app.addHook('onClose', async () => {
+    grants.close()
+    await grantStorage.close()
     await upstream.close()
     await fetcher?.close()
     await store.close()

@@ -82,7 +82,7 @@ const internalUrl = z
   .refine((value) => !new URL(value).hash && !new URL(value).search, 'must not have a query or fragment')
 
 /** Paths the gateway answers itself; in front mode the MCP endpoint must not hide one of them. */
-const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/healthz', '/readyz', '/metrics']
+const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/healthz', '/readyz', '/metrics', '/admin']
 
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token (RFC 6749 §3.3)')
 

@@ -191,3 +191,26 @@ declare module 'fastify' {
 export function logStep(request: FastifyRequest, step: string, outcome: string, message: string, details: Record<string, unknown> = {}) {
   request.log.info({ step, outcome, client: request.oauthClient ?? undefined, flow: request.flow ?? undefined, ...details }, message)
 }
+
+/** Who did what in an audit line: ops through the Admin API, or a user ending their own connection. */
+export interface AuditEntry {
+  actor: 'admin' | 'user'
+  /** What was done, e.g. `grants.revoke`, `blocks.create`. */
+  action: string
+  /** The user who acted (actor `user`), by the upstream's identifier. */
+  user?: string | undefined
+  /** The grants it ended or touched, and how many. */
+  grant_ids?: readonly string[] | undefined
+  count?: number | undefined
+  [detail: string]: unknown
+}
+
+/**
+ * One audit line per admin action and per user disconnect: `audit: true`,
+ * who, what, which grants and when (`at`, ISO 8601, beside pino's `time`).
+ * Never a token: what it names are ids, and the line goes through the same
+ * redaction as every other.
+ */
+export function audit(log: Pick<FastifyBaseLogger, 'info'>, entry: AuditEntry) {
+  log.info({ audit: true, at: new Date().toISOString(), ...entry }, `audit: ${entry.actor} ${entry.action}`)
+}

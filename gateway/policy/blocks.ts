@@ -10,6 +10,7 @@
  * the whole name without regard to case. It matches in time bounded by the
  * lengths of the pattern and the name, whatever ops or a client send.
  */
+import type { RegisteredClient } from '../clients/client.ts'
 import type { Block, BlockKind } from '../grants/grant.ts'
 
 /** What a block is matched against: the client's id, the hosts of its redirect URIs, its name. */
@@ -77,6 +78,16 @@ export function blockApplies(block: Pick<Block, 'kind' | 'value'>, subject: Bloc
     case 'client_name_pattern':
       return subject.clientName !== undefined && globMatches(block.value, subject.clientName)
   }
+}
+
+/** What a block is matched against for a client the gateway knows. */
+export function clientSubject(client: Pick<RegisteredClient, 'client_id' | 'client_name' | 'redirect_uris'>): BlockSubject {
+  return { clientId: client.client_id, redirectUris: client.redirect_uris, clientName: client.client_name }
+}
+
+/** What the refused client (and on /authorize, the user) is told: the reason ops gave. */
+export function blockedDescription(block: Pick<Block, 'reason'>): string {
+  return `this app is blocked by the administrators of this gateway: ${block.reason}`
 }
 
 /** The first block that applies, if any. */

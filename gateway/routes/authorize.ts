@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Gateway } from '../context.ts'
 import type { RegisteredClient } from '../clients/client.ts'
 import { clientHandle } from '../clients/registry.ts'
+import { blockedDescription, clientSubject } from '../policy/blocks.ts'
 import { approvalKey, type ConsentCookie, type PendingAuthorization } from '../policy/consent.ts'
 import { OAuthError, invalidRequest, step, unsupportedResponseType } from '../errors.ts'
 import { logStep } from '../http/log.ts'
@@ -49,6 +50,9 @@ export async function authorize(app: FastifyInstance) {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const parameters = parametersOf(request.method === 'POST' ? request.body : request.query)
     const client = await findClient(gateway, request, parameters)
+    // Before the redirect URI is trusted: a blocked client is never redirected to, not even with an error.
+    await checkNotBlocked(gateway, client)
+    await recordClient(gateway, client)
     const redirectUri = checkRedirectUri(gateway, client, parameters)
     const state = optional(parameters, 'state', 2048)
     request.redirectBack = { redirectUri, state, issuer: gateway.config.publicUrl }
@@ -130,6 +134,18 @@ const findClient = step('findClient', async (gateway: Gateway, request: FastifyR
   request.oauthClient = { name: found.client.client_name, handle: clientHandle(found.client.client_id) }
   return found.client
 })
+
+const checkNotBlocked = step('checkNotBlocked', async (gateway: Gateway, client: RegisteredClient) => {
+  const block = await gateway.grants.isBlocked(clientSubject(client))
+  if (block) throw new OAuthError(400, 'invalid_client', upperFirst(blockedDescription(block)), { hint: BLOCKED_HINT, details: { block_id: block.blockId } })
+})
+
+/** The clients met, for ops (GET /admin/clients): a metadata document client is first seen here, and each sign-in is a last use. */
+const recordClient = step('recordClient', (gateway: Gateway, client: RegisteredClient) => gateway.grants.recordClient(client))
+
+const BLOCKED_HINT = 'The administrators of this sign-in service have blocked this app. Remove the connector in the app; ask them if you think this is a mistake.'
+
+const upperFirst = (text: string) => text.charAt(0).toUpperCase() + text.slice(1)
 
 /** Exact match after normalisation (scheme and host case, default port; a loopback port may differ), and still allowed by ops. */
 const checkRedirectUri = step('checkRedirectUri', (gateway: Gateway, client: RegisteredClient, parameters: Parameters): string => {

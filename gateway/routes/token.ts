@@ -18,8 +18,9 @@ import { authenticateClient } from '../clients/authentication.ts'
 import type { RegisteredClient } from '../clients/client.ts'
 import { clientHandle } from '../clients/registry.ts'
 import type { Config } from '../config/schema.ts'
-import { OAuthError, invalidGrant, invalidRequest, invalidScope, step, unsupportedGrantType } from '../errors.ts'
+import { InvalidClient, OAuthError, invalidGrant, invalidRequest, invalidScope, step, unsupportedGrantType } from '../errors.ts'
 import { logStep } from '../http/log.ts'
+import { blockedDescription, clientSubject } from '../policy/blocks.ts'
 import { presetOf } from '../policy/presets.ts'
 import { optional, parametersOf, required, type Parameters } from '../http/params.ts'
 import { isValidVerifier, verifierMatches } from '../policy/pkce.ts'
@@ -48,6 +49,7 @@ export async function token(app: FastifyInstance) {
   app.post('/token', { bodyLimit: gateway.config.server.bodyLimits.token, config: { limits: 'token' } }, async (request: FastifyRequest, reply: FastifyReply) => {
     const parameters = parametersOf(request.body)
     const client = await authenticateClient(request, parameters, gateway)
+    await checkNotBlocked(gateway, client)
     const grantType = required(parameters, 'grant_type')
     let tokens: TokenSet
     if (grantType === 'authorization_code') tokens = await authorizationCodeGrant(gateway, request, client, parameters)
@@ -58,6 +60,12 @@ export async function token(app: FastifyInstance) {
     return reply.headers({ 'cache-control': 'no-store', pragma: 'no-cache' }).send(tokens)
   })
 }
+
+/** A block refuses codes and refresh tokens alike: RFC 6749 §5.2 invalid_client, with the reason ops gave. */
+const checkNotBlocked = step('checkNotBlocked', async (gateway: Gateway, client: RegisteredClient) => {
+  const block = await gateway.grants.isBlocked(clientSubject(client))
+  if (block) throw new InvalidClient(blockedDescription(block))
+})
 
 async function authorizationCodeGrant(gateway: Gateway, request: FastifyRequest, client: RegisteredClient, parameters: Parameters): Promise<TokenSet> {
   const { code, grant } = openCode(gateway, client, parameters)
