@@ -1,0 +1,170 @@
+/**
+ * `npm run admin` against a real gateway process (`node gateway/server.ts`
+ * with ADMIN_TOKEN, grants in its SQLite file) in front of the oidc-provider
+ * upstream: tables by default, --json, every verb, and clear messages with
+ * exit codes 1 (the gateway refused or is unreachable) and 2 (bad usage).
+ */
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { ADMIN_TOKEN } from '../support/admin.ts'
+import { startGatewayProcess } from '../support/gateway-process.ts'
+import { freePort } from '../support/ports.ts'
+import { gatewayFile, TEST_SECRET } from '../support/stack.ts'
+import { startUpstream } from '../support/upstream.ts'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+const directory = mkdtempSync(join(tmpdir(), 'gateway-admin-cli-'))
+const port = await freePort()
+const gatewayUrl = `http://127.0.0.1:${port}`
+const upstream = await startUpstream({ redirectUris: [`${gatewayUrl}/callback`] })
+const file = { ...gatewayFile(gatewayUrl, upstream.issuer, 'http://127.0.0.1:3001/mcp'), state: { path: join(directory, 'state.sqlite') } }
+const gateway = await startGatewayProcess({ config: file, port, env: { GATEWAY_SECRET: TEST_SECRET, UPSTREAM_CLIENT_SECRET: upstream.clientSecret, ADMIN_TOKEN } })
+t.teardown(async () => {
+  await gateway.stop()
+  await upstream.close()
+  rmSync(directory, { recursive: true, force: true })
+})
+
+interface Run {
+  code: number
+  stdout: string
+  stderr: string
+}
+
+/** The CLI as ops run it, with GATEWAY_URL and ADMIN_TOKEN in its environment. */
+function cli(args: string[], env: Record<string, string | undefined> = {}, command: [string, string[]] = [process.execPath, ['gateway/admin/cli.ts']]): Promise<Run> {
+  const environment: Record<string, string> = {}
+  for (const [name, value] of Object.entries({ PATH: process.env.PATH, HOME: process.env.HOME, GATEWAY_URL: gatewayUrl, ADMIN_TOKEN, ...env })) if (value !== undefined) environment[name] = value
+  return new Promise((resolve) => {
+    execFile(command[0], [...command[1], ...args], { cwd: ROOT, env: environment, timeout: 60_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })
+    })
+  })
+}
+
+async function register(name: string, redirectUri = 'https://chatgpt.com/connector/oauth/cli') {
+  const response = await fetch(`${gatewayUrl}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ client_name: name, redirect_uris: [redirectUri], token_endpoint_auth_method: 'none' }) })
+  t.equal(response.status, 201, `${name} registered`)
+  return ((await response.json()) as { client_id: string }).client_id
+}
+
+t.test('npm run admin -- --help lists the verbs', async (t) => {
+  const run = await cli(['--help'], {}, ['npm', ['run', '--silent', 'admin', '--']])
+  t.equal(run.code, 0)
+  for (const verb of ['clients', 'grants', 'revoke', 'block', 'unblock', 'blocks']) t.match(run.stdout, new RegExp(`^  ${verb}\\b`, 'm'), `names ${verb}`)
+  t.match(run.stdout, /GATEWAY_URL/)
+})
+
+t.test('clients: a table by default, the JSON with --json', async (t) => {
+  const clientId = await register('CLI Table Client')
+  const table = await cli(['clients'])
+  t.equal(table.code, 0, table.stderr)
+  const [header, ...rows] = table.stdout.trim().split('\n')
+  t.match(header, /^NAME\s+GRANTS\s+BLOCKED\s+FIRST SEEN\s+LAST USED\s+REDIRECT URIS\s+CLIENT ID$/)
+  const row = rows.find((line) => line.endsWith(clientId))
+  t.ok(row, 'the client has a row ending in its full client id')
+  t.match(row, /^CLI Table Client\s+0\s+no\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ/)
+  t.match(table.stdout, /\d+ client\(s\)\n$/)
+
+  const json = await cli(['clients', '--json'])
+  t.equal(json.code, 0)
+  const parsed = JSON.parse(json.stdout)
+  t.match(parsed.clients.find((c: any) => c.client_id === clientId), { client_name: 'CLI Table Client', grants: 0, blocked: false, redirect_uris: ['https://chatgpt.com/connector/oauth/cli'] })
+  t.equal(parsed.next_cursor, null)
+})
+
+t.test('clients pages with --limit and --cursor, or --all', async (t) => {
+  await register('CLI Page A')
+  await register('CLI Page B')
+  const first = await cli(['clients', '--limit', '1'])
+  t.equal(first.code, 0, first.stderr)
+  const cursor = /--cursor (\S+)/.exec(first.stdout)?.[1]
+  t.ok(cursor, 'the next page is named')
+  const second = await cli(['clients', '--limit', '1', '--cursor', cursor!, '--json'])
+  t.equal(JSON.parse(second.stdout).clients.length, 1)
+  const all = JSON.parse((await cli(['clients', '--limit', '1', '--all', '--json'])).stdout)
+  t.ok(all.clients.length >= 3, 'every page')
+  t.equal(all.next_cursor, null)
+  t.equal(new Set(all.clients.map((c: any) => c.client_id)).size, all.clients.length, 'no client twice')
+})
+
+t.test('block, blocks, unblock', async (t) => {
+  const clientId = await register('CLI Blocked Client')
+  const blocked = await cli(['block', '--client-id', clientId, '--reason', 'abuse ticket 4711'])
+  t.equal(blocked.code, 0, blocked.stderr)
+  const blockId = /Blocked: (b_\S+)/.exec(blocked.stdout)?.[1]
+  t.ok(blockId, blocked.stdout)
+  const byName = JSON.parse((await cli(['block', '--name-pattern', '*scam*', '--reason', 'scam', '--json'])).stdout)
+  t.match(byName, { block_id: /^b_/, revoked: 0 })
+
+  const list = await cli(['blocks'])
+  t.equal(list.code, 0)
+  t.match(list.stdout, /^BLOCK ID\s+KIND\s+CREATED\s+REASON\s+VALUE$/m)
+  t.match(list.stdout, new RegExp(`^${blockId}\\s+client_id\\s+\\S+ \\S+\\s+abuse ticket 4711\\s+${clientId.slice(0, 40)}`, 'm'))
+  t.match(list.stdout, /client_name_pattern\s+\S+ \S+\s+scam\s+\*scam\*$/m)
+  t.match((await cli(['clients'])).stdout, new RegExp(`^CLI Blocked Client\\s+0\\s+yes ${blockId}`, 'm'), 'clients shows the block')
+
+  const refused = await fetch(`${gatewayUrl}/register`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ client_name: 'Big Scam', redirect_uris: ['https://chatgpt.com/connector/oauth/x'], token_endpoint_auth_method: 'none' }) })
+  t.equal(refused.status, 400, 'the gateway applies the block the CLI made')
+
+  t.equal((await cli(['unblock', blockId!])).code, 0)
+  t.equal((await cli(['unblock', byName.block_id])).code, 0)
+  t.notMatch((await cli(['blocks'])).stdout, /b_/, 'none left')
+  const again = await cli(['unblock', blockId!])
+  t.equal(again.code, 1, 'an unknown block is an error')
+  t.match(again.stderr, /^error: block_id: no block has this id \(invalid_request, HTTP 404\)/)
+})
+
+t.test('revoke by client and by user answer with counts', async (t) => {
+  const clientId = await register('CLI Revoke Client')
+  const byClient = await cli(['revoke', '--client-id', clientId])
+  t.equal(byClient.code, 0, byClient.stderr)
+  t.match(byClient.stdout, /^Revoked 0 grant\(s\) of client /)
+  t.match(JSON.parse((await cli(['revoke', '--user', 'nobody', '--json'])).stdout), { revoked: 0 })
+  const unknown = await cli(['revoke', 'g_unknown'])
+  t.equal(unknown.code, 1)
+  t.match(unknown.stderr, /grant_id: no live grant/)
+})
+
+t.test('bad usage exits 2 with a message; refusals and outages exit 1', async (t) => {
+  const usage: Array<[string[], RegExp]> = [
+    [[], /a verb is required/],
+    [['frobnicate'], /unknown verb frobnicate/],
+    [['clients', '--bogus'], /Unknown option '--bogus'/],
+    [['block', '--client-id', 'x'], /needs --reason/],
+    [['block', '--client-id', 'x', '--redirect-host', 'y', '--reason', 'r'], /exactly one of/],
+    [['revoke'], /needs a grant id, or exactly one of/],
+    [['revoke', 'g_1', '--user', 'u'], /not both/],
+    [['unblock'], /needs one block id/],
+    [['blocks', '--limit', '3'], /--limit does not apply/],
+  ]
+  for (const [args, message] of usage) {
+    const run = await cli(args)
+    t.equal(run.code, 2, `${args.join(' ') || '(nothing)'} exits 2`)
+    t.match(run.stderr, message)
+  }
+  const noUrl = await cli(['clients'], { GATEWAY_URL: undefined })
+  t.equal(noUrl.code, 2)
+  t.match(noUrl.stderr, /GATEWAY_URL is not set/)
+  const noToken = await cli(['clients'], { ADMIN_TOKEN: undefined })
+  t.equal(noToken.code, 2)
+  t.match(noToken.stderr, /ADMIN_TOKEN is not set/)
+
+  const wrongToken = await cli(['clients'], { ADMIN_TOKEN: 'x'.repeat(40) })
+  t.equal(wrongToken.code, 1)
+  t.match(wrongToken.stderr, /^error: the bearer token is not the ADMIN_TOKEN \(invalid_token, HTTP 401\) \(check ADMIN_TOKEN\)/)
+  const badValue = await cli(['block', '--redirect-host', 'https://evil.example/', '--reason', 'r'])
+  t.equal(badValue.code, 1)
+  t.match(badValue.stderr, /redirect_host: must be a host name/)
+  const badLimit = await cli(['clients', '--limit', '5000'])
+  t.equal(badLimit.code, 1)
+  t.match(badLimit.stderr, /limit: must be at most 1000/)
+
+  const unreachable = await cli(['clients'], { GATEWAY_URL: `http://127.0.0.1:${await freePort()}` })
+  t.equal(unreachable.code, 1)
+  t.match(unreachable.stderr, /^error: cannot reach the gateway at http:\/\/127\.0\.0\.1:\d+/)
+})
