@@ -28,7 +28,7 @@ export interface Gateway {
   config: Config
   sealer: Sealer
   clients: ClientRegistry
-  /** Grants, blocks and the clients met, durable (grants/registry.ts). */
+  /** Every connection (grant), block and client met, kept durably. */
   grants: GrantRegistry
   /** Replaced when the configuration file is reloaded (reload.ts): read it per request, never keep a reference. */
   allowlist: RedirectAllowlist

@@ -142,29 +142,32 @@ t.test('bad usage exits 2 with a message; refusals and outages exit 1', async (t
     [['unblock'], /needs one block id/],
     [['blocks', '--limit', '3'], /--limit does not apply/],
   ]
-  for (const [args, message] of usage) {
-    const run = await cli(args)
-    t.equal(run.code, 2, `${args.join(' ') || '(nothing)'} exits 2`)
-    t.match(run.stderr, message)
-  }
-  const noUrl = await cli(['clients'], { GATEWAY_URL: undefined })
+  // Independent runs, side by side: each is a process start.
+  const runs = await Promise.all(usage.map(([args]) => cli(args)))
+  usage.forEach(([args, message], i) => {
+    t.equal(runs[i]!.code, 2, `${args.join(' ') || '(nothing)'} exits 2`)
+    t.match(runs[i]!.stderr, message)
+  })
+  const closedPort = await freePort()
+  const [noUrl, noToken, wrongToken, badValue, badLimit, unreachable] = await Promise.all([
+    cli(['clients'], { GATEWAY_URL: undefined }),
+    cli(['clients'], { ADMIN_TOKEN: undefined }),
+    cli(['clients'], { ADMIN_TOKEN: 'x'.repeat(40) }),
+    cli(['block', '--redirect-host', 'https://evil.example/', '--reason', 'r']),
+    cli(['clients', '--limit', '5000']),
+    cli(['clients'], { GATEWAY_URL: `http://127.0.0.1:${closedPort}` }),
+  ])
   t.equal(noUrl.code, 2)
   t.match(noUrl.stderr, /GATEWAY_URL is not set/)
-  const noToken = await cli(['clients'], { ADMIN_TOKEN: undefined })
   t.equal(noToken.code, 2)
   t.match(noToken.stderr, /ADMIN_TOKEN is not set/)
-
-  const wrongToken = await cli(['clients'], { ADMIN_TOKEN: 'x'.repeat(40) })
   t.equal(wrongToken.code, 1)
   t.match(wrongToken.stderr, /^error: the bearer token is not the ADMIN_TOKEN \(invalid_token, HTTP 401\) \(check ADMIN_TOKEN\)/)
-  const badValue = await cli(['block', '--redirect-host', 'https://evil.example/', '--reason', 'r'])
   t.equal(badValue.code, 1)
   t.match(badValue.stderr, /redirect_host: must be a host name/)
-  const badLimit = await cli(['clients', '--limit', '5000'])
   t.equal(badLimit.code, 1)
   t.match(badLimit.stderr, /limit: must be at most 1000/)
 
-  const unreachable = await cli(['clients'], { GATEWAY_URL: `http://127.0.0.1:${await freePort()}` })
   t.equal(unreachable.code, 1)
   t.match(unreachable.stderr, /^error: cannot reach the gateway at http:\/\/127\.0\.0\.1:\d+/)
 })

@@ -43,7 +43,7 @@ export interface StackOptions {
   store?: Store
   /** The Redis connection for rate limits (replicas share their counters through it). */
   redis?: GatewayOptions['redis']
-  /** Where grants and blocks are kept; the config's state.path (in memory unless the test names a file) when absent. */
+  /** Where grants and blocks are kept; a SQLite database in memory when absent. */
   grantStorage?: GatewayOptions['grantStorage']
   /** Puts a fault-injecting proxy in front of the upstream: the upstream's issuer is the proxy's origin. */
   faultProxy?: boolean
