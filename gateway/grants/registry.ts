@@ -243,9 +243,9 @@ export class GrantRegistry {
   }
 
   /** Ends every grant of a client or of a user; returns how many ended. */
-  async revokeWhere(filter: RevokeFilter, reason: EndReason = 'revoked_by_admin'): Promise<number> {
+  async revokeWhere(filter: RevokeFilter, reason: EndReason = 'revoked_by_admin', onEnded?: (grantId: string) => void): Promise<number> {
     const query = 'clientId' in filter ? { clientId: filter.clientId } : { userId: filter.user }
-    return this.#endAll((after) => this.#storage.listGrants(query, MAX_PAGE_SIZE, after).then((page) => ({ ids: page.items.map((grant) => grant.grantId), last: page.last })), reason)
+    return this.#endAll((after) => this.#storage.listGrants(query, MAX_PAGE_SIZE, after).then((page) => ({ ids: page.items.map((grant) => grant.grantId), last: page.last })), reason, onEnded)
   }
 
   /** Ends grants that expired, with their upstream tokens; run now and then (app.ts). */
@@ -256,12 +256,17 @@ export class GrantRegistry {
     return expired.length
   }
 
-  async #endAll(pages: (after: string | undefined) => Promise<{ ids: string[]; last?: string | undefined }>, reason: EndReason): Promise<number> {
+  /** `onEnded` hears each grant that ended, e.g. for the audit line that names them. */
+  async #endAll(pages: (after: string | undefined) => Promise<{ ids: string[]; last?: string | undefined }>, reason: EndReason, onEnded?: (grantId: string) => void): Promise<number> {
     let ended = 0
     let after: string | undefined
     do {
       const page = await pages(after)
-      for (const grantId of page.ids) if ((await this.#end(grantId, reason)).ended) ended++
+      for (const grantId of page.ids) {
+        if (!(await this.#end(grantId, reason)).ended) continue
+        ended++
+        onEnded?.(grantId)
+      }
       after = page.last
     } while (after !== undefined)
     return ended
@@ -303,7 +308,7 @@ export class GrantRegistry {
   // --- blocks ----------------------------------------------------------------
 
   /** Adds a block and ends the grants it matches (reason `block`). */
-  async addBlock(input: { kind: BlockKind; value: string; reason: string }): Promise<{ block: Block; ended: number }> {
+  async addBlock(input: { kind: BlockKind; value: string; reason: string }, onEnded?: (grantId: string) => void): Promise<{ block: Block; ended: number }> {
     const block: Block = { blockId: newBlockId(), kind: input.kind, value: normaliseBlockValue(input.kind, input.value), reason: input.reason, createdAt: nowSeconds() }
     await this.#storage.addBlock(block)
     this.#blocks = [...this.#blocks, block]
@@ -311,7 +316,7 @@ export class GrantRegistry {
       const page = await this.#storage.listGrants({}, MAX_PAGE_SIZE, after)
       const ids = page.items.filter((grant) => firstBlockApplying([block], grantSubject(grant)) !== undefined).map((grant) => grant.grantId)
       return { ids, last: page.last }
-    }, 'block')
+    }, 'block', onEnded)
     return { block, ended }
   }
 

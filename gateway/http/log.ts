@@ -205,6 +205,24 @@ export interface AuditEntry {
   [detail: string]: unknown
 }
 
+/** The most grant ids one audit line names; beyond, `grant_ids_truncated` says so and `count` has them all. */
+export const AUDIT_MAX_GRANT_IDS = 1000
+
+/** Collects the ids of the grants an action ends, for its audit line, up to AUDIT_MAX_GRANT_IDS. */
+export function endedGrants() {
+  const ids: string[] = []
+  let truncated = false
+  return {
+    add(grantId: string) {
+      if (ids.length < AUDIT_MAX_GRANT_IDS) ids.push(grantId)
+      else truncated = true
+    },
+    get entry() {
+      return { grant_ids: ids, ...(truncated ? { grant_ids_truncated: true } : {}) }
+    },
+  }
+}
+
 /**
  * One audit line per admin action and per user disconnect: `audit: true`,
  * who, what, which grants and when (`at`, ISO 8601, beside pino's `time`).

@@ -76,6 +76,12 @@ t.test('two clients of one user: listed, one revoked by its grant id, the other 
   t.equal(second.grants.length, 1)
   t.not(second.grants[0].grant_id, first.grants[0].grant_id, 'the second page goes on from the first')
 
+  // A wrong body ends nothing.
+  for (const body of [{ client_id: chatgpt.client!.client_id, user: USER }, { clientId: chatgpt.client!.client_id }, { user: [USER] }]) {
+    await failsWith(t, await adminFetch(url, '/admin/grants/revoke', { body }), 400, 'invalid_request')
+  }
+  t.equal((await admin(url, `/admin/grants?user=${USER}`)).grants.length, 2, 'both grants are still there')
+
   const before = revocationsAtUpstream(stack)
   const deleted = await adminFetch(url, `/admin/grants/${chatgptGrant.grant_id}`, { method: 'DELETE' })
   t.equal(deleted.status, 204)
@@ -101,11 +107,13 @@ t.test('revoke by client and by user answer how many ended', async (t) => {
   await failsWith(t, await refreshAt(stack, again), 400, 'invalid_grant')
   t.same(await admin(url, '/admin/grants/revoke', { body: { client_id: again.client!.client_id } }), { revoked: 0 }, 'again: none left')
 
-  const left = (await admin(url, `/admin/grants?user=${USER}`)).grants.length
-  t.ok(left >= 1)
-  t.same(await admin(url, '/admin/grants/revoke', { body: { user: USER } }), { revoked: left }, 'by user: all of theirs')
+  const left = (await admin(url, `/admin/grants?user=${USER}`)).grants.map((g: any) => g.grant_id)
+  t.ok(left.length >= 1)
+  t.same(await admin(url, '/admin/grants/revoke', { body: { user: USER } }), { revoked: left.length }, 'by user: all of theirs')
   t.same((await admin(url, '/admin/grants')).grants, [])
-  t.match(auditLines().filter((line) => line.action === 'grants.revoke'), [{ actor: 'admin', client_id: again.client!.client_id, count: 1 }, { count: 0 }, { user: USER, count: left }])
+  const lines = auditLines().filter((line) => line.action === 'grants.revoke')
+  t.match(lines, [{ actor: 'admin', client_id: again.client!.client_id, count: 1, grant_ids: [/^g_/] }, { count: 0, grant_ids: [] }, { user: USER, count: left.length }])
+  t.same([...lines[2]!.grant_ids].sort(), [...left].sort(), 'the audit line names every grant it ended')
 })
 
 t.test('a client id block ends its grants and refuses its refresh with invalid_client', async (t) => {
@@ -116,6 +124,7 @@ t.test('a client id block ends its grants and refuses its refresh with invalid_c
   const before = revocationsAtUpstream(stack)
   const answer = await admin(url, '/admin/blocks', { body: { client_id: blocked.client!.client_id, reason: 'leaked its users\' data' } }, 201)
   t.match(answer, { block_id: /^b_/, revoked: 1 }, 'the block ended the grant it matches')
+  t.match(auditLines().find((line) => line.action === 'blocks.create' && line.block_id === answer.block_id), { kind: 'client_id', count: 1, grant_ids: [/^g_/] })
   t.equal(revocationsAtUpstream(stack), before + 1, 'and revoked its upstream refresh token')
   const refused = await failsWith(t, await refreshAt(stack, blocked), 401, 'invalid_client')
   t.match(refused.error_description, /blocked .*leaked its users' data/)

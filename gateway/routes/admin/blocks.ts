@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
 import { OAuthError, invalidRequest } from '../../errors.ts'
 import type { Block, BlockKind } from '../../grants/grant.ts'
-import { audit } from '../../http/log.ts'
+import { audit, endedGrants } from '../../http/log.ts'
 import { checkBlockValue } from '../../policy/blocks.ts'
 import { adminRoute, isoTime, readBody, readParams, type AdminAuthentication } from './route.ts'
 
@@ -34,8 +34,9 @@ export function blocks(authenticate: AdminAuthentication) {
       const { kind, value } = ruleOf(body)
       const checked = checkBlockValue(kind, value)
       if (!checked.ok) throw invalidRequest(checked.reason)
-      const { block, ended } = await gateway.grants.addBlock({ kind, value: checked.value, reason: body.reason })
-      audit(request.log, { actor: 'admin', action: 'blocks.create', block_id: block.blockId, kind, value: block.value, reason: block.reason, count: ended })
+      const endedIds = endedGrants()
+      const { block, ended } = await gateway.grants.addBlock({ kind, value: checked.value, reason: body.reason }, endedIds.add)
+      audit(request.log, { actor: 'admin', action: 'blocks.create', block_id: block.blockId, kind, value: block.value, reason: block.reason, ...endedIds.entry, count: ended })
       return reply.code(201).send({ block_id: block.blockId, revoked: ended })
     })
 

@@ -10,7 +10,7 @@ import { z } from 'zod'
 import type { Gateway } from '../../context.ts'
 import { OAuthError } from '../../errors.ts'
 import type { GrantSummary, UpstreamRevocation } from '../../grants/grant.ts'
-import { audit } from '../../http/log.ts'
+import { audit, endedGrants } from '../../http/log.ts'
 import { adminRoute, isoTime, optionalString, pageQuery, readBody, readParams, readQuery, type AdminAuthentication } from './route.ts'
 
 const listQuery = z.object({ ...pageQuery, user: optionalString(1024), client_id: optionalString(8192) })
@@ -47,8 +47,9 @@ export function grants(authenticate: AdminAuthentication) {
       const body = readBody(request, revokeBody)
       const upstreamRevocation = await upstreamRevocationSupport(gateway)
       const filter = 'client_id' in body ? { clientId: body.client_id } : { user: body.user }
-      const revoked = await gateway.grants.revokeWhere(filter, 'revoked_by_admin')
-      audit(request.log, { actor: 'admin', action: 'grants.revoke', count: revoked, ...body, ...(upstreamRevocation ? { upstream_revocation: upstreamRevocation } : {}) })
+      const ended = endedGrants()
+      const revoked = await gateway.grants.revokeWhere(filter, 'revoked_by_admin', ended.add)
+      audit(request.log, { actor: 'admin', action: 'grants.revoke', ...body, ...ended.entry, count: revoked, ...(upstreamRevocation ? { upstream_revocation: upstreamRevocation } : {}) })
       return { revoked, ...(upstreamRevocation ? { upstream_revocation: upstreamRevocation } : {}) }
     })
   }
