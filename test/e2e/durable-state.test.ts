@@ -152,8 +152,9 @@ t.test('two replicas on one Redis see each other\'s grants and blocks', async (t
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
   t.ok(seenAfter <= 1000, `both replicas hold the new block within one second (${seenAfter} ms)`)
-  await failsWith(t, await refresh(b, one.client, one.refreshToken), 400, 'invalid_grant')
-  await failsWith(t, await refresh(a, one.client, one.refreshToken), 400, 'invalid_grant')
+  // A block refuses the client itself (RFC 6749 §5.2 invalid_client), before its grant is looked at.
+  await failsWith(t, await refresh(b, one.client, one.refreshToken), 401, 'invalid_client')
+  await failsWith(t, await refresh(a, one.client, one.refreshToken), 401, 'invalid_client')
 
   t.equal((await registry.revokeGrant(grantOf(two.refreshToken).g, 'admin')).ended, true)
   await failsWith(t, await refresh(b, two.client, two.refreshToken), 400, 'invalid_grant')

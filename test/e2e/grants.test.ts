@@ -90,7 +90,8 @@ t.test('two clients of one user: one revoked, the other goes on', async (t) => {
   t.match(await grants.isBlocked({ redirectUris: [CLAUDE_REDIRECT] }), { blockId: blocked.block.blockId }, 'and applies to the client')
   t.equal(await grants.isBlocked({ redirectUris: [CHATGPT_REDIRECT] }), undefined, 'not to others')
   t.equal((await mcpWith(stack, claude.saved!.access_token)).status, 401)
-  const blockedRefresh = await failsWith(t, await refreshAt(stack, claude), 400, 'invalid_grant')
+  // A block refuses the client itself (RFC 6749 §5.2 invalid_client), before its grant is looked at.
+  const blockedRefresh = await failsWith(t, await refreshAt(stack, claude), 401, 'invalid_client')
   t.match(blockedRefresh.error_description, /blocked/)
   t.equal(stack.upstream.requests.filter((request) => request.path === '/token/revocation').length, 2, 'its upstream token revoked too')
   t.equal((await grants.listForUser(USER)).items.length, 0)
