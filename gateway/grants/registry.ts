@@ -8,6 +8,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import type { RegisteredClient } from '../clients/client.ts'
+import { clientHandle } from '../clients/registry.ts'
 import { OAuthError, invalidGrant, invalidRequest } from '../errors.ts'
 import { firstBlockApplying, hostOf, normaliseBlockValue, type BlockSubject } from '../policy/blocks.ts'
 import { presetOf } from '../policy/presets.ts'
@@ -334,6 +335,17 @@ export class GrantRegistry {
   async isBlocked(subject: BlockSubject): Promise<Block | undefined> {
     if (Date.now() - this.#blocksLoadedAt > 2 * BLOCKS_REFRESH_MS) await this.#reloadBlocks()
     return firstBlockApplying(this.#blocks, subject)
+  }
+
+  /**
+   * The block that applies to a sign-in under way (the consent answer, the
+   * callback), known only by its client's handle and redirect URI: a client
+   * id block by the handle of its id, a redirect host block. A name pattern
+   * needs the client, and is checked at /authorize and /token.
+   */
+  async isFlowBlocked(handle: string, redirectUri: string): Promise<Block | undefined> {
+    const byHost = await this.isBlocked({ redirectUris: [redirectUri] })
+    return byHost ?? this.#blocks.find((block) => block.kind === 'client_id' && clientHandle(block.value) === handle)
   }
 
   /** How many blocks there are, from the cache (the blocks gauge). */

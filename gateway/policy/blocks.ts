@@ -11,6 +11,7 @@
  * lengths of the pattern and the name, whatever ops or a client send.
  */
 import type { RegisteredClient } from '../clients/client.ts'
+import { OAuthError } from '../errors.ts'
 import type { Block, BlockKind } from '../grants/grant.ts'
 
 /** What a block is matched against: the client's id, the hosts of its redirect URIs, its name. */
@@ -88,6 +89,18 @@ export function clientSubject(client: Pick<RegisteredClient, 'client_id' | 'clie
 /** What the refused client (and on /authorize, the user) is told: the reason ops gave. */
 export function blockedDescription(block: Pick<Block, 'reason'>): string {
   return `this app is blocked by the administrators of this gateway: ${block.reason}`
+}
+
+const BLOCKED_HINT = 'The administrators of this sign-in service have blocked this app. Remove the connector in the app; ask them if you think this is a mistake.'
+
+/**
+ * How a sign-in a block refuses ends (/authorize, the consent answer, the
+ * callback): the error page naming the reason, before the redirect URI is
+ * trusted, so the browser is never sent to the blocked client.
+ */
+export function blockedSignIn(block: Pick<Block, 'reason' | 'blockId'>): OAuthError {
+  const description = blockedDescription(block)
+  return new OAuthError(400, 'invalid_client', description.charAt(0).toUpperCase() + description.slice(1), { hint: BLOCKED_HINT, details: { block_id: block.blockId } })
 }
 
 /** The first block that applies, if any. */

@@ -13,7 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Gateway } from '../context.ts'
 import type { RegisteredClient } from '../clients/client.ts'
 import { clientHandle } from '../clients/registry.ts'
-import { blockedDescription, clientSubject } from '../policy/blocks.ts'
+import { blockedSignIn, clientSubject } from '../policy/blocks.ts'
 import { approvalKey, type ConsentCookie, type PendingAuthorization } from '../policy/consent.ts'
 import { OAuthError, invalidRequest, step, unsupportedResponseType } from '../errors.ts'
 import { logStep } from '../http/log.ts'
@@ -137,15 +137,11 @@ const findClient = step('findClient', async (gateway: Gateway, request: FastifyR
 
 const checkNotBlocked = step('checkNotBlocked', async (gateway: Gateway, client: RegisteredClient) => {
   const block = await gateway.grants.isBlocked(clientSubject(client))
-  if (block) throw new OAuthError(400, 'invalid_client', upperFirst(blockedDescription(block)), { hint: BLOCKED_HINT, details: { block_id: block.blockId } })
+  if (block) throw blockedSignIn(block)
 })
 
 /** The clients met, for ops (GET /admin/clients): a metadata document client is first seen here, and each sign-in is a last use. */
 const recordClient = step('recordClient', (gateway: Gateway, client: RegisteredClient) => gateway.grants.recordClient(client))
-
-const BLOCKED_HINT = 'The administrators of this sign-in service have blocked this app. Remove the connector in the app; ask them if you think this is a mistake.'
-
-const upperFirst = (text: string) => text.charAt(0).toUpperCase() + text.slice(1)
 
 /** Exact match after normalisation (scheme and host case, default port; a loopback port may differ), and still allowed by ops. */
 const checkRedirectUri = step('checkRedirectUri', (gateway: Gateway, client: RegisteredClient, parameters: Parameters): string => {

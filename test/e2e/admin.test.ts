@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import t from 'tap'
 import { SqliteGrantStorage } from '../../gateway/state/sqlite-grant-storage.ts'
 import { admin, adminFetch, ADMIN_TOKEN } from '../support/admin.ts'
+import { consentForm, CookieBrowser, signInAndFollow } from '../support/browser.ts'
 import { authorizeUrl, exchangeCode, obtainCode, pkcePair, postCodeExchange, postForm, postJson, registerClient, type RegisteredClient } from '../support/flow.ts'
 import { capturedLog } from '../support/log-capture.ts'
 import { sample } from '../support/metrics.ts'
@@ -184,6 +185,36 @@ t.test('a name pattern block refuses registrations and clients whose name matche
   t.equal((await openAuthorize(stack, client)).status, 400, 'the registered client is refused too')
   t.equal((await postJson(`${url}/register`, { client_name: 'ChatGPT', redirect_uris: ['https://chatgpt.com/connector/oauth/x'], token_endpoint_auth_method: 'none' })).status, 201, 'a name that does not match')
   await admin(url, `/admin/blocks/${blockId}`, { method: 'DELETE' }, 204)
+})
+
+t.test('a block made during a sign-in stops it at the consent answer or the callback, with the page, never a redirect', async (t) => {
+  const client = await registerClient(stack, { client_name: 'Mid-flight' })
+  const atConsent = new CookieBrowser()
+  const consentPage = await atConsent.get(authorizeUrl(stack, client, pkcePair().challenge))
+  const form = consentForm(await consentPage.text())
+  t.ok(form, 'the consent page is shown')
+  // Signed in as far as the upstream's answer, which the browser has not yet brought back.
+  const signedIn = await signInAndFollow(new CookieBrowser(), authorizeUrl(stack, client, pkcePair().challenge).href, stack.upstream.account, (next) => next.pathname === '/callback')
+  t.ok(signedIn.redirect, 'the upstream sends the browser back to the gateway')
+
+  const { block_id: blockId } = await admin(url, '/admin/blocks', { body: { redirect_host: 'chatgpt.com', reason: 'connector under investigation' } }, 201)
+  const consented = await atConsent.postForm(new URL(form!.action, url), { ...form!.fields, decision: 'approve' })
+  t.equal(consented.status, 400, 'the consent answer is refused')
+  t.equal(consented.headers.get('location'), null, 'not sent on to the upstream or back to the client')
+  t.match(await consented.text(), /connector under investigation/)
+  const callback = await fetch(signedIn.redirect!, { redirect: 'manual' })
+  t.equal(callback.status, 400, 'the callback is refused')
+  t.equal(callback.headers.get('location'), null, 'no code goes to the client')
+  t.match(await callback.text(), /blocked by the administrators of this gateway: connector under investigation/)
+  await admin(url, `/admin/blocks/${blockId}`, { method: 'DELETE' }, 204)
+
+  // By client id too: the sign-in knows the client only by its handle.
+  const again = await signInAndFollow(new CookieBrowser(), authorizeUrl(stack, client, pkcePair().challenge).href, stack.upstream.account, (next) => next.pathname === '/callback')
+  const byId = await admin(url, '/admin/blocks', { body: { client_id: client.client_id, reason: 'this one only' } }, 201)
+  const refused = await fetch(again.redirect!, { redirect: 'manual' })
+  t.equal(refused.status, 400)
+  t.match(await refused.text(), /this one only/)
+  await admin(url, `/admin/blocks/${byId.block_id}`, { method: 'DELETE' }, 204)
 })
 
 t.test('each admin action writes one audit line, and /metrics counts the calls', async (t) => {
