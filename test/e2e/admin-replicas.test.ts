@@ -1,13 +1,14 @@
 /**
- * Blocks across replicas: two gateway processes on one Redis. A block made
- * through one replica's Admin API refuses the client on the other within one
- * second (/register, /authorize, /token), and lifting it on the other lets the
- * client back in on the first within one second.
+ * The Admin API across replicas: two gateway processes on one Redis. Grants
+ * made through one replica are listed and revoked through the other; a block
+ * made through one replica's Admin API refuses the client on the other within
+ * one second (/register, /authorize, /token), and lifting it on the other lets
+ * the client back in on the first within one second.
  */
 import t from 'tap'
 import { admin, ADMIN_TOKEN } from '../support/admin.ts'
 import { deletePrefix, SHARED_REDIS_URL } from '../support/redis.ts'
-import { register, registration, tokenRequest, startCluster, type Replica, type TestClient } from '../support/replicas.ts'
+import { completeFlow, refresh, register, registration, tokenRequest, startCluster, type Replica, type TestClient } from '../support/replicas.ts'
 import { failsWith } from '../support/stack.ts'
 
 const cluster = await startCluster({ replicas: 2, redisUrl: SHARED_REDIS_URL, env: { ADMIN_TOKEN } })
@@ -56,4 +57,25 @@ t.test('a block made on one replica refuses the client on the other within one s
   const liftedAt = Date.now()
   const back = await millisecondsUntil(liftedAt, async () => (await authorizeStatus(a, client)) === 200)
   t.ok(back <= 1000, `lifted on B, A lets the client in ${back} ms later`)
+})
+
+t.test('grants made through one replica are listed and revoked through the other', async (t) => {
+  const client = await register(a, { client_name: 'Across replicas' })
+  const first = await completeFlow(cluster, client, { authorize: a, callback: a, token: a })
+  t.equal(first.status, 200, 'connected through A')
+  const tokens = (await first.json()) as { refresh_token: string }
+  const second = await completeFlow(cluster, client, { authorize: a, callback: a, token: a })
+  const other = (await second.json()) as { refresh_token: string }
+
+  const { grants } = await admin(b.url, `/admin/grants?client_id=${encodeURIComponent(client.client_id)}`)
+  t.equal(grants.length, 2, 'B lists the grants A made')
+  const { clients } = await admin(b.url, '/admin/clients?limit=1000')
+  t.match(clients.find((c: any) => c.client_id === client.client_id), { client_name: 'Across replicas', grants: 2 })
+
+  await admin(b.url, `/admin/grants/${grants[0].grant_id}`, { method: 'DELETE' }, 204)
+  const answers = [await refresh(a, client, tokens.refresh_token), await refresh(a, client, other.refresh_token)]
+  t.same(answers.map((response) => response.status).sort(), [200, 400], 'on A, the grant ended through B is refused, the other refreshes')
+  const renewed = (await answers.find((response) => response.status === 200)!.json()) as { refresh_token: string }
+  t.same(await admin(b.url, '/admin/grants/revoke', { body: { client_id: client.client_id } }), { revoked: 1 }, 'the rest, by client, through B')
+  t.equal((await refresh(a, client, renewed.refresh_token)).status, 400, 'and A refuses it')
 })
