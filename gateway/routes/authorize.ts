@@ -52,7 +52,6 @@ export async function authorize(app: FastifyInstance) {
     const client = await findClient(gateway, request, parameters)
     // Before the redirect URI is trusted: a blocked client is never redirected to, not even with an error.
     await checkNotBlocked(gateway, client)
-    await recordClient(gateway, client)
     const redirectUri = checkRedirectUri(gateway, client, parameters)
     const state = optional(parameters, 'state', 2048)
     request.redirectBack = { redirectUri, state, issuer: gateway.config.publicUrl }
@@ -132,6 +131,8 @@ const findClient = step('findClient', async (gateway: Gateway, request: FastifyR
   const found = await gateway.clients.find(clientId)
   if (!found.ok) throw new OAuthError(400, 'invalid_client', found.reason, { hint: found.hint })
   request.oauthClient = { name: found.client.client_name, handle: clientHandle(found.client.client_id) }
+  // A metadata document client never registers: the client list meets it here.
+  if (found.client.metadata_document) await gateway.grants.recordClient(found.client)
   return found.client
 })
 
@@ -139,9 +140,6 @@ const checkNotBlocked = step('checkNotBlocked', async (gateway: Gateway, client:
   const block = await gateway.grants.isBlocked(clientSubject(client))
   if (block) throw blockedSignIn(block)
 })
-
-/** The clients met, for ops (GET /admin/clients): a metadata document client is first seen here, and each sign-in is a last use. */
-const recordClient = step('recordClient', (gateway: Gateway, client: RegisteredClient) => gateway.grants.recordClient(client))
 
 /** Exact match after normalisation (scheme and host case, default port; a loopback port may differ), and still allowed by ops. */
 const checkRedirectUri = step('checkRedirectUri', (gateway: Gateway, client: RegisteredClient, parameters: Parameters): string => {
