@@ -16,7 +16,7 @@ import t from 'tap'
 import { SqliteGrantStorage } from '../../gateway/state/sqlite-grant-storage.ts'
 import { admin, adminFetch, ADMIN_TOKEN } from '../support/admin.ts'
 import { postForm } from '../support/flow.ts'
-import { upstreamRefreshTokenOf } from '../support/grants.ts'
+import { grantFixture, upstreamRefreshTokenOf } from '../support/grants.ts'
 import { capturedLog } from '../support/log-capture.ts'
 import { ConnectorProvider } from '../support/mcp-client.ts'
 import { callWhoami, connectWithSdk } from '../support/sdk-flow.ts'
@@ -158,4 +158,34 @@ t.test('an upstream without a revocation endpoint: the answer says so', async (t
   const deleted = await adminFetch(bare.gatewayUrl, `/admin/grants/${grant.grant_id}`, { method: 'DELETE' })
   t.equal(deleted.status, 204)
   t.equal(deleted.headers.get('upstream-revocation'), 'unsupported')
+})
+
+t.test('thousands of grants: the API pages through every one once, in order, 1000 at most a page', async (t) => {
+  const many = await startStack({ env: { ADMIN_TOKEN } })
+  t.teardown(() => many.close())
+  const grants = Array.from({ length: 2500 }, (_, n) => grantFixture(n))
+  await many.gateway.gateway.grants.storage.createGrants(grants)
+
+  const walk = async (query: string) => {
+    const ids: string[] = []
+    let pages = 0
+    let cursor: string | null = null
+    do {
+      const page: { grants: Array<{ grant_id: string }>; next_cursor: string | null } = await admin(many.gatewayUrl, `/admin/grants?limit=1000${query}${cursor ? `&cursor=${cursor}` : ''}`)
+      t.ok(page.grants.length <= 1000)
+      ids.push(...page.grants.map((grant) => grant.grant_id))
+      cursor = page.next_cursor
+      pages++
+    } while (cursor !== null)
+    return { ids, pages }
+  }
+  const all = await walk('')
+  t.equal(all.ids.length, 2500, 'every grant')
+  t.equal(new Set(all.ids).size, 2500, 'each once')
+  t.same(all.ids, [...all.ids].sort(), 'in creation order')
+  t.ok(all.pages >= 3, `${all.pages} pages`)
+  const alice = await walk('&user=alice')
+  t.equal(alice.ids.length, 1250, "one user's, through the pages")
+  t.equal((await admin(many.gatewayUrl, '/admin/grants')).grants.length, 100, 'a page is 100 by default')
+  await failsWith(t, await adminFetch(many.gatewayUrl, '/admin/grants?limit=1001'), 400, 'invalid_request')
 })

@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { GrantRegistry } from '../../gateway/grants/registry.ts'
-import type { UpstreamRevocation } from '../../gateway/grants/grant.ts'
+import type { Grant, UpstreamRevocation } from '../../gateway/grants/grant.ts'
 import type { GrantRefreshToken } from '../../gateway/routes/token.ts'
 import type { GrantStorage } from '../../gateway/state/grant-storage.ts'
 import { Sealer } from '../../gateway/state/seal.ts'
@@ -44,4 +44,29 @@ export function registryOn(storage: GrantStorage, settings = { maxIdleDays: 90, 
     },
   })
   return { registry, upstreamRevocations }
+}
+
+const now = Math.floor(Date.now() / 1000)
+
+/** Grant number `n` as storage keeps it: three clients, two users (alice, bob), live for an hour. */
+export function grantFixture(n: number, overrides: Partial<Grant> = {}): Grant {
+  return {
+    grantId: `g_${String(n).padStart(8, '0')}`,
+    clientId: `client-${n % 3}`,
+    clientName: `Client ${n % 3}`,
+    unverified: true,
+    redirectHost: 'chatgpt.com',
+    preset: 'chatgpt',
+    user: n % 2 === 0 ? { id: 'alice', email: 'alice@example.test' } : { id: 'bob' },
+    scope: 'openid',
+    createdAt: now,
+    lastUsedAt: now,
+    refreshCount: 0,
+    expiresAt: now + 3600,
+    activeUntil: now + 3600,
+    upstreamRefreshToken: 'sealed',
+    generation: 0,
+    accessTokens: [{ hash: `h${n}`, expiresAt: now + 600 }],
+    ...overrides,
+  }
 }

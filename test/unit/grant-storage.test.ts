@@ -14,31 +14,11 @@ import type { GrantStorage } from '../../gateway/state/grant-storage.ts'
 import { RedisGrantStorage } from '../../gateway/state/redis-grant-storage.ts'
 import { createRedisClient, connectRedis } from '../../gateway/state/redis-store.ts'
 import { SqliteGrantStorage } from '../../gateway/state/sqlite-grant-storage.ts'
+import { grantFixture } from '../support/grants.ts'
 import { deletePrefix, randomPrefix, SHARED_REDIS_URL } from '../support/redis.ts'
 
 const now = Math.floor(Date.now() / 1000)
 
-export function grantFixture(n: number, overrides: Partial<Grant> = {}): Grant {
-  return {
-    grantId: `g_${String(n).padStart(8, '0')}`,
-    clientId: `client-${n % 3}`,
-    clientName: `Client ${n % 3}`,
-    unverified: true,
-    redirectHost: 'chatgpt.com',
-    preset: 'chatgpt',
-    user: n % 2 === 0 ? { id: 'alice', email: 'alice@example.test' } : { id: 'bob' },
-    scope: 'openid',
-    createdAt: now,
-    lastUsedAt: now,
-    refreshCount: 0,
-    expiresAt: now + 3600,
-    activeUntil: now + 3600,
-    upstreamRefreshToken: 'sealed',
-    generation: 0,
-    accessTokens: [{ hash: `h${n}`, expiresAt: now + 600 }],
-    ...overrides,
-  }
-}
 
 const revocationsOf = (grant: Grant): Revocation[] => [
   { key: `grant:${grant.grantId}`, reason: 'revoked_by_admin', endedAt: now, expiresAt: now + 60 },
