@@ -24,13 +24,14 @@ export type AdminAction =
 
 const digest = (value: string) => createHash('sha256').update(value).digest()
 
-/**
- * RFC 6750 §2.1: `Authorization: Bearer <ADMIN_TOKEN>`. The digests of the
- * given and the expected token are compared in constant time, so neither
- * the token nor its length leaks through the time the answer takes.
- */
 export type AdminAuthentication = ReturnType<typeof adminAuthentication>
 
+/**
+ * The onRequest hook of every admin route, RFC 6750 §2.1: `Authorization:
+ * Bearer <ADMIN_TOKEN>`. The digests of the given and the expected token are
+ * compared in constant time, so neither the token nor its length leaks
+ * through the time the answer takes.
+ */
 export function adminAuthentication(token: string) {
   const expected = digest(token)
   return function authenticateAdmin(request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) {
