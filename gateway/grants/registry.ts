@@ -82,6 +82,9 @@ export interface Refreshed {
 
 export type RevokeFilter = { clientId: string } | { user: string }
 
+/** Told of each grant a bulk end (revokeWhere, addBlock) ended, and of its upstream revocation. */
+export type OnEnded = (grantId: string, upstreamRevocation: UpstreamRevocation) => void
+
 /** The upstream refresh token of a grant, opened. */
 export interface OpenedGrant {
   grant: Grant
@@ -244,7 +247,7 @@ export class GrantRegistry {
   }
 
   /** Ends every grant of a client or of a user; returns how many ended. */
-  async revokeWhere(filter: RevokeFilter, reason: EndReason = 'revoked_by_admin', onEnded?: (grantId: string) => void): Promise<number> {
+  async revokeWhere(filter: RevokeFilter, reason: EndReason = 'revoked_by_admin', onEnded?: OnEnded): Promise<number> {
     const query = 'clientId' in filter ? { clientId: filter.clientId } : { userId: filter.user }
     return this.#endAll((after) => this.#storage.listGrants(query, MAX_PAGE_SIZE, after).then((page) => ({ ids: page.items.map((grant) => grant.grantId), last: page.last })), reason, onEnded)
   }
@@ -257,16 +260,17 @@ export class GrantRegistry {
     return expired.length
   }
 
-  /** `onEnded` hears each grant that ended, e.g. for the audit line that names them. */
-  async #endAll(pages: (after: string | undefined) => Promise<{ ids: string[]; last?: string | undefined }>, reason: EndReason, onEnded?: (grantId: string) => void): Promise<number> {
+  /** `onEnded` hears each grant that ended and what the upstream did with its refresh token, e.g. for the audit line and the answer. */
+  async #endAll(pages: (after: string | undefined) => Promise<{ ids: string[]; last?: string | undefined }>, reason: EndReason, onEnded?: OnEnded): Promise<number> {
     let ended = 0
     let after: string | undefined
     do {
       const page = await pages(after)
       for (const grantId of page.ids) {
-        if (!(await this.#end(grantId, reason)).ended) continue
+        const outcome = await this.#end(grantId, reason)
+        if (!outcome.ended) continue
         ended++
-        onEnded?.(grantId)
+        onEnded?.(grantId, outcome.upstreamRevocation)
       }
       after = page.last
     } while (after !== undefined)
@@ -309,7 +313,7 @@ export class GrantRegistry {
   // --- blocks ----------------------------------------------------------------
 
   /** Adds a block and ends the grants it matches (reason `block`). */
-  async addBlock(input: { kind: BlockKind; value: string; reason: string }, onEnded?: (grantId: string) => void): Promise<{ block: Block; ended: number }> {
+  async addBlock(input: { kind: BlockKind; value: string; reason: string }, onEnded?: OnEnded): Promise<{ block: Block; ended: number }> {
     const block: Block = { blockId: newBlockId(), kind: input.kind, value: normaliseBlockValue(input.kind, input.value), reason: input.reason, createdAt: nowSeconds() }
     await this.#storage.addBlock(block)
     this.#blocks = [...this.#blocks, block]

@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { UpstreamRevocation } from '../grants/grant.ts'
 import { exposeHeaders } from './cors.ts'
 
 /** A request id the caller may choose: short, and nothing that could forge a log line. */
@@ -208,17 +209,38 @@ export interface AuditEntry {
 /** The most grant ids one audit line names; beyond, `grant_ids_truncated` says so and `count` has them all. */
 export const AUDIT_MAX_GRANT_IDS = 1000
 
-/** Collects the ids of the grants an action ends, for its audit line, up to AUDIT_MAX_GRANT_IDS. */
+/**
+ * Collects what a bulk end did, for its audit line and its answer: the ids of
+ * the grants it ended (up to AUDIT_MAX_GRANT_IDS) and how their upstream
+ * refresh tokens fared.
+ */
 export function endedGrants() {
   const ids: string[] = []
   let truncated = false
+  let ended = 0
+  let unsupported = 0
+  let failed = 0
   return {
-    add(grantId: string) {
+    add: (grantId: string, upstreamRevocation: UpstreamRevocation) => {
+      ended++
+      if (upstreamRevocation === 'unsupported') unsupported++
+      if (upstreamRevocation === 'failed') failed++
       if (ids.length < AUDIT_MAX_GRANT_IDS) ids.push(grantId)
       else truncated = true
     },
+    /** The audit line's part: which grants. */
     get entry() {
       return { grant_ids: ids, ...(truncated ? { grant_ids_truncated: true } : {}) }
+    },
+    /**
+     * The answer's part, when not every upstream refresh token was revoked:
+     * `unsupported` (the upstream has no revocation endpoint), or `failed`
+     * with how many (the upstream refused or was unreachable; each is logged).
+     */
+    get upstream() {
+      if (failed) return { upstream_revocation: 'failed', upstream_revocation_failed: failed }
+      if (ended && unsupported === ended) return { upstream_revocation: 'unsupported' }
+      return {}
     },
   }
 }

@@ -160,6 +160,18 @@ t.test('an upstream without a revocation endpoint: the answer says so', async (t
   t.equal(deleted.headers.get('upstream-revocation'), 'unsupported')
 })
 
+t.test('an upstream that cannot be reached: the grants end here, and the answer says the upstream revocation failed', async (t) => {
+  const cut = await startStack({ env: { ADMIN_TOKEN }, faultProxy: true })
+  t.teardown(() => cut.close())
+  const provider = new ConnectorProvider(CHATGPT_REDIRECT)
+  await connectWithSdk(cut, provider)
+  await cut.proxy!.refuse()
+  t.teardown(() => cut.proxy!.accept())
+  t.same(await admin(cut.gatewayUrl, '/admin/grants/revoke', { body: { client_id: provider.client!.client_id } }), { revoked: 1, upstream_revocation: 'failed', upstream_revocation_failed: 1 })
+  t.same((await admin(cut.gatewayUrl, '/admin/grants')).grants, [], 'ended at the gateway')
+  await failsWith(t, await refreshAt(cut, provider), 400, 'invalid_grant')
+})
+
 t.test('thousands of grants: the API pages through every one once, in order, 1000 at most a page', async (t) => {
   const many = await startStack({ env: { ADMIN_TOKEN } })
   t.teardown(() => many.close())

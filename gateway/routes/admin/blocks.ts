@@ -36,8 +36,8 @@ export function blocks(authenticate: AdminAuthentication) {
       if (!checked.ok) throw invalidRequest(checked.reason)
       const endedIds = endedGrants()
       const { block, ended } = await gateway.grants.addBlock({ kind, value: checked.value, reason: body.reason }, endedIds.add)
-      audit(request.log, { actor: 'admin', action: 'blocks.create', block_id: block.blockId, kind, value: block.value, reason: block.reason, ...endedIds.entry, count: ended })
-      return reply.code(201).send({ block_id: block.blockId, revoked: ended })
+      audit(request.log, { actor: 'admin', action: 'blocks.create', block_id: block.blockId, kind, value: block.value, reason: block.reason, ...endedIds.entry, count: ended, ...endedIds.upstream })
+      return reply.code(201).send({ block_id: block.blockId, revoked: ended, ...endedIds.upstream })
     })
 
     app.get('/admin/blocks', adminRoute(gateway, 'blocks.list', authenticate), async (request) => {

@@ -7,9 +7,8 @@
  */
 import type { FastifyInstance } from 'fastify'
 import { z } from 'zod'
-import type { Gateway } from '../../context.ts'
 import { OAuthError } from '../../errors.ts'
-import type { GrantSummary, UpstreamRevocation } from '../../grants/grant.ts'
+import type { GrantSummary } from '../../grants/grant.ts'
 import { audit, endedGrants } from '../../http/log.ts'
 import { adminRoute, isoTime, optionalString, pageQuery, readBody, readParams, readQuery, type AdminAuthentication } from './route.ts'
 
@@ -45,19 +44,13 @@ export function grants(authenticate: AdminAuthentication) {
 
     app.post('/admin/grants/revoke', adminRoute(gateway, 'grants.revoke', authenticate), async (request) => {
       const body = readBody(request, revokeBody)
-      const upstreamRevocation = await upstreamRevocationSupport(gateway)
       const filter = 'client_id' in body ? { clientId: body.client_id } : { user: body.user }
       const ended = endedGrants()
       const revoked = await gateway.grants.revokeWhere(filter, 'revoked_by_admin', ended.add)
-      audit(request.log, { actor: 'admin', action: 'grants.revoke', ...body, ...ended.entry, count: revoked, ...(upstreamRevocation ? { upstream_revocation: upstreamRevocation } : {}) })
-      return { revoked, ...(upstreamRevocation ? { upstream_revocation: upstreamRevocation } : {}) }
+      audit(request.log, { actor: 'admin', action: 'grants.revoke', ...body, ...ended.entry, count: revoked, ...ended.upstream })
+      return { revoked, ...ended.upstream }
     })
   }
-}
-
-/** 'unsupported' when the upstream has no revocation endpoint: its refresh tokens then live on there until they expire. */
-async function upstreamRevocationSupport(gateway: Gateway): Promise<UpstreamRevocation | undefined> {
-  return (await gateway.upstream.metadata()).revocation_endpoint === undefined ? 'unsupported' : undefined
 }
 
 export function grantAnswer(grant: GrantSummary) {
