@@ -136,6 +136,13 @@ function only(values: Values, names: Array<keyof Values>, verb: string) {
   }
 }
 
+/** What the upstream did with the ended grants' refresh tokens, when not all were revoked there. */
+function upstreamNote(answer: { upstream_revocation?: string; upstream_revocation_failed?: number }): string {
+  if (answer.upstream_revocation === 'unsupported') return '\nThe upstream has no revocation endpoint: their refresh tokens stay valid there until they expire.'
+  if (answer.upstream_revocation === 'failed') return `\nThe upstream did not revoke ${answer.upstream_revocation_failed} of their refresh tokens (see the gateway's log); the gateway never uses them again.`
+  return ''
+}
+
 function morePages(nextCursor: string | undefined): string {
   return nextCursor === undefined ? '' : `\nMore: add --cursor ${nextCursor} (or --all)`
 }
@@ -177,8 +184,7 @@ async function run(verb: string | undefined, args: string[], values: Values, con
       if (filters.length !== 1) throw new UsageError('revoke needs a grant id, or exactly one of --client-id and --user')
       const answer = await request(connection, { method: 'POST', path: '/admin/grants/revoke', body: Object.fromEntries(filters) })
       if (values.json) return JSON.stringify(answer, null, 2)
-      const upstream = answer.upstream_revocation === 'unsupported' ? '\nThe upstream has no revocation endpoint: its refresh tokens stay valid there until they expire.' : ''
-      return `Revoked ${answer.revoked} grant(s) of ${filters[0]![0] === 'user' ? 'user' : 'client'} ${filters[0]![1]}.${upstream}`
+      return `Revoked ${answer.revoked} grant(s) of ${filters[0]![0] === 'user' ? 'user' : 'client'} ${filters[0]![1]}.${upstreamNote(answer)}`
     }
     case 'block': {
       none()
@@ -187,7 +193,7 @@ async function run(verb: string | undefined, args: string[], values: Values, con
       if (keys.length !== 1) throw new UsageError('block needs exactly one of --client-id, --redirect-host, --name-pattern')
       if (!values.reason) throw new UsageError('block needs --reason: it is logged and shown to whoever the block refuses')
       const answer = await request(connection, { method: 'POST', path: '/admin/blocks', body: { [keys[0]![0]]: keys[0]![1]!, reason: values.reason } })
-      return values.json ? JSON.stringify(answer, null, 2) : `Blocked: ${answer.block_id} (${answer.revoked} grant(s) ended). It applies on every replica within a second.`
+      return values.json ? JSON.stringify(answer, null, 2) : `Blocked: ${answer.block_id} (${answer.revoked} grant(s) ended). It applies on every replica within a second.${upstreamNote(answer)}`
     }
     case 'unblock': {
       only(values, [], verb)
