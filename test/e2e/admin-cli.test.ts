@@ -13,7 +13,8 @@ import t from 'tap'
 import { ADMIN_TOKEN } from '../support/admin.ts'
 import { startGatewayProcess } from '../support/gateway-process.ts'
 import { freePort } from '../support/ports.ts'
-import { gatewayFile, TEST_SECRET } from '../support/stack.ts'
+import { exchangeCode, obtainCode, postForm, registerClient } from '../support/flow.ts'
+import { gatewayFile, TEST_SECRET, type Stack } from '../support/stack.ts'
 import { startUpstream } from '../support/upstream.ts'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
@@ -21,7 +22,8 @@ const directory = mkdtempSync(join(tmpdir(), 'gateway-admin-cli-'))
 const port = await freePort()
 const gatewayUrl = `http://127.0.0.1:${port}`
 const upstream = await startUpstream({ redirectUris: [`${gatewayUrl}/callback`] })
-const file = { ...gatewayFile(gatewayUrl, upstream.issuer, 'http://127.0.0.1:3001/mcp'), state: { path: join(directory, 'state.sqlite') } }
+const MCP_RESOURCE = 'http://127.0.0.1:3001/mcp'
+const file = { ...gatewayFile(gatewayUrl, upstream.issuer, MCP_RESOURCE), state: { path: join(directory, 'state.sqlite') } }
 const gateway = await startGatewayProcess({ config: file, port, env: { GATEWAY_SECRET: TEST_SECRET, UPSTREAM_CLIENT_SECRET: upstream.clientSecret, ADMIN_TOKEN } })
 t.teardown(async () => {
   await gateway.stop()
@@ -128,6 +130,27 @@ t.test('revoke by client and by user answer with counts', async (t) => {
   const unknown = await cli(['revoke', 'g_unknown'])
   t.equal(unknown.code, 1)
   t.match(unknown.stderr, /grant_id: no live grant/)
+})
+
+t.test('grants lists real connections, and revoke ends one by its id', async (t) => {
+  // The flow helpers need only where the gateway, the upstream and the MCP resource are.
+  const stack = { gatewayUrl, upstream, mcp: { url: MCP_RESOURCE } } as unknown as Stack
+  const client = await registerClient(stack, { client_name: 'CLI Connected' })
+  const tokens = await exchangeCode(stack, client, await obtainCode(stack, client))
+  const listed = await cli(['grants', '--client-id', client.client_id])
+  t.equal(listed.code, 0, listed.stderr)
+  t.match(listed.stdout, /^GRANT ID\s+USER\s+CLIENT\s+SCOPE\s+CREATED\s+LAST USED\s+CLIENT ID$/m)
+  const row = listed.stdout.split('\n').find((line) => line.endsWith(client.client_id))
+  t.match(row, /^g_\S+\s+np-user-1001\s+CLI Connected\s+openid offline_access\s+/)
+  const grantId = row!.split(/\s+/)[0]!
+  t.match(JSON.parse((await cli(['grants', '--user', 'np-user-1001', '--json'])).stdout).grants, [{ grant_id: grantId, user: 'np-user-1001', client_name: 'CLI Connected' }])
+
+  const revoked = await cli(['revoke', grantId])
+  t.equal(revoked.code, 0, revoked.stderr)
+  t.equal(revoked.stdout, `Revoked grant ${grantId}.\n`)
+  const refresh = await postForm(`${gatewayUrl}/token`, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token!, client_id: client.client_id })
+  t.equal(refresh.status, 400, 'its refresh is refused')
+  t.match((await cli(['grants', '--client-id', client.client_id])).stdout, /^0 grant\(s\)$/m)
 })
 
 t.test('bad usage exits 2 with a message; refusals and outages exit 1', async (t) => {
