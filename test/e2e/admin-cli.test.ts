@@ -17,6 +17,9 @@ import { exchangeCode, obtainCode, postForm, registerClient } from '../support/f
 import { gatewayFile, TEST_SECRET, type Stack } from '../support/stack.ts'
 import { startUpstream } from '../support/upstream.ts'
 
+// Each run of the command is a process start (a second or two on a loaded machine), and there are some fifty.
+t.setTimeout(300_000)
+
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const directory = mkdtempSync(join(tmpdir(), 'gateway-admin-cli-'))
 const port = await freePort()
