@@ -52,6 +52,7 @@ export const OVERRIDE_VARIABLES: readonly OverrideVariable[] = [
   { name: 'UPSTREAM_ISSUER', key: 'upstream.issuer', read: text },
   { name: 'UPSTREAM_CLIENT_ID', key: 'upstream.clientId', read: text },
   { name: 'ALLOWED_REDIRECT_URIS', key: 'allowedRedirectUris', format: 'comma-separated; replaces the list (edits of the file then have no effect)', read: (value) => (value ? list(value) : undefined) },
+  { name: 'GATEWAY_STATE_PATH', key: 'state.path', read: text },
   { name: 'TRUST_PROXY', key: 'server.trustProxy', format: 'a number of hops, or comma-separated addresses and CIDR ranges', read: (value) => (value ? hopsOrList(value) : undefined) },
 ]
 
@@ -67,9 +68,13 @@ export const ENVIRONMENT_ONLY_VARIABLES: readonly EnvironmentOnlyVariable[] = [
   { name: 'UPSTREAM_REGISTRATION_TOKEN', description: "RFC 7591 §3 initial access token for the upstream's registration endpoint, when registration.mode is upstream and the upstream wants one." },
   {
     name: 'REDIS_URL',
-    description: 'redis:// or rediss:// URL of the shared store (it may carry a password). Set: replicas share state and rate-limit counters through Redis. Unset: state lives in memory and only one replica may run.',
+    description: 'redis:// or rediss:// URL of the shared store (it may carry a password). Set: replicas share state, rate-limit counters, grants, blocks and revocations through Redis (which then needs AOF persistence). Unset: short-lived state lives in memory, grants in the state file (state.path), and only one replica may run.',
   },
   { name: 'METRICS_TOKEN', description: 'When set, GET /metrics requires `Authorization: Bearer <token>`.' },
+  {
+    name: 'ADMIN_TOKEN',
+    description: 'Switches the Admin API (/admin/*, `npm run admin`, docs/connections.md) on: every call must send `Authorization: Bearer <ADMIN_TOKEN>`. At least 32 characters of a bearer token (letters, digits, - . _ ~ + /), e.g. `openssl rand -base64 32`. Unset: every /admin path is 404.',
+  },
 ]
 
 /** Environment variables that override the file, mapped onto the file's shape. */
@@ -115,6 +120,9 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
   const redisUrl = env.REDIS_URL || undefined
   // The URL may carry a password: the message names the variable, never its value.
   if (redisUrl !== undefined && !isRedisUrl(redisUrl)) problems.push('  REDIS_URL: must be a redis:// or rediss:// URL')
+  const adminToken = env.ADMIN_TOKEN || undefined
+  // The message names the rule, never the value.
+  if (adminToken !== undefined) problems.push(...adminTokenProblems(adminToken))
   if (problems.length) throw new ConfigError(`invalid configuration (environment):\n${problems.join('\n')}`)
 
   const registrationToken = env.UPSTREAM_REGISTRATION_TOKEN || undefined
@@ -124,6 +132,7 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
     upstream: { ...settings.upstream, clientSecret, registrationToken },
     redis: { ...settings.redis, url: redisUrl },
     metrics: { ...settings.metrics, token: env.METRICS_TOKEN || undefined },
+    admin: { token: adminToken },
   }
   return deepFreeze(config)
 }
@@ -140,6 +149,13 @@ export function parseSettings(file: unknown, env: NodeJS.ProcessEnv = {}, where 
   const result = configSchema.safeParse(environmentOverrides(env, file))
   if (!result.success) throw new ConfigError(describeIssues(result.error, where))
   return deepFreeze(result.data)
+}
+
+/** Long enough not to be guessed, and sendable as a bearer token as it is (RFC 6750 §2.1 b64token). */
+function adminTokenProblems(token: string): string[] {
+  if (token.length < 32) return ['  ADMIN_TOKEN: must be at least 32 characters (e.g. openssl rand -base64 32); unset it to switch the Admin API off']
+  if (!/^[A-Za-z0-9\-._~+/]+=*$/.test(token)) return ['  ADMIN_TOKEN: must be a bearer token: letters, digits and - . _ ~ + / only, = at the end (RFC 6750 §2.1)']
+  return []
 }
 
 function isRedisUrl(value: string) {

@@ -77,7 +77,7 @@ const internalUrl = z
   .refine((value) => !new URL(value).hash && !new URL(value).search, 'must not have a query or fragment')
 
 /** Paths the gateway answers itself; in front mode the MCP endpoint must not hide one of them. */
-const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/healthz', '/readyz', '/metrics']
+const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/healthz', '/readyz', '/metrics', '/admin']
 
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token (RFC 6749 §3.3)')
 
@@ -137,6 +137,18 @@ const upstreamSchema = z
       .prefault('drop')
       .describe(
         'What the upstream gets for the RFC 8707 `resource`: `drop` (not sent), `forward` (mcpResource), `{ mode: map, value }` (resource=value) or `{ mode: audience, value }` (audience=value, default mcpResource). Every mode but drop sends it on authorize, code exchange and refresh.',
+      ),
+    userClaim: z
+      .string()
+      .min(1)
+      .max(100)
+      .default('sub')
+      .describe('The claim that names the user a grant belongs to, read from the identity source (identitySource); e.g. `email` or `preferred_username` where `sub` is not what the upstream keeps stable.'),
+    identitySource: z
+      .enum(['auto', 'id_token', 'userinfo', 'introspection', 'none'])
+      .default('auto')
+      .describe(
+        "Where the user of a grant comes from. `auto`: the ID token when the upstream is OpenID (it sends one; name and email from userinfo when the ID token lacks them), else the userinfo endpoint when its metadata names one. `introspection`: RFC 7662 on the access token at the upstream's introspection_endpoint. `none`: grants carry no user (ops still revoke them by client). `npm run doctor` names the source in use.",
       ),
   })
   .describe("NeonPanel's OAuth server, which the gateway reaches as one confidential client.")
@@ -224,6 +236,7 @@ const bodyLimitsSchema = z
     token: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024).describe('POST /token: a form with a code or refresh token, the verifier and client credentials.'),
     revoke: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024).describe('POST /revoke: a form with a token and client credentials.'),
     authorize: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024).describe('POST /authorize: the authorization request as a form.'),
+    admin: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024).describe('POST /admin/*: the Admin API\'s JSON bodies (a client id, a block), when env ADMIN_TOKEN switches it on.'),
   })
   .prefault({})
   .describe('Largest request body, in bytes, per endpoint that reads one; a larger body is answered 413 invalid_request.')
@@ -335,6 +348,30 @@ const memoryStoreSchema = z
   })
   .prefault({})
   .describe('The in-memory store, used when env REDIS_URL is not set (one replica only).')
+
+const grantsSchema = z
+  .strictObject({
+    maxIdleDays: z.number().int().min(1).max(3650).default(90).describe('A grant not refreshed for this many days ends; its client must connect again.'),
+    maxAgeDays: z.number().int().min(1).max(3650).default(365).describe('A grant ends this many days after it was created, however much it is used.'),
+  })
+  .prefault({})
+  .refine((g) => g.maxIdleDays <= g.maxAgeDays, { message: 'must not be longer than grants.maxAgeDays', path: ['maxIdleDays'] })
+  .describe(
+    "Grants: one per connection (a code exchange and the refreshes after it), which ops and users can list and end (docs/connections.md). A grant also ends with the upstream refresh token's own lifetime when the upstream tells it.",
+  )
+
+const stateSchema = z
+  .strictObject({
+    path: z
+      .string()
+      .min(1)
+      .default('data/gateway.sqlite')
+      .describe('The SQLite file, created on first start with its directory; keep it on a persistent volume.'),
+  })
+  .prefault({})
+  .describe(
+    'Durable state without Redis: grants, blocks, revocations and the client list in a SQLite file (node:sqlite, no server to run), so only one replica may run. With env REDIS_URL they live in Redis instead, which then needs AOF persistence.',
+  )
 
 const metricsSchema = z
   .strictObject({
@@ -462,6 +499,8 @@ export const configSchema = z
       .prefault({})
       .describe('The shared store, used only when env REDIS_URL is set (its URL may carry a password, so it is never read from the file); without it state lives in memory and only one replica may run.'),
     memoryStore: memoryStoreSchema,
+    grants: grantsSchema,
+    state: stateSchema,
     server: serverSchema,
     limits: limitsSchema,
     metrics: metricsSchema,
@@ -505,5 +544,7 @@ export type Config = Readonly<
     redis: z.infer<typeof redisSchema> & { url?: string | undefined }
     /** `token` from env METRICS_TOKEN. */
     metrics: z.infer<typeof metricsSchema> & { token?: string | undefined }
+    /** The Admin API (routes/admin/): on only when env ADMIN_TOKEN is set, the bearer token every call must send. */
+    admin: { token?: string | undefined }
   }
 >

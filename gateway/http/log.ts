@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { pino, type Bindings, type ChildLoggerOptions, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 import { LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
+import type { UpstreamRevocation } from '../grants/grant.ts'
 import { exposeHeaders } from './cors.ts'
 
 /** A request id the caller may choose: short, and nothing that could forge a log line. */
@@ -190,4 +191,66 @@ declare module 'fastify' {
  */
 export function logStep(request: FastifyRequest, step: string, outcome: string, message: string, details: Record<string, unknown> = {}) {
   request.log.info({ step, outcome, client: request.oauthClient ?? undefined, flow: request.flow ?? undefined, ...details }, message)
+}
+
+/** Who did what in an audit line: ops through the Admin API, or a user ending their own connection. */
+export interface AuditEntry {
+  actor: 'admin' | 'user'
+  /** What was done, e.g. `grants.revoke`, `blocks.create`. */
+  action: string
+  /** The user who acted (actor `user`), by the upstream's identifier. */
+  user?: string | undefined
+  /** The grants it ended or touched, and how many. */
+  grant_ids?: readonly string[] | undefined
+  count?: number | undefined
+  [detail: string]: unknown
+}
+
+/** The most grant ids one audit line names; beyond, `grant_ids_truncated` says so and `count` has them all. */
+export const AUDIT_MAX_GRANT_IDS = 1000
+
+/**
+ * Collects what a bulk end did, for its audit line and its answer: the ids of
+ * the grants it ended (up to AUDIT_MAX_GRANT_IDS) and how their upstream
+ * refresh tokens fared.
+ */
+export function endedGrants() {
+  const ids: string[] = []
+  let truncated = false
+  let ended = 0
+  let unsupported = 0
+  let failed = 0
+  return {
+    add: (grantId: string, upstreamRevocation: UpstreamRevocation) => {
+      ended++
+      if (upstreamRevocation === 'unsupported') unsupported++
+      if (upstreamRevocation === 'failed') failed++
+      if (ids.length < AUDIT_MAX_GRANT_IDS) ids.push(grantId)
+      else truncated = true
+    },
+    /** The audit line's part: which grants. */
+    get entry() {
+      return { grant_ids: ids, ...(truncated ? { grant_ids_truncated: true } : {}) }
+    },
+    /**
+     * The answer's part, when not every upstream refresh token was revoked:
+     * `unsupported` (the upstream has no revocation endpoint), or `failed`
+     * with how many (the upstream refused or was unreachable; each is logged).
+     */
+    get upstream() {
+      if (failed) return { upstream_revocation: 'failed', upstream_revocation_failed: failed }
+      if (ended && unsupported === ended) return { upstream_revocation: 'unsupported' }
+      return {}
+    },
+  }
+}
+
+/**
+ * One audit line per admin action and per user disconnect: `audit: true`,
+ * who, what, which grants and when (`at`, ISO 8601, beside pino's `time`).
+ * Never a token: what it names are ids, and the line goes through the same
+ * redaction as every other.
+ */
+export function audit(log: Pick<FastifyBaseLogger, 'info'>, entry: AuditEntry) {
+  log.info({ audit: true, at: new Date().toISOString(), ...entry }, `audit: ${entry.actor} ${entry.action}`)
 }

@@ -4,12 +4,14 @@
  * and registrations per client preset, redirect URIs refused per preset, rate
  * limit refusals, client metadata document fetches, the readiness checks, the
  * in-memory store's fill, plus Node's process metrics. deploy/prometheus/ and
- * deploy/grafana/ read these names, and test/deploy/ proves they still exist. Labels come from closed sets (route patterns,
+ * deploy/grafana/ read these names, and test/deploy/ proves they still exist.
+ * Also grants and blocks, and Admin API calls. Labels come from closed sets (route patterns,
  * preset names, upstream call names), never from what a client sends, so the
  * series stay few.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { PRESET_NAMES } from '../policy/presets.ts'
+import { END_REASONS, type EndReason } from '../grants/grant.ts'
 
 /** Latency buckets in seconds: sub-millisecond metadata up to the upstream timeout. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -100,6 +102,26 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  private readonly adminRequests = new Counter({
+    name: 'oauth_gateway_admin_requests_total',
+    help: 'Admin API calls, per action (clients.list, grants.revoke, blocks.create, …) and outcome (ok, unauthorized, refused, failed)',
+    labelNames: ['action', 'outcome'] as const,
+    registers: [this.registry],
+  })
+
+  private readonly grantsCreated = new Counter({
+    name: 'oauth_gateway_grants_created_total',
+    help: 'Grants created: code exchanges that gave a refresh token, and refresh tokens from before grants taken over',
+    registers: [this.registry],
+  })
+
+  private readonly grantsEnded = new Counter({
+    name: 'oauth_gateway_grants_ended_total',
+    help: 'Grants ended, per reason (revoked_by_user, revoked_by_admin, block, expired; upgrade: a refresh token from before grants replaced by a grant)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  })
+
   constructor(options: { processMetrics: boolean }) {
     // The per-preset series exist from the start at 0, so that rate() sees a replica's first flows
     // (a counter that appears already at 1 shows no increase) and the sign-in ratios have a denominator.
@@ -107,6 +129,36 @@ export class Metrics {
       for (const counter of [this.flowsStarted, this.flowsCompleted, this.registrations]) counter.inc({ preset }, 0)
     }
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'oauth_gateway_' })
+    // Every reason from the start, at 0, so a rate() over it has a series before the first end.
+    for (const reason of END_REASONS) this.grantsEnded.inc({ reason }, 0)
+  }
+
+  grantCreated() {
+    this.grantsCreated.inc()
+  }
+
+  grantEnded(reason: EndReason, count = 1) {
+    this.grantsEnded.inc({ reason }, count)
+  }
+
+  /** Live grants and blocks, read at each scrape (from storage: every replica reports the same figures). */
+  watchGrants(source: { countGrants(): Promise<number>; readonly blockCount: number }) {
+    new Gauge({
+      name: 'oauth_gateway_grants_active',
+      help: 'Grants that live (connections that may refresh), in the state file or Redis; the same on every replica',
+      registers: [this.registry],
+      async collect() {
+        this.set(await source.countGrants())
+      },
+    })
+    new Gauge({
+      name: 'oauth_gateway_blocks',
+      help: 'Blocks in force (client ids, redirect hosts, client name patterns)',
+      registers: [this.registry],
+      collect() {
+        this.set(source.blockCount)
+      },
+    })
   }
 
   readonly #requests = new RequestSeries()
@@ -166,6 +218,12 @@ export class Metrics {
         for (const [check, passed] of Object.entries(results)) this.set({ check, store: storeKind }, passed ? 1 : 0)
       },
     })
+  }
+
+  /** An Admin API call: `action` from the route (a closed set), `outcome` from the status. */
+  adminRequest(action: string, status: number) {
+    const outcome = status < 400 ? 'ok' : status === 401 ? 'unauthorized' : status < 500 ? 'refused' : 'failed'
+    this.adminRequests.inc({ action, outcome })
   }
 
   /** The in-memory store's fill, read at each scrape: it refuses new entries with 503 when full. */

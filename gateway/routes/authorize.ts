@@ -13,6 +13,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Gateway } from '../context.ts'
 import type { RegisteredClient } from '../clients/client.ts'
 import { clientHandle } from '../clients/registry.ts'
+import { blockedSignIn, clientSubject } from '../policy/blocks.ts'
 import { approvalKey, type ConsentCookie, type PendingAuthorization } from '../policy/consent.ts'
 import { OAuthError, invalidRequest, step, unsupportedResponseType } from '../errors.ts'
 import { logStep } from '../http/log.ts'
@@ -49,6 +50,8 @@ export async function authorize(app: FastifyInstance) {
   const handler = async (request: FastifyRequest, reply: FastifyReply) => {
     const parameters = parametersOf(request.method === 'POST' ? request.body : request.query)
     const client = await findClient(gateway, request, parameters)
+    // Before the redirect URI is trusted: a blocked client is never redirected to, not even with an error.
+    await checkNotBlocked(gateway, client)
     const redirectUri = checkRedirectUri(gateway, client, parameters)
     const state = optional(parameters, 'state', 2048)
     request.redirectBack = { redirectUri, state, issuer: gateway.config.publicUrl }
@@ -128,7 +131,14 @@ const findClient = step('findClient', async (gateway: Gateway, request: FastifyR
   const found = await gateway.clients.find(clientId)
   if (!found.ok) throw new OAuthError(400, 'invalid_client', found.reason, { hint: found.hint })
   request.oauthClient = { name: found.client.client_name, handle: clientHandle(found.client.client_id) }
+  // A metadata document client never registers: the client list meets it here.
+  if (found.client.metadata_document) await gateway.grants.recordClient(found.client)
   return found.client
+})
+
+const checkNotBlocked = step('checkNotBlocked', async (gateway: Gateway, client: RegisteredClient) => {
+  const block = await gateway.grants.isBlocked(clientSubject(client))
+  if (block) throw blockedSignIn(block)
 })
 
 /** Exact match after normalisation (scheme and host case, default port; a loopback port may differ), and still allowed by ops. */

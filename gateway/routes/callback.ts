@@ -10,6 +10,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Gateway } from '../context.ts'
 import { OAuthError, step } from '../errors.ts'
 import { logStep } from '../http/log.ts'
+import { blockedSignIn } from '../policy/blocks.ts'
 import { describeSeconds, redirectBrowser } from '../http/pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../http/params.ts'
 import { redact, sameIssuer } from '../upstream/errors.ts'
@@ -46,6 +47,8 @@ export async function callback(app: FastifyInstance) {
     const transaction = await openTransaction(gateway, parameters)
     request.oauthClient = { handle: transaction.c }
     request.flow = transaction.f ?? null
+    // A block made while the user was signing in: no code, and no redirect to the client.
+    await checkNotBlocked(gateway, transaction)
     request.redirectBack = { redirectUri: transaction.r, state: transaction.s, issuer: gateway.config.publicUrl }
 
     checkUpstreamError(parameters)
@@ -86,6 +89,11 @@ const openTransaction = step('openTransaction', async (gateway: Gateway, paramet
 })
 
 /** An authorization error from the upstream: passed on when the client can act on it, else the gateway's fault. */
+const checkNotBlocked = step('checkNotBlocked', async (gateway: Gateway, transaction: Transaction) => {
+  const block = await gateway.grants.isFlowBlocked(transaction.c, transaction.r)
+  if (block) throw blockedSignIn(block)
+})
+
 const checkUpstreamError = step('checkUpstreamError', (parameters: Parameters) => {
   const error = optional(parameters, 'error', 256)
   if (error === undefined) return

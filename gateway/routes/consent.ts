@@ -9,8 +9,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Gateway } from '../context.ts'
 import type { ConsentCookie, PendingAuthorization } from '../policy/consent.ts'
-import { OAuthError } from '../errors.ts'
+import { OAuthError, step } from '../errors.ts'
 import { logStep } from '../http/log.ts'
+import { blockedSignIn } from '../policy/blocks.ts'
 import { describeSeconds } from '../http/pages.ts'
 import { optional, parametersOf, type Parameters } from '../http/params.ts'
 import { sendToUpstream } from './authorize.ts'
@@ -26,6 +27,8 @@ export async function consent(app: FastifyInstance) {
     const pending = openPending(gateway, parameters)
     const decision = readDecision(parameters)
     const cookie = await checkCsrfToken(gateway, request, parameters, pending)
+    // A block made while the page was shown: not even a denial goes back to the client.
+    await checkNotBlocked(gateway, pending)
     request.redirectBack = { redirectUri: pending.r, state: pending.s, issuer: gateway.config.publicUrl }
     request.oauthClient = { handle: pending.c }
     request.flow = pending.f ?? null
@@ -81,3 +84,8 @@ async function checkCsrfToken(gateway: Gateway, request: FastifyRequest, paramet
   }
   return cookie
 }
+
+const checkNotBlocked = step('checkNotBlocked', async (gateway: Gateway, pending: PendingAuthorization) => {
+  const block = await gateway.grants.isFlowBlocked(pending.c, pending.r)
+  if (block) throw blockedSignIn(block)
+})

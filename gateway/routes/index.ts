@@ -1,5 +1,6 @@
 /** The routing table: one file per endpoint. */
 import type { FastifyInstance } from 'fastify'
+import { admin } from './admin/index.ts'
 import { authorize } from './authorize.ts'
 import { callback } from './callback.ts'
 import { consent } from './consent.ts'
@@ -13,7 +14,7 @@ import { revoke } from './revoke.ts'
 import { token } from './token.ts'
 
 export async function routes(app: FastifyInstance) {
-  for (const plugin of [metadata, protectedResource, register, authorize, consent, callback, token, revoke, health, metrics, mcp]) {
+  for (const plugin of [metadata, protectedResource, register, authorize, consent, callback, token, revoke, health, metrics, mcp, admin]) {
     await app.register(plugin)
   }
 }

@@ -11,6 +11,7 @@ import { AUTH_METHODS, GRANT_TYPES, type RegisteredClient } from '../clients/cli
 import { clientHandle } from '../clients/registry.ts'
 import { invalidClientMetadata, invalidRedirectUri } from '../errors.ts'
 import { logStep } from '../http/log.ts'
+import { blockedDescription } from '../policy/blocks.ts'
 import { presetOf, refusalReason } from '../policy/presets.ts'
 import { normaliseRedirectUri } from '../policy/redirect-uri.ts'
 import { scopeNames } from '../policy/scopes.ts'
@@ -42,6 +43,7 @@ export async function register(app: FastifyInstance) {
     const metadata = parseMetadata(schema, request.body)
     const redirectUris = checkRedirectUris(gateway, metadata.redirect_uris)
     if (!metadata.grant_types.includes('authorization_code')) throw invalidClientMetadata('grant_types: must include authorization_code (the only flow this gateway serves)')
+    await checkNotBlocked(gateway, redirectUris, metadata.client_name)
 
     const upstream = gateway.config.registration.mode === 'upstream'
       ? await gateway.upstream.registerClient({ client_name: metadata.client_name, grant_types: metadata.grant_types })
@@ -57,6 +59,8 @@ export async function register(app: FastifyInstance) {
     if (!registered) throw invalidClientMetadata('redirect_uris: the registration is too large for a client id; use fewer or shorter redirect URIs')
     const { client, clientSecret } = registered
     request.oauthClient = { name: client.client_name, handle: clientHandle(client.client_id) }
+    // The client list (grants/registry.ts) names every client that registered, from its first_seen on.
+    await gateway.grants.recordClient(client)
     const preset = presetOf(client.redirect_uris[0]!)
     gateway.metrics.clientRegistered(preset)
     logStep(request, 'register', 'registered', 'client registered', { preset, auth_method: client.token_endpoint_auth_method, mode: gateway.config.registration.mode })
@@ -88,6 +92,14 @@ function parseMetadata(schema: ReturnType<typeof registrationSchema>, body: unkn
   const field = issue.path.join('.') || 'metadata'
   if (field.startsWith('redirect_uris')) throw invalidRedirectUri(`${field}: ${issue.message}`)
   throw invalidClientMetadata(`${field}: ${issue.message}`)
+}
+
+/** Before anything is registered, here or upstream: RFC 7591 §3.2.2, the field a block names, and its reason. */
+async function checkNotBlocked(gateway: Gateway, redirectUris: string[], clientName: string | undefined) {
+  const block = await gateway.grants.isBlocked({ redirectUris, clientName })
+  if (!block) return
+  const refuse = block.kind === 'redirect_host' ? invalidRedirectUri : invalidClientMetadata
+  throw refuse(`${block.kind === 'redirect_host' ? 'redirect_uris' : 'client_name'}: ${blockedDescription(block)}`)
 }
 
 function checkRedirectUris(gateway: Gateway, uris: string[]): string[] {

@@ -43,6 +43,8 @@ export interface StackOptions {
   store?: Store
   /** The Redis connection for rate limits (replicas share their counters through it). */
   redis?: GatewayOptions['redis']
+  /** Where grants and blocks are kept; a SQLite database in memory when absent. */
+  grantStorage?: GatewayOptions['grantStorage']
   /** Puts a fault-injecting proxy in front of the upstream: the upstream's issuer is the proxy's origin. */
   faultProxy?: boolean
 }
@@ -56,6 +58,8 @@ export function gatewayFile(gatewayUrl: string, upstreamIssuer: string, mcpResou
     upstream: { issuer: upstreamIssuer, clientId: 'neonpanel-mcp-gateway', timeoutMs: 2000, connectTimeoutMs: 1000 },
     allowedRedirectUris: ['https://chatgpt.com/connector/oauth/*', 'https://claude.ai/api/mcp/auth_callback', 'http://127.0.0.1/callback'],
     scopes: { supported: ['openid', 'profile', 'email', 'offline_access'], default: ['openid', 'offline_access'] },
+    // Each gateway its own grants (a test that keeps them across restarts names a file).
+    state: { path: ':memory:' },
   }
 }
 
@@ -79,7 +83,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
     ...options.env,
   })
-  const gateway = await buildGateway({ config, logger: options.logger, store: options.store, redis: options.redis })
+  const gateway = await buildGateway({ config, logger: options.logger, store: options.store, redis: options.redis, grantStorage: options.grantStorage })
   await gateway.listen({ port: gatewayPort, host: '127.0.0.1' })
 
   return {

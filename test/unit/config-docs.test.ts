@@ -68,7 +68,9 @@ t.test('the environment variable tables cover what the gateway reads', async (t)
       if (entry.isDirectory()) return sources(path)
       return entry.name.endsWith('.ts') ? [path] : []
     })
-  const read = new Set(sources(join(ROOT, 'gateway')).flatMap((file) => [...readFileSync(file, 'utf8').matchAll(/\benv\.([A-Z][A-Z0-9_]*)/g)].map((match) => match[1]!)))
+  // The admin command is a client of the gateway, not the gateway: its GATEWAY_URL is in its --help and docs/connections.md.
+  const gatewayFiles = sources(join(ROOT, 'gateway')).filter((file) => !file.endsWith(join('gateway', 'admin', 'cli.ts')))
+  const read = new Set(gatewayFiles.flatMap((file) => [...readFileSync(file, 'utf8').matchAll(/\benv\.([A-Z][A-Z0-9_]*)/g)].map((match) => match[1]!)))
   t.ok(read.has('GATEWAY_SECRET') && read.has('GATEWAY_CONFIG'), 'the environment reads are found')
   const documented = new Set([...OVERRIDE_VARIABLES, ...ENVIRONMENT_ONLY_VARIABLES].map((variable) => variable.name))
   // The overrides are read from their table, so they never appear as env.NAME.

@@ -53,6 +53,25 @@ t.test('the environment overrides the file', async (t) => {
   fails(t, file, { ...env, TRUST_PROXY: '11' }, /server\.trustProxy: /, 'TRUST_PROXY is checked as the file is')
 })
 
+t.test('ADMIN_TOKEN switches the Admin API on, and must be long and sendable', async (t) => {
+  t.equal(parseConfig(file, env).admin.token, undefined, 'off without it')
+  t.equal(parseConfig(file, { ...env, ADMIN_TOKEN: '' }).admin.token, undefined, 'off when empty')
+  const token = 'Zm9vYmFyYmF6cXV4cXV1eGNvcmdlZ3JhdWx0Z2FycGx5d2FsZG8='
+  t.equal(parseConfig(file, { ...env, ADMIN_TOKEN: token }).admin.token, token, 'on with a long token')
+  const short = 'a'.repeat(31)
+  fails(t, file, { ...env, ADMIN_TOKEN: short }, /ADMIN_TOKEN: must be at least 32 characters/, 'too short')
+  const message = (() => {
+    try {
+      parseConfig(file, { ...env, ADMIN_TOKEN: short })
+      return ''
+    } catch (err) {
+      return (err as Error).message
+    }
+  })()
+  t.ok(message && !message.includes(short), 'the message never quotes the token')
+  fails(t, file, { ...env, ADMIN_TOKEN: `${'a'.repeat(32)} b` }, /ADMIN_TOKEN: must be a bearer token/, 'a space cannot be sent as a bearer token')
+})
+
 t.test('errors name the field and the reason', async (t) => {
   fails(t, { ...file, publicUrl: 'http://oauth.example.com' }, env, /publicUrl: must be https/, 'http off loopback')
   fails(t, { ...file, upstream: { ...file.upstream, issuer: 'not a url' } }, env, /upstream\.issuer: must be an absolute URL/, 'bad issuer')
@@ -159,7 +178,7 @@ t.test('limits and timeouts have defaults and are checked against each other', a
     keepAliveTimeoutMs: 72_000,
     connectionTimeoutMs: 60_000,
     maxParameters: 100,
-    bodyLimits: { register: 16_384, token: 32_768, revoke: 32_768, authorize: 32_768 },
+    bodyLimits: { register: 16_384, token: 32_768, revoke: 32_768, authorize: 32_768, admin: 16_384 },
   })
   t.equal(parseConfig({ ...file, server: { bodyLimits: { token: 4096 } } }, env).server.bodyLimits.register, 16_384, 'one limit changed, the others keep their defaults')
   fails(t, { ...file, server: { headersTimeoutMs: 20_000, requestTimeoutMs: 10_000 } }, env, /server\.headersTimeoutMs: must not be longer than server\.requestTimeoutMs/, 'headers after the request')

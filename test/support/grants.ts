@@ -1,0 +1,72 @@
+/**
+ * Looking inside what the gateway keeps, for tests that need the upstream's
+ * own tokens (to call the upstream directly, or to prove one is never logged).
+ */
+import type { FastifyInstance } from 'fastify'
+import { GrantRegistry } from '../../gateway/grants/registry.ts'
+import type { Grant, UpstreamRevocation } from '../../gateway/grants/grant.ts'
+import type { GrantRefreshToken } from '../../gateway/routes/token.ts'
+import type { GrantStorage } from '../../gateway/state/grant-storage.ts'
+import { Sealer } from '../../gateway/state/seal.ts'
+import { TEST_SECRET } from './stack.ts'
+
+const sealer = new Sealer([TEST_SECRET])
+
+/** The grant a refresh token the gateway issued names (sealed with TEST_SECRET). */
+export function grantOf(refreshToken: string): GrantRefreshToken {
+  const opened = sealer.open<GrantRefreshToken>('grant', refreshToken)
+  if (!opened) throw new Error('not a grant-bound refresh token of this gateway')
+  return opened
+}
+
+/** The upstream refresh token the grant of `refreshToken` holds now. */
+export async function upstreamRefreshTokenOf(gateway: FastifyInstance, refreshToken: string): Promise<string> {
+  const stored = await gateway.gateway.grants.storage.getGrant(grantOf(refreshToken).g)
+  if (!stored) throw new Error('the grant has ended')
+  return sealer.open<{ rt: string }>('stored', stored.upstreamRefreshToken)!.rt
+}
+
+/**
+ * A registry of the test's own on storage a gateway process uses (the state
+ * file, or Redis under its prefix), as an operator's tool would open it. It
+ * does not call the upstream: ending a grant records what it would have
+ * revoked there in `upstreamRevocations`.
+ */
+export function registryOn(storage: GrantStorage, settings = { maxIdleDays: 90, maxAgeDays: 365 }) {
+  const upstreamRevocations: string[] = []
+  const registry = new GrantRegistry({
+    storage,
+    sealer,
+    settings,
+    async revokeUpstream(refreshToken): Promise<UpstreamRevocation> {
+      upstreamRevocations.push(refreshToken)
+      return 'unsupported'
+    },
+  })
+  return { registry, upstreamRevocations }
+}
+
+const now = Math.floor(Date.now() / 1000)
+
+/** Grant number `n` as storage keeps it: three clients, two users (alice, bob), live for an hour. */
+export function grantFixture(n: number, overrides: Partial<Grant> = {}): Grant {
+  return {
+    grantId: `g_${String(n).padStart(8, '0')}`,
+    clientId: `client-${n % 3}`,
+    clientName: `Client ${n % 3}`,
+    unverified: true,
+    redirectHost: 'chatgpt.com',
+    preset: 'chatgpt',
+    user: n % 2 === 0 ? { id: 'alice', email: 'alice@example.test' } : { id: 'bob' },
+    scope: 'openid',
+    createdAt: now,
+    lastUsedAt: now,
+    refreshCount: 0,
+    expiresAt: now + 3600,
+    activeUntil: now + 3600,
+    upstreamRefreshToken: 'sealed',
+    generation: 0,
+    accessTokens: [{ hash: `h${n}`, expiresAt: now + 600 }],
+    ...overrides,
+  }
+}
