@@ -41,10 +41,10 @@ export interface StackOptions {
   logger?: GatewayOptions['logger']
   /** A store to share between stacks, as replicas share Redis. */
   store?: Store
+  /** Where grants are kept (SQLite in memory when absent). */
+  grantStorage?: GatewayOptions['grantStorage']
   /** The Redis connection for rate limits (replicas share their counters through it). */
   redis?: GatewayOptions['redis']
-  /** Where grants and blocks are kept; a SQLite database in memory when absent. */
-  grantStorage?: GatewayOptions['grantStorage']
   /** Puts a fault-injecting proxy in front of the upstream: the upstream's issuer is the proxy's origin. */
   faultProxy?: boolean
 }
