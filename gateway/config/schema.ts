@@ -82,7 +82,7 @@ const internalUrl = z
   .refine((value) => !new URL(value).hash && !new URL(value).search, 'must not have a query or fragment')
 
 /** Paths the gateway answers itself; in front mode the MCP endpoint must not hide one of them. */
-const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/healthz', '/readyz', '/metrics']
+const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/connections', '/connections/disconnect', '/connections/sign-out', '/healthz', '/readyz', '/metrics']
 
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token (RFC 6749 §3.3)')
 
@@ -172,6 +172,20 @@ const consentSchema = z
     trustedRedirectUris: z.array(redirectPattern.refine((value) => !isLoopbackPattern(value), 'must not be a loopback URI: any program on the user\'s machine can listen there')).default([]),
     /** Client ids that skip the page: in practice client metadata document URLs, compared exactly. */
     trustedClientIds: z.array(z.string().min(1)).default([]),
+  })
+  .prefault({})
+
+/**
+ * The connected-apps page at /connections, where a user signs in through the
+ * upstream, sees the apps they connected and disconnects one (docs/connected-apps.md).
+ */
+const connectionsSchema = z
+  .strictObject({
+    /**
+     * How long the page's sign-in lasts, in minutes (its session cookie,
+     * `__Host-gateway-session`); then the user signs in again. Example: 15.
+     */
+    sessionMinutes: z.number().int().min(1).max(1440).default(30),
   })
   .prefault({})
 
@@ -388,6 +402,7 @@ export const configSchema = z
       .refine((front) => !front.enabled || front.mcpUpstream !== undefined, { message: 'is required when front.enabled is true', path: ['mcpUpstream'] })
       .prefault({}),
     consent: consentSchema,
+    connections: connectionsSchema,
     clientMetadataDocuments: clientMetadataDocumentsSchema,
     /** The shared store, used only when env REDIS_URL is set; without it state lives in memory (one replica). */
     redis: redisSchema.prefault({}),
