@@ -122,6 +122,18 @@ const upstreamSchema = z.strictObject({
   maxConnections: z.number().int().min(1).max(1024).default(64),
   /** RFC 8707 `resource` towards the upstream: drop (default), forward, map or audience. */
   resource: upstreamResource.default({ mode: 'drop' }),
+  /**
+   * The claim that identifies the user a grant belongs to (default `sub`), read from the
+   * identity source; e.g. `email` or `preferred_username` where `sub` is not stable.
+   */
+  userClaim: z.string().min(1).max(100).default('sub'),
+  /**
+   * Where the user of a grant comes from. `auto` (default): the ID token when the
+   * upstream is OpenID (it sends one), else the userinfo endpoint when its metadata
+   * names one. `introspection`: RFC 7662 on the access token, at the upstream's
+   * introspection_endpoint. `none`: grants carry no user (ops still revoke by client).
+   */
+  identitySource: z.enum(['auto', 'id_token', 'userinfo', 'introspection', 'none']).default('auto'),
 })
 
 const redisSchema = z.strictObject({
@@ -306,6 +318,33 @@ const memoryStoreSchema = z
   .prefault({})
 
 /**
+ * Grants: one per connection (a code exchange and the refreshes after it), kept in
+ * the state file or Redis (docs/connections.md). A grant also ends with the
+ * upstream refresh token's own lifetime when the upstream tells it.
+ */
+const grantsSchema = z
+  .strictObject({
+    /** A grant unused (no refresh) for this many days ends; the client must connect again. Default 90. */
+    maxIdleDays: z.number().int().min(1).max(3650).default(90),
+    /** A grant ends this many days after it was created, however much it is used. Default 365. */
+    maxAgeDays: z.number().int().min(1).max(3650).default(365),
+  })
+  .prefault({})
+  .refine((g) => g.maxIdleDays <= g.maxAgeDays, { message: 'must not be longer than grants.maxAgeDays', path: ['maxIdleDays'] })
+
+/**
+ * Durable state without Redis: grants, blocks, revocations and the client list in
+ * a SQLite file (node:sqlite), created on first start. With env REDIS_URL they live
+ * in Redis instead and this file is not used.
+ */
+const stateSchema = z
+  .strictObject({
+    /** The SQLite file; env GATEWAY_STATE_PATH. Its directory is created. Default data/gateway.sqlite, e.g. /var/lib/oauth-gateway/state.sqlite. */
+    path: z.string().min(1).default('data/gateway.sqlite'),
+  })
+  .prefault({})
+
+/**
  * GET /metrics in the Prometheus text format. It tells how many clients
  * connect and how often sign-ins fail: with env METRICS_TOKEN set it asks for
  * `Authorization: Bearer <token>`; without, keep /metrics off the public
@@ -407,6 +446,8 @@ export const configSchema = z
     /** The shared store, used only when env REDIS_URL is set; without it state lives in memory (one replica). */
     redis: redisSchema.prefault({}),
     memoryStore: memoryStoreSchema,
+    grants: grantsSchema,
+    state: stateSchema,
     server: serverSchema,
     limits: limitsSchema,
     metrics: metricsSchema,
