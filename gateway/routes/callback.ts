@@ -12,7 +12,7 @@ import { OAuthError, step } from '../errors.ts'
 import { logStep } from '../http/log.ts'
 import { describeSeconds, redirectBrowser } from '../http/pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../http/params.ts'
-import { redact, sameIssuer } from '../upstream/errors.ts'
+import { checkUpstreamError, checkUpstreamIssuer } from '../upstream/authorization-response.ts'
 import type { Transaction } from './authorize.ts'
 
 /** What a gateway authorization code holds. */
@@ -32,12 +32,6 @@ export interface CodeGrant {
   f?: string | undefined
 }
 
-/** Authorization error codes the client may be told as they are (RFC 6749 §4.1.2.1, OpenID Connect §3.1.2.6). */
-const FORWARDED_ERRORS = new Set([
-  'access_denied', 'invalid_scope', 'temporarily_unavailable', 'server_error',
-  'login_required', 'consent_required', 'interaction_required', 'account_selection_required',
-])
-
 export async function callback(app: FastifyInstance) {
   const gateway = app.gateway
 
@@ -49,7 +43,7 @@ export async function callback(app: FastifyInstance) {
     request.redirectBack = { redirectUri: transaction.r, state: transaction.s, issuer: gateway.config.publicUrl }
 
     checkUpstreamError(parameters)
-    const upstreamIssuer = await checkUpstreamIssuer(gateway, parameters)
+    const upstreamIssuer = await checkUpstreamIssuer(gateway.upstream, parameters)
     const grant: CodeGrant = {
       j: randomUUID(),
       c: transaction.c,
@@ -83,39 +77,4 @@ const openTransaction = step('openTransaction', async (gateway: Gateway, paramet
     throw new OAuthError(400, 'invalid_request', 'This sign-in was already completed (state is used once); start again from the app.')
   }
   return transaction
-})
-
-/** An authorization error from the upstream: passed on when the client can act on it, else the gateway's fault. */
-const checkUpstreamError = step('checkUpstreamError', (parameters: Parameters) => {
-  const error = optional(parameters, 'error', 256)
-  if (error === undefined) return
-  const description = optional(parameters, 'error_description', 1024)
-  const upstream = { upstream: { call: 'authorization', error, error_description: description && redact(description) } }
-  if (FORWARDED_ERRORS.has(error)) {
-    throw new OAuthError(400, error, description ? redact(description) : `the NeonPanel sign-in ended with ${error}`, { details: upstream })
-  }
-  const hint = error === 'invalid_target' ? { hint: 'the upstream rejects the RFC 8707 resource parameter: set upstream.resource to drop' } : {}
-  throw new OAuthError(502, 'server_error', `the NeonPanel sign-in refused the gateway's authorization request (${error}${description ? `: ${redact(description)}` : ''})`, {
-    details: { ...upstream, ...hint },
-  })
-})
-
-/**
- * RFC 9207: the upstream's `iss` must be its own issuer, and present when its
- * metadata says it sends one. A trailing slash either way is tolerated; the
- * metadata's spelling is what the code exchange then checks.
- */
-const checkUpstreamIssuer = step('checkUpstreamIssuer', async (gateway: Gateway, parameters: Parameters): Promise<string | undefined> => {
-  const iss = optional(parameters, 'iss')
-  const metadata = await gateway.upstream.metadata()
-  if (iss === undefined) {
-    if (metadata.authorization_response_iss_parameter_supported) {
-      throw new OAuthError(502, 'server_error', 'iss: the NeonPanel sign-in answered without its issuer, although its metadata says it sends one (RFC 9207 §2.4)')
-    }
-    return undefined
-  }
-  if (!sameIssuer(iss, metadata.issuer)) {
-    throw new OAuthError(502, 'server_error', `iss: the authorization response names ${iss.slice(0, 200)} as its issuer, not ${metadata.issuer} (RFC 9207 §2.4)`)
-  }
-  return metadata.issuer
 })
