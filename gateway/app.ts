@@ -19,6 +19,7 @@ import { rateLimitChecks } from './http/rate-limits.ts'
 import { ConsentPolicy } from './policy/consent.ts'
 import { allowlistSources } from './policy/presets.ts'
 import { RedirectAllowlist } from './policy/redirect-uri.ts'
+import { UserSessions } from './policy/user-session.ts'
 import { routes } from './routes/index.ts'
 import { Sealer } from './state/seal.ts'
 import { MemoryStore, type Store } from './state/store.ts'
@@ -95,6 +96,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     clients,
     allowlist: new RedirectAllowlist(allowlistSources(config.redirectPresets, config.allowedRedirectUris)),
     consent: new ConsentPolicy(sealer, config),
+    userSessions: new UserSessions(sealer, config),
     store,
     upstream,
     mcpProxy,
