@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis'
 import { ClientMetadataDocuments } from './clients/metadata-documents.ts'
 import { ClientRegistry } from './clients/registry.ts'
 import type { Config } from './config/schema.ts'
+import { GrantRegistry } from './grants/registry.ts'
 import { PATHS, type Gateway, type RouteFacts } from './context.ts'
 import { shuttingDown } from './errors.ts'
 import { allowCrossOrigin, answerPreflights } from './http/cors.ts'
@@ -21,7 +22,9 @@ import { allowlistSources } from './policy/presets.ts'
 import { RedirectAllowlist } from './policy/redirect-uri.ts'
 import { UserSessions } from './policy/user-session.ts'
 import { routes } from './routes/index.ts'
+import type { GrantStorage } from './state/grant-storage.ts'
 import { Sealer } from './state/seal.ts'
+import { SqliteGrantStorage } from './state/sqlite-grant-storage.ts'
 import { MemoryStore, type Store } from './state/store.ts'
 import { createClientMetadataFetcher, type ClientMetadataFetcher } from './upstream/document-fetcher.ts'
 import { createUpstream } from './upstream/index.ts'
@@ -36,6 +39,11 @@ export interface GatewayOptions {
   config: Config
   /** Short-lived shared state; MemoryStore (one replica) when absent. The app closes it. */
   store?: Store
+  /**
+   * Where grants, blocks, revocations and the client list are kept: server.ts passes the
+   * state file (SQLite) or Redis; absent, a SQLite database in memory (tests). The app closes it.
+   */
+  grantStorage?: GrantStorage
   /** The replica's Redis connection (REDIS_URL), for what needs Redis beyond the Store (rate limits). The store owns and closes it. */
   redis?: Redis
   /** Production: LOGGER_OPTIONS with a stream. */
@@ -43,6 +51,9 @@ export interface GatewayOptions {
   /** Node's process metrics (memory, event loop, GC) in /metrics; the process-wide collectors suit one app per process. */
   processMetrics?: boolean
 }
+
+/** How often expired grants are ended. */
+const PURGE_MS = 60_000
 
 /** Trusts the nearest `hops` proxies: X-Forwarded-For is read from its right end, that many entries deep. */
 function trustHops(hops: number) {
@@ -90,10 +101,27 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     ? createClientMetadataFetcher({ timeoutMs: documents.timeoutMs, allowLoopback: documents.developmentAllowLoopback })
     : undefined
   const clients = new ClientRegistry(sealer, fetcher && new ClientMetadataDocuments(fetcher, store, documents))
+  const grantStorage = options.grantStorage ?? new SqliteGrantStorage(':memory:')
+  const grants = new GrantRegistry({
+    storage: grantStorage,
+    sealer,
+    settings: config.grants,
+    observer: metrics,
+    log: app.log,
+    async revokeUpstream(refreshToken, clientId) {
+      // In registration passthrough the grant's refresh token belongs to the client's own upstream client.
+      const found = await clients.find(clientId)
+      return upstream.revokeRefreshToken(refreshToken, found.ok ? found.client.upstream : undefined)
+    },
+  })
+  metrics.watchGrants(grants)
+  // Ends expired grants (and revokes their upstream tokens) now and then; every replica may, each grant ends once.
+  const purger = setInterval(() => void grants.purgeExpired().catch((err: Error) => app.log.warn({ err: err.message }, 'expired grants not purged; next try in a minute')), PURGE_MS).unref()
   app.decorate('gateway', {
     config,
     sealer,
     clients,
+    grants,
     allowlist: new RedirectAllowlist(allowlistSources(config.redirectPresets, config.allowedRedirectUris)),
     consent: new ConsentPolicy(sealer, config),
     userSessions: new UserSessions(sealer, config),
@@ -159,7 +187,13 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     closing = true
     await mcpProxy?.close()
   })
+  app.addHook('onReady', async () => {
+    await grants.start()
+  })
   app.addHook('onClose', async () => {
+    clearInterval(purger)
+    grants.close()
+    await grantStorage.close()
     await upstream.close()
     await fetcher?.close()
     await store.close()

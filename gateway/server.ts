@@ -1,7 +1,8 @@
 /**
  * Starts the gateway: configuration from GATEWAY_CONFIG and the environment,
- * the shared store on Redis when REDIS_URL is set (otherwise in memory, one
- * replica), then listen. A bad configuration stops start-up with a message
+ * the shared store and the grants on Redis when REDIS_URL is set (otherwise
+ * short-lived state in memory and grants in the state file, one replica),
+ * then listen. A bad configuration stops start-up with a message
  * naming the field. The configuration file is watched and SIGHUP re-reads it
  * (reload.ts). SIGTERM and SIGINT close the server: new requests get 503, in-flight
  * ones finish within server.shutdownTimeoutMs.
@@ -18,7 +19,9 @@ import { buildGateway } from './app.ts'
 import { ConfigError, configPath, loadConfig } from './config/load.ts'
 import type { Config } from './config/schema.ts'
 import { LOGGER_OPTIONS } from './http/log.ts'
+import { RedisGrantStorage } from './state/redis-grant-storage.ts'
 import { connectRedis, createRedisClient, RedisStore } from './state/redis-store.ts'
+import { SqliteGrantStorage } from './state/sqlite-grant-storage.ts'
 import { watchConfig } from './config/reload.ts'
 
 let config: Config
@@ -34,9 +37,16 @@ const { url: redisUrl, ...redisOptions } = config.redis
 const redis = redisUrl ? createRedisClient({ url: redisUrl, ...redisOptions }) : undefined
 // Lines go out without blocking the request that wrote them; whatever is still buffered is written on exit.
 const logger = { ...LOGGER_OPTIONS, level: config.server.logLevel, stream: destination({ dest: 1, sync: false }) }
-const app = await buildGateway({ config, logger, processMetrics: true, ...(redis ? { redis, store: new RedisStore(redis) } : {}) })
+let grantStorage
+try {
+  grantStorage = redis ? new RedisGrantStorage(redis) : new SqliteGrantStorage(config.state.path)
+} catch (err) {
+  process.stderr.write(`${(err as Error).message}\n`)
+  process.exit(73) // EX_CANTCREAT
+}
+const app = await buildGateway({ config, logger, processMetrics: true, grantStorage, ...(redis ? { redis, store: new RedisStore(redis) } : {}) })
 if (redis) connectRedis(redis, app.log)
-else app.log.warn('REDIS_URL is not set: state is kept in memory, so run only one replica')
+else app.log.warn({ state: config.state.path }, 'REDIS_URL is not set: short-lived state is kept in memory and grants in the state file, so run only one replica')
 
 process.on('unhandledRejection', (reason) => {
   app.log.error({ err: reason }, 'unhandled promise rejection; still serving')

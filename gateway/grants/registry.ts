@@ -141,7 +141,8 @@ export class GrantRegistry {
       flow: input.flow,
       resource: input.resource,
     }
-    await this.#storage.createGrant(grant)
+    // A client that holds a grant is in the client list, even one that never registered here (a metadata document).
+    await Promise.all([this.#storage.createGrant(grant), this.recordClient(input.client)])
     this.#observer?.grantCreated()
     return grant
   }
@@ -370,9 +371,9 @@ export class GrantRegistry {
     return this.#storage.countGrants()
   }
 
-  /** Loads the blocks before the first request needs them. */
+  /** Loads the blocks before the first request needs them; storage not reachable yet (Redis connecting) is retried by the timer. */
   async start(): Promise<void> {
-    await this.#reloadBlocks()
+    await this.#reloadBlocks().catch(() => {})
   }
 
   close(): void {

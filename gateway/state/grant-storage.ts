@@ -8,6 +8,7 @@
  * Listings are in key order (grant ids sort by creation) after an exclusive
  * `after` key; the registry turns keys into opaque cursors.
  */
+import { createHash } from 'node:crypto'
 import type { Block, ClientRecord, ClientSummary, Grant, Revocation } from '../grants/grant.ts'
 
 export interface GrantFilter {
@@ -64,4 +65,9 @@ export interface GrantStorage {
   /** Whether the storage answers (readiness). */
   ping(): Promise<boolean>
   close(): Promise<void>
+}
+
+/** How storage indexes a client: its id can be kilobytes (a sealed registration), so a short hash of it. */
+export function clientKey(clientId: string): string {
+  return createHash('sha256').update(clientId).digest('base64url').slice(0, 22)
 }

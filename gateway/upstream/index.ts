@@ -31,6 +31,22 @@ export interface TokenSet {
 
 export type UpstreamMetadata = Readonly<oidc.ServerMetadata>
 
+/** Who signed in, as the upstream tells it (upstream.identitySource, upstream.userClaim); grants/grant.ts GrantUser. */
+export interface Identity {
+  id: string
+  name?: string | undefined
+  email?: string | undefined
+}
+
+/** A code exchanged: the tokens, and who signed in (undefined when the upstream tells nothing). */
+export interface Exchanged {
+  tokens: TokenSet
+  identity: Identity | undefined
+}
+
+/** Where identities come from with this upstream, as `doctor` names it. */
+export type IdentitySourceInUse = 'id_token' | 'userinfo' | 'introspection' | 'none'
+
 /**
  * Every call acts as the gateway's own upstream client, or, given an
  * UpstreamClient (registration passthrough), as that client.
@@ -41,9 +57,17 @@ export interface Upstream {
   /** The upstream authorization URL the browser is sent to. */
   /** `clientId`: the client's own upstream client (registration passthrough); the gateway's client otherwise. */
   authorizationUrl(parameters: Record<string, string>, clientId?: string): Promise<URL>
-  exchangeCode(input: { code: string; iss?: string | undefined; codeVerifier: string; parameters?: Record<string, string>; client?: UpstreamClient | undefined }): Promise<TokenSet>
+  /** The code exchanged for tokens, with who signed in (the connections page signs users in with it too). */
+  exchangeCode(input: { code: string; iss?: string | undefined; codeVerifier: string; parameters?: Record<string, string>; client?: UpstreamClient | undefined }): Promise<Exchanged>
   refreshGrant(refreshToken: string, parameters?: Record<string, string>, client?: UpstreamClient): Promise<TokenSet>
   revokeToken(token: string, tokenTypeHint?: string, client?: UpstreamClient): Promise<void>
+  /**
+   * RFC 7009 for a grant's refresh token when the upstream has a revocation
+   * endpoint ('revoked'); 'unsupported' when it names none. Failures throw.
+   */
+  revokeRefreshToken(refreshToken: string, client?: UpstreamClient): Promise<'revoked' | 'unsupported'>
+  /** Which source identities come from with this upstream's metadata and upstream.identitySource. */
+  identitySource(): Promise<IdentitySourceInUse>
   /** RFC 7591 at the upstream: a new upstream client whose one redirect URI is the gateway's callback. */
   registerClient(request: RegistrationRequest): Promise<UpstreamRegistration>
   close(): Promise<void>
@@ -219,6 +243,30 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
     return endpoint
   }
 
+  /**
+   * Who signed in: the ID token openid-client validated (iss, aud, exp, nonce),
+   * else userinfo, else RFC 7662 introspection, as upstream.identitySource
+   * says. A source that fails leaves the grant without a user (logged): the
+   * sign-in itself succeeded.
+   */
+  async function identify(configuration_: oidc.Configuration, answer: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers): Promise<Identity | undefined> {
+    const source = identitySourceFor(upstream.identitySource, serverMetadata(configuration_), answer.id_token !== undefined)
+    try {
+      if (source === 'id_token') return identityFrom(answer.claims(), upstream.userClaim)
+      if (source === 'userinfo') {
+        const claims = answer.claims()
+        return identityFrom(await oidc.fetchUserInfo(configuration_, answer.access_token, claims?.sub ?? oidc.skipSubjectCheck), upstream.userClaim)
+      }
+      if (source === 'introspection') {
+        const introspected = await oidc.tokenIntrospection(configuration_, answer.access_token, { token_type_hint: 'access_token' })
+        return introspected.active ? identityFrom(introspected, upstream.userClaim) : undefined
+      }
+    } catch (err) {
+      log.warn({ upstream: { call: source }, err: (err as Error).message }, 'the upstream told no identity; the grant has no user')
+    }
+    return undefined
+  }
+
   return {
     async metadata() {
       return serverMetadata(await configuration())
@@ -235,9 +283,10 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
       const response = new URL(callbackUrl)
       response.searchParams.set('code', code)
       if (iss !== undefined) response.searchParams.set('iss', iss)
-      return call('token (authorization_code)', async (configuration_) =>
-        toTokenSet(await oidc.authorizationCodeGrant(configuration_, response, { pkceCodeVerifier: codeVerifier }, { ...parameters, ...resourceParameters })),
-      client)
+      return call('token (authorization_code)', async (configuration_) => {
+        const answer = await oidc.authorizationCodeGrant(configuration_, response, { pkceCodeVerifier: codeVerifier }, { ...parameters, ...resourceParameters })
+        return { tokens: toTokenSet(answer), identity: await identify(configuration_, answer) }
+      }, client)
     },
 
     refreshGrant(refreshToken, parameters, client) {
@@ -248,6 +297,16 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
 
     revokeToken(token, tokenTypeHint, client) {
       return call('revocation', (configuration_) => oidc.tokenRevocation(configuration_, token, tokenTypeHint ? { token_type_hint: tokenTypeHint } : undefined), client)
+    },
+
+    async revokeRefreshToken(refreshToken, client) {
+      if (!serverMetadata(await configuration()).revocation_endpoint) return 'unsupported'
+      await call('revocation', (configuration_) => oidc.tokenRevocation(configuration_, refreshToken, { token_type_hint: 'refresh_token' }), client)
+      return 'revoked'
+    },
+
+    async identitySource() {
+      return identitySourceFor(upstream.identitySource, serverMetadata(await configuration()))
     },
     async registerClient(request) {
       const metadata = serverMetadata(await configuration())
@@ -267,6 +326,36 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
       await agent.close()
     },
   }
+}
+
+/**
+ * Which source `auto` means with this upstream: the ID token when it sends
+ * one (it is OpenID), else userinfo when its metadata names the endpoint.
+ * An explicit source is used as configured when the upstream can serve it.
+ */
+export function identitySourceFor(configured: UpstreamConfig['identitySource'], metadata: oidc.ServerMetadata, sentIdToken?: boolean): IdentitySourceInUse {
+  const openid = sentIdToken ?? (metadata.id_token_signing_alg_values_supported !== undefined || metadata.userinfo_endpoint !== undefined)
+  switch (configured) {
+    case 'none':
+      return 'none'
+    case 'id_token':
+      return openid ? 'id_token' : 'none'
+    case 'userinfo':
+      return metadata.userinfo_endpoint ? 'userinfo' : 'none'
+    case 'introspection':
+      return metadata.introspection_endpoint ? 'introspection' : 'none'
+    case 'auto':
+      if (sentIdToken ?? metadata.id_token_signing_alg_values_supported !== undefined) return 'id_token'
+      return metadata.userinfo_endpoint ? 'userinfo' : 'none'
+  }
+}
+
+/** The user from a set of claims: `userClaim` as the id (a string or a number), with name and email when present. */
+export function identityFrom(claims: Record<string, unknown> | undefined, userClaim: string): Identity | undefined {
+  const id = claims?.[userClaim]
+  if (!claims || !((typeof id === 'string' && id.length > 0) || typeof id === 'number')) return undefined
+  const text = (value: unknown) => (typeof value === 'string' && value.length > 0 ? value.slice(0, 256) : undefined)
+  return { id: String(id).slice(0, 512), name: text(claims.name) ?? text(claims.preferred_username), email: text(claims.email) }
 }
 
 /**
