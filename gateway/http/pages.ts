@@ -135,6 +135,8 @@ export function renderConsentPage(view: ConsentView): string {
 /** One connected app as the connected-apps page shows it. */
 export interface ConnectionView {
   grantId: string
+  /** Its Disconnect form's CSRF token. */
+  csrf: string
   clientName?: string | undefined
   /** True when the app chose its name itself (a registered client); false for a metadata document's, published at `publisher`. */
   unverified: boolean
@@ -149,9 +151,8 @@ export interface ConnectionView {
 export interface ConnectionsView {
   user: { id: string; name?: string | undefined; email?: string | undefined }
   connections: ConnectionView[]
-  /** Where the forms post, and their CSRF tokens. */
+  /** Where the forms post, and the sign-out form's CSRF token (each app's own is in its view). */
   disconnectAction: string
-  disconnectCsrf: string
   signOutAction: string
   signOutCsrf: string
   /** Shown at the top once, after a disconnect. */
@@ -190,7 +191,7 @@ function renderConnection(view: ConnectionsView, connection: ConnectionView, ind
     '</dl>',
     `<form method="post" action="${escapeHtml(view.disconnectAction)}">`,
     hiddenField('grant', connection.grantId),
-    hiddenField('csrf', view.disconnectCsrf),
+    hiddenField('csrf', connection.csrf),
     `<button type="submit" aria-label="Disconnect ${escapeHtml(name)}">Disconnect</button>`,
     '</form>',
     '</section>',

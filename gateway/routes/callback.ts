@@ -3,7 +3,9 @@
  * `state` tells where the client waits; it is used once. The upstream's code
  * is sealed inside a short-lived, single-use gateway code bound to the client,
  * its redirect URI and its PKCE challenge, and the client gets it with its own
- * `state` and the gateway's `iss` (RFC 9207), never the upstream's.
+ * `state` and the gateway's `iss` (RFC 9207), never the upstream's. A `state`
+ * that is the connected-apps page's own sign-in is finished by that page
+ * (routes/connections.ts).
  */
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
@@ -14,6 +16,7 @@ import { describeSeconds, redirectBrowser } from '../http/pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../http/params.ts'
 import { checkUpstreamError, checkUpstreamIssuer } from '../upstream/authorization-response.ts'
 import type { Transaction } from './authorize.ts'
+import { finishPageSignIn } from './connections.ts'
 
 /** What a gateway authorization code holds. */
 export interface CodeGrant {
@@ -37,6 +40,8 @@ export async function callback(app: FastifyInstance) {
 
   app.get('/callback', { config: { browser: true, cors: false } }, async (request, reply) => {
     const parameters = parametersOf(request.query)
+    const signIn = gateway.userSessions.openSignIn(optional(parameters, 'state', 8192))
+    if (signIn) return finishPageSignIn(gateway, request, reply, signIn, parameters)
     const transaction = await openTransaction(gateway, parameters)
     request.oauthClient = { handle: transaction.c }
     request.flow = transaction.f ?? null

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify'
 import { authorize } from './authorize.ts'
 import { callback } from './callback.ts'
+import { connections } from './connections.ts'
 import { consent } from './consent.ts'
 import { health } from './health.ts'
 import { mcp } from './mcp.ts'
@@ -13,7 +14,7 @@ import { revoke } from './revoke.ts'
 import { token } from './token.ts'
 
 export async function routes(app: FastifyInstance) {
-  for (const plugin of [metadata, protectedResource, register, authorize, consent, callback, token, revoke, health, metrics, mcp]) {
+  for (const plugin of [metadata, protectedResource, register, authorize, consent, connections, callback, token, revoke, health, metrics, mcp]) {
     await app.register(plugin)
   }
 }
