@@ -135,7 +135,7 @@ t.test('A connects two apps, B one; A signs in at /connections and sees exactly 
   await openConnections(page, userA)
   const headers = (await opened).headers()
   t.equal(await page.title(), 'Your connected apps · NeonPanel')
-  t.match(await page.locator('#signed-in-as').textContent(), userA.id, 'who is signed in')
+  t.equal(await page.locator('#signed-in-as').textContent(), `Signed in as ${userA.name} (${userA.username}).`, 'who is signed in, by name and email')
   const apps = page.getByRole('region')
   t.same(await apps.getByRole('heading', { level: 2 }).allTextContents(), ['ChatGPT', 'Claude'], 'exactly A\'s two apps, oldest first')
   const chatgptApp = page.getByRole('region', { name: 'ChatGPT' })

@@ -248,6 +248,10 @@ function providerConfiguration(opts: UpstreamOptions, issuerPath: string, offlin
       profile: ['name'],
     },
     findAccount,
+    // The ID token carries the profile and email claims the scope asked for, as many OpenID
+    // providers' do (oidc-provider's default keeps them for userinfo): the gateway's grants then
+    // record the user's name and email, which the connected-apps page shows.
+    conformIdTokenClaims: false,
     interactions: { url: (_ctx, interaction) => `${issuerPath}/interaction/${interaction.uid}` },
     // Default only issues one when `offline_access` was granted, and oidc-provider drops
     // offline_access unless prompt=consent (OIDC Core §11). NeonPanel issues them always.
