@@ -35,7 +35,8 @@ const IDENTITY_SCOPES = ['openid', 'profile', 'email']
 
 export async function connections(app: FastifyInstance) {
   const gateway = app.gateway
-  const page = { config: { browser: true, cors: false } } as const
+  // Browser endpoints, counted with /authorize's per-address limit (limits.authorize.perIp): the page starts sign-ins and revocations at the upstream.
+  const page = { config: { browser: true, cors: false, limits: 'authorize' } } as const
 
   app.get(PATHS.connections, page, async (request, reply) => {
     if (await identityUnavailable(gateway)) return showUnavailable(reply)
@@ -76,7 +77,7 @@ export async function connections(app: FastifyInstance) {
  * starts, and the browser goes back to the page.
  */
 export async function finishPageSignIn(gateway: Gateway, request: FastifyRequest, reply: FastifyReply, signIn: PageSignIn, parameters: Parameters) {
-  checkStartedHere(gateway, request, signIn)
+  await checkStartedHere(gateway, request, signIn)
   await useSignInOnce(gateway, signIn)
   checkUpstreamError(parameters)
   const iss = await checkUpstreamIssuer(gateway.upstream, parameters)
@@ -137,19 +138,27 @@ function signInScope(gateway: Gateway): string {
   return asked.flatMap((scope) => scopeNames(Object.hasOwn(scopes.upstream, scope) ? scopes.upstream[scope] : scope)).join(' ')
 }
 
-const checkStartedHere = step('checkStartedHere', (gateway: Gateway, request: FastifyRequest, signIn: PageSignIn) => {
-  if (!gateway.userSessions.startedHere(signIn, request.headers.cookie)) {
-    throw new OAuthError(400, 'invalid_request', 'This sign-in was not started in this browser (or the browser dropped its cookie), so it was not completed.', {
-      hint: `Allow cookies for this site, then ${OPEN_AGAIN.charAt(0).toLowerCase()}${OPEN_AGAIN.slice(1)}`,
-    })
-  }
+/** Checked before the state is spent, so that another browser presenting it cannot use it up. */
+const checkStartedHere = step('checkStartedHere', async (gateway: Gateway, request: FastifyRequest, signIn: PageSignIn) => {
+  if (gateway.userSessions.startedHere(signIn, request.headers.cookie)) return
+  // Finishing a sign-in removes its cookie: say so when that is why it is missing.
+  if ((await gateway.store.get(signInKey(signIn))) !== undefined) throw alreadyCompleted()
+  throw new OAuthError(400, 'invalid_request', 'This sign-in was not started in this browser (or the browser dropped its cookie), so it was not completed.', {
+    hint: `Allow cookies for this site, then ${OPEN_AGAIN.charAt(0).toLowerCase()}${OPEN_AGAIN.slice(1)}`,
+  })
 })
 
 const useSignInOnce = step('useSignInOnce', async (gateway: Gateway, signIn: PageSignIn) => {
-  if (!(await gateway.store.useOnce(`sign-in:${signIn.j}`, gateway.config.lifetimes.transactionSeconds))) {
-    throw new OAuthError(400, 'invalid_request', 'This sign-in was already completed (state is used once).', { hint: OPEN_AGAIN })
-  }
+  if (!(await gateway.store.useOnce(signInKey(signIn), gateway.config.lifetimes.transactionSeconds))) throw alreadyCompleted()
 })
+
+function signInKey(signIn: PageSignIn) {
+  return `sign-in:${signIn.j}`
+}
+
+function alreadyCompleted() {
+  return new OAuthError(400, 'invalid_request', 'This sign-in was already completed (state is used once).', { hint: OPEN_AGAIN })
+}
 
 const exchangeSignInCode = step('exchangeSignInCode', (gateway: Gateway, signIn: PageSignIn, code: string, iss: string | undefined) =>
   gateway.upstream.exchangeCode({ code, iss, codeVerifier: signIn.v }),
