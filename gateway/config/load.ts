@@ -68,7 +68,7 @@ export const ENVIRONMENT_ONLY_VARIABLES: readonly EnvironmentOnlyVariable[] = [
   { name: 'UPSTREAM_REGISTRATION_TOKEN', description: "RFC 7591 §3 initial access token for the upstream's registration endpoint, when registration.mode is upstream and the upstream wants one." },
   {
     name: 'REDIS_URL',
-    description: 'redis:// or rediss:// URL of the shared store (it may carry a password). Set: replicas share state and rate-limit counters through Redis. Unset: state lives in memory and only one replica may run.',
+    description: 'redis:// or rediss:// URL of the shared store (it may carry a password). Set: replicas share state, rate-limit counters, grants, blocks and revocations through Redis (which then needs AOF persistence). Unset: short-lived state lives in memory, grants in the state file (state.path), and only one replica may run.',
   },
   { name: 'METRICS_TOKEN', description: 'When set, GET /metrics requires `Authorization: Bearer <token>`.' },
 ]

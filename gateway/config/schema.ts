@@ -143,12 +143,12 @@ const upstreamSchema = z
       .min(1)
       .max(100)
       .default('sub')
-      .describe('The claim that identifies the user a grant belongs to, read from the identity source; e.g. `email` or `preferred_username` where `sub` is not stable.'),
+      .describe('The claim that names the user a grant belongs to, read from the identity source (identitySource); e.g. `email` or `preferred_username` where `sub` is not what the upstream keeps stable.'),
     identitySource: z
       .enum(['auto', 'id_token', 'userinfo', 'introspection', 'none'])
       .default('auto')
       .describe(
-        'Where the user of a grant comes from: `auto` (the ID token when the upstream is OpenID, else the userinfo endpoint when its metadata names one), `id_token`, `userinfo`, `introspection` (RFC 7662 at the upstream\'s introspection_endpoint) or `none` (grants carry no user; ops still revoke by client, and the connected-apps page says it is unavailable). `npm run doctor` names the source in use.',
+        "Where the user of a grant comes from. `auto`: the ID token when the upstream is OpenID (it sends one; name and email from userinfo when the ID token lacks them), else the userinfo endpoint when its metadata names one. `introspection`: RFC 7662 on the access token at the upstream's introspection_endpoint. `none`: grants carry no user (ops still revoke them by client, and the connected-apps page says it is unavailable). `npm run doctor` names the source in use.",
       ),
   })
   .describe("NeonPanel's OAuth server, which the gateway reaches as one confidential client.")
@@ -364,7 +364,7 @@ const memoryStoreSchema = z
 
 const grantsSchema = z
   .strictObject({
-    maxIdleDays: z.number().int().min(1).max(3650).default(90).describe('A grant not refreshed for this many days ends; the client must connect again.'),
+    maxIdleDays: z.number().int().min(1).max(3650).default(90).describe('A grant not refreshed for this many days ends; its client must connect again.'),
     maxAgeDays: z.number().int().min(1).max(3650).default(365).describe('A grant ends this many days after it was created, however much it is used.'),
   })
   .prefault({})
@@ -379,11 +379,11 @@ const stateSchema = z
       .string()
       .min(1)
       .default('data/gateway.sqlite')
-      .describe('The SQLite file, e.g. /var/lib/oauth-gateway/state.sqlite; its directory is created on first start. Keep it on a persistent volume.'),
+      .describe('The SQLite file, created on first start with its directory; keep it on a persistent volume.'),
   })
   .prefault({})
   .describe(
-    'Durable state without Redis: grants, blocks, revocations and the client list live in a SQLite file (node:sqlite); run one replica. With env REDIS_URL they live in Redis instead (which then needs AOF persistence) and this file is not used.',
+    'Durable state without Redis: grants, blocks, revocations and the client list in a SQLite file (node:sqlite, no server to run), so only one replica may run. With env REDIS_URL they live in Redis instead, which then needs AOF persistence.',
   )
 
 const metricsSchema = z

@@ -252,7 +252,7 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
   async function identify(configuration_: oidc.Configuration, answer: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers): Promise<Identity | undefined> {
     const source = identitySourceFor(upstream.identitySource, serverMetadata(configuration_), answer.id_token !== undefined)
     try {
-      if (source === 'id_token') return identityFrom(answer.claims(), upstream.userClaim)
+      if (source === 'id_token') return await withDisplayClaims(configuration_, answer, identityFrom(answer.claims(), upstream.userClaim))
       if (source === 'userinfo') {
         const claims = answer.claims()
         return identityFrom(await oidc.fetchUserInfo(configuration_, answer.access_token, claims?.sub ?? oidc.skipSubjectCheck), upstream.userClaim)
@@ -265,6 +265,23 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
       log.warn({ upstream: { call: source }, err: (err as Error).message }, 'the upstream told no identity; the grant has no user')
     }
     return undefined
+  }
+
+  /**
+   * OpenID Connect §5.4: an ID token often carries only `sub` (oidc-provider's
+   * default), the name and email being userinfo's. Asked once per connection,
+   * for the pages that show the user; a failure leaves them out.
+   */
+  async function withDisplayClaims(configuration_: oidc.Configuration, answer: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers, identity: Identity | undefined): Promise<Identity | undefined> {
+    const subject = answer.claims()?.sub
+    if (!identity || identity.name !== undefined || identity.email !== undefined || !subject || !serverMetadata(configuration_).userinfo_endpoint) return identity
+    try {
+      const more = identityFrom({ ...(await oidc.fetchUserInfo(configuration_, answer.access_token, subject)), [upstream.userClaim]: identity.id }, upstream.userClaim)
+      return { ...identity, name: more?.name, email: more?.email }
+    } catch (err) {
+      log.info({ upstream: { call: 'userinfo' }, err: (err as Error).message }, 'userinfo told no name or email; the grant shows the user id only')
+      return identity
+    }
   }
 
   return {

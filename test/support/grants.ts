@@ -3,7 +3,10 @@
  * own tokens (to call the upstream directly, or to prove one is never logged).
  */
 import type { FastifyInstance } from 'fastify'
+import { GrantRegistry } from '../../gateway/grants/registry.ts'
+import type { UpstreamRevocation } from '../../gateway/grants/grant.ts'
 import type { GrantRefreshToken } from '../../gateway/routes/token.ts'
+import type { GrantStorage } from '../../gateway/state/grant-storage.ts'
 import { Sealer } from '../../gateway/state/seal.ts'
 import { TEST_SECRET } from './stack.ts'
 
@@ -21,4 +24,24 @@ export async function upstreamRefreshTokenOf(gateway: FastifyInstance, refreshTo
   const stored = await gateway.gateway.grants.storage.getGrant(grantOf(refreshToken).g)
   if (!stored) throw new Error('the grant has ended')
   return sealer.open<{ rt: string }>('stored', stored.upstreamRefreshToken)!.rt
+}
+
+/**
+ * A registry of the test's own on storage a gateway process uses (the state
+ * file, or Redis under its prefix), as an operator's tool would open it. It
+ * does not call the upstream: ending a grant records what it would have
+ * revoked there in `upstreamRevocations`.
+ */
+export function registryOn(storage: GrantStorage, settings = { maxIdleDays: 90, maxAgeDays: 365 }) {
+  const upstreamRevocations: string[] = []
+  const registry = new GrantRegistry({
+    storage,
+    sealer,
+    settings,
+    async revokeUpstream(refreshToken): Promise<UpstreamRevocation> {
+      upstreamRevocations.push(refreshToken)
+      return 'unsupported'
+    },
+  })
+  return { registry, upstreamRevocations }
 }
