@@ -82,7 +82,7 @@ export async function finishPageSignIn(gateway: Gateway, request: FastifyRequest
   checkUpstreamError(parameters)
   const iss = await checkUpstreamIssuer(gateway.upstream, parameters)
   const { tokens, identity } = await exchangeSignInCode(gateway, signIn, required(parameters, 'code'), iss)
-  await discardSignInTokens(gateway, request, tokens)
+  discardSignInTokens(request, tokens)
   if (!identity) return showUnavailable(reply)
   const { setCookies } = gateway.userSessions.startSession(identity)
   logStep(request, 'connections', 'signed_in', 'the user signed in to the connected-apps page')
@@ -171,7 +171,7 @@ const exchangeSignInCode = step('exchangeSignInCode', (gateway: Gateway, signIn:
  * RFC 7009 revocation (RFC 7009 §2.1 allows it; oidc-provider does) would end
  * every app connected from this browser with it.
  */
-async function discardSignInTokens(_gateway: Gateway, request: FastifyRequest, tokens: TokenSet) {
+function discardSignInTokens(request: FastifyRequest, tokens: TokenSet) {
   logStep(request, 'connections', 'tokens_discarded', 'the sign-in tokens of the connected-apps page are dropped unused', { refresh_token_issued: typeof tokens.refresh_token === 'string' })
 }
 

@@ -23,7 +23,7 @@ import { UserSessions } from '../../gateway/policy/user-session.ts'
 import { Sealer } from '../../gateway/state/seal.ts'
 import { fitsWidth, launchChromium, screenshotDirectory } from '../support/chromium.ts'
 import { startClientSite } from '../support/client-site.ts'
-import { postForm } from '../support/flow.ts'
+import { authorizeUrl, pkcePair, postForm, registerClient, type RegisteredClient } from '../support/flow.ts'
 import { capturedLog } from '../support/log-capture.ts'
 import { ConnectorProvider } from '../support/mcp-client.ts'
 import { callWhoami, connectWithSdk } from '../support/sdk-flow.ts'
@@ -56,18 +56,23 @@ function inChromium(page: Page, account: StandInAccount, seen: { consentAsked?: 
   return async (authorizationUrl: URL, isClientRedirect: (url: URL) => boolean): Promise<URL> => {
     let landed: URL | undefined
     const atApp = (url: URL) => isClientRedirect(url)
-    await page.route(atApp, (route) => {
-      landed = new URL(route.request().url())
-      return route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><title>Back at the app</title><h1>Back at the app</h1>' })
-    })
+    // Seen on the way out; answered when it ends a navigation of its own (routing does not see the last hop of a redirect chain).
+    const noticed = (request: { url(): string }) => {
+      if (atApp(new URL(request.url()))) landed = new URL(request.url())
+    }
+    page.on('request', noticed)
+    await page.route(atApp, (route) => route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><title>Back at the app</title><h1>Back at the app</h1>' }))
     try {
       const authorize = page.waitForResponse((response) => response.url().startsWith(`${stack.gatewayUrl}/authorize`))
-      await page.goto(authorizationUrl.href)
+      // Without a consent page the whole way is one redirect chain, ending at the app's (unreachable) host.
+      const gone = await page.goto(authorizationUrl.href).then(() => undefined, (err: Error) => err)
       seen.consentAsked = (await authorize).status() === 200
+      if (gone && !landed) throw gone
       if (seen.consentAsked) await page.getByRole('button', { name: 'Approve' }).click()
-      await signInIfAsked(page, account, (url) => atApp(url))
+      if (!landed) await signInIfAsked(page, account, (url) => atApp(url))
       return landed!
     } finally {
+      page.off('request', noticed)
       await page.unroute(atApp)
     }
   }
@@ -114,6 +119,21 @@ async function postFromPage(page: Page, path: string, fields: Record<string, str
   return response
 }
 
+/**
+ * Whether this browser is asked for consent for `client`: an authorization
+ * through the consent page (approved) and the upstream, without exchanging
+ * the code, so it leaves an approval and no grant.
+ */
+async function askedForConsent(client: RegisteredClient): Promise<boolean> {
+  const seen: { consentAsked?: boolean } = {}
+  const url = authorizeUrl(stack, client, pkcePair().challenge, { scope: 'openid' })
+  await inChromium(page, userA, seen)(url, (landed) => landed.href.startsWith(client.redirect_uris[0]!))
+  return seen.consentAsked === true
+}
+
+/** Another app A approved in this browser without connecting it (no grant): its approval must outlive the ChatGPT-like app's disconnect. */
+let bystander: RegisteredClient
+
 const chatgpt = new ConnectorProvider(CHATGPT_REDIRECT, { client_name: 'ChatGPT' })
 const claude = new ConnectorProvider(CLAUDE_REDIRECT, { client_name: 'Claude' })
 const otherUsersApp = new ConnectorProvider(CLAUDE_REDIRECT, { client_name: 'Claude' })
@@ -127,6 +147,9 @@ t.test('A connects two apps, B one; A signs in at /connections and sees exactly 
   t.equal(second.whoamiAfterRefresh, `signed in as ${userA.id}`, 'the Claude-like app (connected from another browser) calls tools as A')
   const third = await connectWithSdk(stack, otherUsersApp, { account: userB })
   t.equal(third.whoamiAfterRefresh, `signed in as ${userB.id}`, 'B\'s app calls tools as B')
+  bystander = await registerClient(stack, { client_name: 'Bystander', redirect_uris: [CLAUDE_REDIRECT] })
+  t.ok(await askedForConsent(bystander), 'A approves another app in this browser, without connecting it')
+  t.notOk(await askedForConsent(bystander), 'which this browser then remembers')
   t.equal((await grantsOf(userA)).length, 2, 'A has two grants')
   t.equal((await grantsOf(userB)).length, 1, 'B has one')
 
@@ -317,7 +340,8 @@ t.test('A disconnects the ChatGPT-like app: it is refused, the upstream saw the 
   t.ok(await stack.gateway.gateway.grants.get(claudeGrant!.grantId), 'the Claude-like grant still lives')
 })
 
-t.test('A reconnects the ChatGPT-like app and is asked for consent again', async (t) => {
+t.test('A reconnects the ChatGPT-like app and is asked for consent again; another app\'s approval stays', async (t) => {
+  t.notOk(await askedForConsent(bystander), 'the other app approved in this browser is not asked again')
   const seen: { consentAsked?: boolean } = {}
   chatgpt.invalidateCredentials('tokens')
   const again = await connectWithSdk(stack, chatgpt, { browse: inChromium(page, userA, seen) })
