@@ -6,8 +6,10 @@
  * no session. (The page itself, in a browser: test/browser/connections.test.ts.)
  */
 import t from 'tap'
+import { connectRedis, createRedisClient, RedisStore } from '../../gateway/state/redis-store.ts'
 import { CookieBrowser, signInAndFollow } from '../support/browser.ts'
 import { postForm } from '../support/flow.ts'
+import { deletePrefix, keysWithTtl, randomPrefix, rawClient, SHARED_REDIS_URL } from '../support/redis.ts'
 import { startStack, type Stack } from '../support/stack.ts'
 
 const stack = await startStack()
@@ -112,4 +114,39 @@ t.test('an identity the upstream does not tell: the page says it is unavailable,
   t.match(shown.body, /Connected apps are not available here/)
   t.match(shown.body, /ask your NeonPanel administrator/)
   t.notMatch(shown.setCookie.join('\n'), /gateway-session=[^;]/, 'no session')
+})
+
+t.test('with Redis: the single-use marks and a sign-out live in the shared store, each with a TTL no longer than it must', async (t) => {
+  const prefix = randomPrefix()
+  const client = createRedisClient({ url: SHARED_REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 1000 })
+  connectRedis(client, { info() {}, warn() {} })
+  const shared = await startStack({ store: new RedisStore(client) })
+  const raw = rawClient()
+  t.teardown(async () => {
+    await shared.close()
+    await deletePrefix(prefix)
+    raw.disconnect()
+  })
+  const browser = new CookieBrowser()
+  const callback = await signInUntilCallback(shared, browser)
+  t.equal((await browser.get(callback)).status, 302, 'signed in')
+  const shown = await browser.get(`${shared.gatewayUrl}/connections`)
+  const csrf = /action="\/connections\/sign-out"[^>]*>\s*<input type="hidden" name="csrf" value="([^"]+)"/.exec(await shown.text())?.[1]
+  t.ok(csrf, 'the sign-out form\'s token')
+  const session = browser.cookieHeader(shared.gatewayUrl)
+  const signedOut = await browser.postForm(`${shared.gatewayUrl}/connections/sign-out`, { csrf: csrf! })
+  t.equal(signedOut.status, 200, 'signed out')
+
+  const keys = await keysWithTtl(raw, prefix)
+  const ttlOf = (start: string) => [...keys].filter(([key]) => key.startsWith(`${prefix}${start}`)).map(([, ttl]) => ttl)
+  t.equal(ttlOf('sign-in:').length, 1, 'the sign-in\'s single-use mark')
+  t.ok(ttlOf('sign-in:').every((ttl) => ttl > 0 && ttl <= 600_000), 'for lifetimes.transactionSeconds')
+  t.equal(ttlOf('session-csrf:').length, 1, 'the spent CSRF token\'s mark')
+  t.equal(ttlOf('session-ended:').length, 1, 'the ended session')
+  t.ok([...ttlOf('session-csrf:'), ...ttlOf('session-ended:')].every((ttl) => ttl > 0 && ttl <= 1_800_000), 'no longer than the session would have lasted')
+
+  // The ended session, presented again (a copied cookie), is no session: the page signs in anew.
+  const again = await fetch(`${shared.gatewayUrl}/connections`, { headers: { cookie: session }, redirect: 'manual' })
+  t.equal(again.status, 302, 'a signed-out session cookie starts a new sign-in')
+  t.ok(again.headers.get('location')?.startsWith(shared.upstream.issuer))
 })
