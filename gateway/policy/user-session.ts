@@ -138,11 +138,6 @@ export class UserSessions {
     return undefined
   }
 
-  /** Whether the Cookie header carries a session cookie at all (one that may have expired or been forged). */
-  hasSessionCookie(cookieHeader: string | undefined): boolean {
-    return cookieValues(cookieHeader, this.cookieName).length > 0
-  }
-
   /** The Set-Cookie that ends the session in this browser. */
   endSessionCookie(): string {
     return this.#removal(this.cookieName)

@@ -21,8 +21,8 @@ import { describeSeconds, pageHeaders, redirectBrowser, renderConnectionsPage, r
 import { optional, parametersOf, required, type Parameters } from '../http/params.ts'
 import { s256 } from '../policy/pkce.ts'
 import { fromOtherSite } from '../policy/same-origin.ts'
-import { scopeNames } from '../policy/scopes.ts'
-import type { PageSignIn, SessionAction, SessionUser, UserSession } from '../policy/user-session.ts'
+import { scopeNames, upstreamScope } from '../policy/scopes.ts'
+import type { PageSignIn, SessionAction, UserSession } from '../policy/user-session.ts'
 import { checkUpstreamError, checkUpstreamIssuer } from '../upstream/authorization-response.ts'
 import type { TokenSet } from '../upstream/index.ts'
 
@@ -42,7 +42,7 @@ export async function connections(app: FastifyInstance) {
     if (await identityUnavailable(gateway)) return showUnavailable(reply)
     const session = await openSession(gateway, request)
     if (!session) return startSignIn(gateway, request, reply)
-    const notice = optional(parametersOf(request.query), 'disconnected', 16) ? 'The app was disconnected. Connecting it again will ask you first.' : undefined
+    const notice = optional(parametersOf(request.query), 'disconnected', 16) ? 'The app was disconnected: it can no longer renew its access to your NeonPanel account.' : undefined
     return showConnections(gateway, reply, session, await listConnections(gateway, session), notice)
   })
 
@@ -135,7 +135,7 @@ function signInScope(gateway: Gateway): string {
   const { scopes } = gateway.config
   const identity = IDENTITY_SCOPES.filter((scope) => scopes.supported.includes(scope))
   const asked = identity.length ? identity : scopes.default.filter((scope) => scope !== 'offline_access')
-  return asked.flatMap((scope) => scopeNames(Object.hasOwn(scopes.upstream, scope) ? scopes.upstream[scope] : scope)).join(' ')
+  return upstreamScope(scopes, asked.join(' '), { refreshTokens: false })
 }
 
 /** Checked before the state is spent, so that another browser presenting it cannot use it up. */

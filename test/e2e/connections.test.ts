@@ -120,7 +120,10 @@ t.test('with Redis: the single-use marks and a sign-out live in the shared store
   const prefix = randomPrefix()
   const client = createRedisClient({ url: SHARED_REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 1000 })
   connectRedis(client, { info() {}, warn() {} })
-  const shared = await startStack({ store: new RedisStore(client) })
+  const store = new RedisStore(client)
+  // Connected before the first request, which would otherwise be answered 503.
+  while (!(await store.ping().catch(() => false))) await new Promise((resolve) => setTimeout(resolve, 50))
+  const shared = await startStack({ store })
   const raw = rawClient()
   t.teardown(async () => {
     await shared.close()

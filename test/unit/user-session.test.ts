@@ -50,7 +50,6 @@ t.test('a session opens for the user it was made for, and not when forged, tampe
   const consentSealed = sealer.seal('consent', { sid: 'x', user: { id: 'np-user-1001' } }, 60)
   t.equal(sessions.readSession(`${sessions.cookieName}=${consentSealed}`), undefined, 'a value sealed for another purpose')
   t.same(sessions.readSession(`${sessions.cookieName}=garbage; ${cookieHeader(setCookies[0]!)}`), session, 'a second cookie of the same name is tried too')
-  t.ok(sessions.hasSessionCookie(`${sessions.cookieName}=garbage`), 'a broken session cookie is still noticed (to say it expired)')
   t.same(sessions.startSession({ id: 'np-user-2', name: '', email: undefined }).session.user, { id: 'np-user-2' }, 'no empty name or email')
 })
 
