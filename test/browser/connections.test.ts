@@ -25,6 +25,7 @@ import { fitsWidth, launchChromium, screenshotDirectory } from '../support/chrom
 import { startClientSite } from '../support/client-site.ts'
 import { authorizeUrl, pkcePair, postForm, registerClient, type RegisteredClient } from '../support/flow.ts'
 import { capturedLog } from '../support/log-capture.ts'
+import { sample } from '../support/metrics.ts'
 import { ConnectorProvider } from '../support/mcp-client.ts'
 import { callWhoami, connectWithSdk } from '../support/sdk-flow.ts'
 import { CHATGPT_REDIRECT, startStack, TEST_SECRET } from '../support/stack.ts'
@@ -299,6 +300,8 @@ t.test('A disconnects the ChatGPT-like app: it is refused, the upstream saw the 
   t.equal(sent.grant, chatgptGrant!.grantId, 'the button\'s form names the ChatGPT-like grant')
   const revocationsBefore = revocationsAtUpstream().length
   const linesBefore = log.lines.length
+  const endedByUsers = async () => sample(await (await fetch(`${stack.gatewayUrl}/metrics`)).text(), 'oauth_gateway_grants_ended_total', { reason: 'revoked_by_user' })
+  const endedBefore = await endedByUsers()
   const [answer] = await Promise.all([page.waitForNavigation(), page.getByRole('button', { name: 'Disconnect ChatGPT' }).click()])
   t.equal(answer?.status(), 200, 'back on the page')
   t.equal(new URL(page.url()).pathname, '/connections', 'after a redirect (a reload does not post again)')
@@ -326,6 +329,7 @@ t.test('A disconnects the ChatGPT-like app: it is refused, the upstream saw the 
   otherUsersApp.saveTokens((await bRefresh.json()) as OAuthTokens)
   t.equal(await callWhoami(stack, otherUsersApp), `signed in as ${userB.id}`, 'and calls tools')
 
+  t.equal(await endedByUsers(), endedBefore + 1, 'counted in oauth_gateway_grants_ended_total{reason="revoked_by_user"}')
   const audit = log.lines.slice(linesBefore).map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.audit === true)
   t.equal(audit.length, 1, 'one audit line')
   t.match(audit[0], { audit: true, actor: 'user', action: 'grants.disconnect', user: userA.id, grant_ids: [chatgptGrant!.grantId], client_id: chatgpt.client!.client_id, upstream_revocation: 'revoked' })
