@@ -20,6 +20,7 @@ import { rateLimitChecks } from './http/rate-limits.ts'
 import { ConsentPolicy } from './policy/consent.ts'
 import { allowlistSources } from './policy/presets.ts'
 import { RedirectAllowlist } from './policy/redirect-uri.ts'
+import { UserSessions } from './policy/user-session.ts'
 import { checkReadiness } from './routes/health.ts'
 import { routes } from './routes/index.ts'
 import type { GrantStorage } from './state/grant-storage.ts'
@@ -125,6 +126,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     grants,
     allowlist: new RedirectAllowlist(allowlistSources(config.redirectPresets, config.allowedRedirectUris)),
     consent: new ConsentPolicy(sealer, config),
+    userSessions: new UserSessions(sealer, config),
     store,
     upstream,
     mcpProxy,

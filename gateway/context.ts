@@ -9,6 +9,7 @@ import type { GrantRegistry } from './grants/registry.ts'
 import type { Metrics } from './http/metrics.ts'
 import type { ConsentPolicy } from './policy/consent.ts'
 import type { RedirectAllowlist } from './policy/redirect-uri.ts'
+import type { UserSessions } from './policy/user-session.ts'
 import type { Sealer } from './state/seal.ts'
 import type { Store } from './state/store.ts'
 import type { Upstream } from './upstream/index.ts'
@@ -21,6 +22,8 @@ export const PATHS = {
   revocation: '/revoke',
   callback: '/callback',
   consent: '/consent',
+  /** The user's connected-apps page; its forms post to /connections/disconnect and /connections/sign-out. */
+  connections: '/connections',
 } as const
 
 /** Everything a route needs, built once per app. */
@@ -33,6 +36,8 @@ export interface Gateway {
   /** Replaced when the configuration file is reloaded (reload.ts): read it per request, never keep a reference. */
   allowlist: RedirectAllowlist
   consent: ConsentPolicy
+  /** The connected-apps page's sign-in and session. */
+  userSessions: UserSessions
   store: Store
   upstream: Upstream
   /** Front mode only: the way to the MCP server. */

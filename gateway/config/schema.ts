@@ -77,7 +77,7 @@ const internalUrl = z
   .refine((value) => !new URL(value).hash && !new URL(value).search, 'must not have a query or fragment')
 
 /** Paths the gateway answers itself; in front mode the MCP endpoint must not hide one of them. */
-const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/healthz', '/readyz', '/metrics', '/admin']
+const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callback', '/consent', '/connections', '/connections/disconnect', '/connections/sign-out', '/healthz', '/readyz', '/metrics', '/admin']
 
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token (RFC 6749 §3.3)')
 
@@ -148,7 +148,7 @@ const upstreamSchema = z
       .enum(['auto', 'id_token', 'userinfo', 'introspection', 'none'])
       .default('auto')
       .describe(
-        "Where the user of a grant comes from. `auto`: the ID token when the upstream is OpenID (it sends one; name and email from userinfo when the ID token lacks them), else the userinfo endpoint when its metadata names one. `introspection`: RFC 7662 on the access token at the upstream's introspection_endpoint. `none`: grants carry no user (ops still revoke them by client). `npm run doctor` names the source in use.",
+        "Where the user of a grant comes from. `auto`: the ID token when the upstream is OpenID (it sends one; name and email from userinfo when the ID token lacks them), else the userinfo endpoint when its metadata names one. `introspection`: RFC 7662 on the access token at the upstream's introspection_endpoint. `none`: grants carry no user (ops still revoke them by client, and the connected-apps page says it is unavailable). `npm run doctor` names the source in use.",
       ),
   })
   .describe("NeonPanel's OAuth server, which the gateway reaches as one confidential client.")
@@ -208,6 +208,20 @@ const consentSchema = z
   .describe(
     'The consent page: before the gateway sends a browser to NeonPanel for a client that browser has not approved, it asks the user. Approvals live in a sealed HttpOnly cookie bound to the client id and redirect URI.',
   )
+
+/** The connected-apps page at /connections (docs/connected-apps.md). */
+const connectionsSchema = z
+  .strictObject({
+    sessionMinutes: z
+      .number()
+      .int()
+      .min(1)
+      .max(1440)
+      .default(30)
+      .describe("How long the page's sign-in lasts, in minutes: its sealed HttpOnly, SameSite=Lax session cookie (__Host-gateway-session and Secure on https). Then the user signs in again."),
+  })
+  .prefault({})
+  .describe('The connected-apps page, <publicUrl>/connections: a NeonPanel user signs in there through the upstream, sees every app they connected and disconnects one. The consent and error pages link to it.')
 
 /** Client ID Metadata Documents (MCP 2025-11-25; draft-ietf-oauth-client-id-metadata-document). */
 const clientMetadataDocumentsSchema = z
@@ -494,6 +508,7 @@ export const configSchema = z
       .prefault({})
       .describe('Front mode: the gateway also stands in front of the MCP server and proxies the MCP endpoint to it, streaming requests and responses (SSE included) without buffering.'),
     consent: consentSchema,
+    connections: connectionsSchema,
     clientMetadataDocuments: clientMetadataDocumentsSchema,
     redis: redisSchema
       .prefault({})

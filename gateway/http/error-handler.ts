@@ -95,7 +95,7 @@ function clientFault(code: string | undefined): [number, string] {
 }
 
 /** A request line for one of the browser endpoints, which answer with the HTML page. */
-const BROWSER_REQUEST_LINE = /^(?:(?:GET|HEAD|POST) \/authorize|(?:GET|HEAD) \/callback)(?:[?\s]|$)/
+const BROWSER_REQUEST_LINE = /^(?:(?:GET|HEAD|POST) \/(?:authorize|connections(?:\/disconnect|\/sign-out)?)|(?:GET|HEAD) \/callback)(?:[?\s]|$)/
 
 /**
  * Fastify's `clientErrorHandler`: a malformed request, oversized headers or a

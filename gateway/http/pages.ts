@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import { PATHS } from '../context.ts'
 
 const template = readFileSync(new URL('./views/page.html', import.meta.url), 'utf8')
 const style = /<style>([\s\S]*?)<\/style>/.exec(template)?.[1] ?? ''
@@ -47,6 +48,9 @@ export function renderPage(title: string, body: string): string {
   return template.replaceAll('{{title}}', escapeHtml(title)).replace('{{body}}', () => body)
 }
 
+/** On the consent and error pages: where a user sees and ends what they connected. */
+const MANAGE_LINK = `<p class="manage"><a href="${PATHS.connections}">Manage connected apps</a></p>`
+
 /** The page for an error that cannot be sent back to the client. */
 export function renderErrorPage(error: string, description: string, hint: string): string {
   return renderPage(
@@ -55,6 +59,7 @@ export function renderErrorPage(error: string, description: string, hint: string
       `<p>${escapeHtml(description)}</p>`,
       `<p class="hint">${escapeHtml(hint)}</p>`,
       `<p class="hint">Error code: <code>${escapeHtml(error)}</code></p>`,
+      MANAGE_LINK,
     ].join('\n'),
   )
 }
@@ -65,6 +70,11 @@ const SCOPE_WORDS: Record<string, string> = {
   profile: 'See your name',
   email: 'See your email address',
   offline_access: 'Stay connected while you are away, until you disconnect it',
+}
+
+/** A scope as a list item: the words, then the scope's own name. */
+function scopeItem(scope: string): string {
+  return `<li>${escapeHtml(SCOPE_WORDS[scope] ?? 'A NeonPanel permission')} <code>${escapeHtml(scope)}</code></li>`
 }
 
 export interface ConsentView {
@@ -93,9 +103,7 @@ export function renderConsentPage(view: ConsentView): string {
   const who = view.publisher
     ? `<p class="hint">This app describes itself at <strong>${escapeHtml(view.publisher)}</strong>.</p>`
     : '<p class="hint">The app chose this name itself; NeonPanel has not checked it.</p>'
-  const scopes = view.scopes
-    .map((scope) => `<li>${escapeHtml(SCOPE_WORDS[scope] ?? 'A NeonPanel permission')} <code>${escapeHtml(scope)}</code></li>`)
-    .join('\n')
+  const scopes = view.scopes.map(scopeItem).join('\n')
   return renderPage(
     `Connect ${name} to your NeonPanel account?`,
     [
@@ -119,6 +127,117 @@ export function renderConsentPage(view: ConsentView): string {
       '<button type="submit" name="decision" value="deny">Deny</button>',
       '</div>',
       '</form>',
+      MANAGE_LINK,
+    ].join('\n'),
+  )
+}
+
+/** One connected app as the connected-apps page shows it. */
+export interface ConnectionView {
+  grantId: string
+  /** Its Disconnect form's CSRF token. */
+  csrf: string
+  clientName?: string | undefined
+  /** True when the app chose its name itself (a registered client); false for a metadata document's, published at `publisher`. */
+  unverified: boolean
+  publisher?: string | undefined
+  redirectHost: string
+  scopes: string[]
+  /** Epoch seconds. */
+  createdAt: number
+  lastUsedAt: number
+}
+
+export interface ConnectionsView {
+  user: { id: string; name?: string | undefined; email?: string | undefined }
+  connections: ConnectionView[]
+  /** Where the forms post, and the sign-out form's CSRF token (each app's own is in its view). */
+  disconnectAction: string
+  signOutAction: string
+  signOutCsrf: string
+  /** Shown at the top once, after a disconnect. */
+  notice?: string | undefined
+}
+
+/** A moment as people read it, in UTC (the page cannot know the reader's zone without a script): "7 Dec 2026, 01:15 UTC". */
+function describeTime(epochSeconds: number): string {
+  const date = new Date(epochSeconds * 1000)
+  const day = date.toLocaleDateString('en-GB', { day: 'numeric', month: 'short', year: 'numeric', timeZone: 'UTC' })
+  const time = date.toLocaleTimeString('en-GB', { hour: '2-digit', minute: '2-digit', timeZone: 'UTC' })
+  return `<time datetime="${date.toISOString()}">${escapeHtml(`${day}, ${time} UTC`)}</time>`
+}
+
+function hiddenField(name: string, value: string): string {
+  return `<input type="hidden" name="${name}" value="${escapeHtml(value)}">`
+}
+
+/** One app: its name as the consent page marks it, where it sends the user, what it may do, since when, and its Disconnect button. */
+function renderConnection(view: ConnectionsView, connection: ConnectionView, index: number): string {
+  const name = connection.clientName?.trim() || 'An unnamed app'
+  const heading = `app-${index}`
+  const who = connection.unverified || !connection.publisher
+    ? '<p class="hint"><span class="tag">Unverified name</span> The app chose this name itself; NeonPanel has not checked it.</p>'
+    : `<p class="hint">This app describes itself at <strong>${escapeHtml(connection.publisher)}</strong>.</p>`
+  const scopes = connection.scopes.length ? connection.scopes.map(scopeItem).join('\n') : '<li>Nothing beyond signing you in</li>'
+  return [
+    `<section class="app" aria-labelledby="${heading}">`,
+    `<h2 id="${heading}">${escapeHtml(name)}</h2>`,
+    who,
+    '<dl>',
+    `<dt>Sends you back to</dt><dd class="host">${escapeHtml(connection.redirectHost)}</dd>`,
+    `<dt>Can</dt><dd><ul class="scopes">\n${scopes}\n</ul></dd>`,
+    `<dt>Connected since</dt><dd>${describeTime(connection.createdAt)}</dd>`,
+    `<dt>Last used</dt><dd>${describeTime(connection.lastUsedAt)}</dd>`,
+    '</dl>',
+    `<form method="post" action="${escapeHtml(view.disconnectAction)}">`,
+    hiddenField('grant', connection.grantId),
+    hiddenField('csrf', connection.csrf),
+    `<button type="submit" aria-label="Disconnect ${escapeHtml(name)}">Disconnect</button>`,
+    '</form>',
+    '</section>',
+  ].join('\n')
+}
+
+/** The user's own page: who is signed in, every app they connected, and the way out. */
+export function renderConnectionsPage(view: ConnectionsView): string {
+  const who = view.user.name ?? view.user.email ?? view.user.id
+  const also = view.user.name && view.user.email ? ` (${escapeHtml(view.user.email)})` : ''
+  const list = view.connections.length
+    ? view.connections.map((connection, index) => renderConnection(view, connection, index + 1)).join('\n')
+    : '<p id="no-apps">No apps are connected to your NeonPanel account through this sign-in service.</p>'
+  return renderPage(
+    'Your connected apps',
+    [
+      view.notice ? `<p class="notice" role="status">${escapeHtml(view.notice)}</p>` : '',
+      `<p id="signed-in-as">Signed in as <strong>${escapeHtml(who)}</strong>${also}.</p>`,
+      '<p class="hint">These apps can reach your NeonPanel account. Disconnect one you no longer use or do not recognise: it loses access at once, and connecting it again asks you first. The others stay connected.</p>',
+      list,
+      `<form method="post" action="${escapeHtml(view.signOutAction)}" class="sign-out">`,
+      hiddenField('csrf', view.signOutCsrf),
+      '<button type="submit">Sign out of this page</button>',
+      '</form>',
+    ].filter(Boolean).join('\n'),
+  )
+}
+
+/** Without the user's identity from the upstream, the page cannot tell whose apps are whose. */
+export function renderConnectionsUnavailable(): string {
+  return renderPage(
+    'Connected apps are not available here',
+    [
+      '<p>This sign-in service cannot tell which connected apps are yours: the NeonPanel sign-in does not tell it who you are.</p>',
+      '<p class="hint">To disconnect an app, remove the connector in the app itself, or ask your NeonPanel administrator: they can see and revoke every connected app.</p>',
+    ].join('\n'),
+  )
+}
+
+/** After signing out of the page: the apps stay connected. */
+export function renderSignedOutPage(signInAgain: string): string {
+  return renderPage(
+    'You signed out of this page',
+    [
+      '<p>Your connected apps stay connected; only this page\'s sign-in ended.</p>',
+      `<p class="manage"><a href="${escapeHtml(signInAgain)}">Sign in again to manage connected apps</a></p>`,
     ].join('\n'),
   )
 }

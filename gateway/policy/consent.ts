@@ -21,6 +21,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import type { Config } from '../config/schema.ts'
+import { cookieName, cookieValues, secureCookies, setCookieHeader } from './cookies.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
 import { canonicalScope } from './scopes.ts'
 import type { Sealer } from '../state/seal.ts'
@@ -47,11 +48,18 @@ export interface PendingAuthorization {
   f?: string | undefined
 }
 
-/** The consent cookie: this browser's id and its approvals as [approvalKey, expiry in epoch seconds]. */
+/**
+ * The consent cookie: this browser's id and its approvals as [approvalKey,
+ * expiry in epoch seconds, clientHandle() of the client], the client named so
+ * that disconnecting it on the connected-apps page forgets its approvals.
+ * Approvals remembered before the client was named carry two elements.
+ */
 export interface ConsentCookie {
   b: string
-  a: Array<[string, number]>
+  a: Approval[]
 }
+
+export type Approval = [key: string, expires: number, client?: string]
 
 /** A cookie holds at most this many approvals, the newest; older ones are asked again. */
 const MAX_APPROVALS = 20
@@ -71,12 +79,7 @@ function browserHash(browserId: string): string {
 }
 
 export class ConsentPolicy {
-  /**
-   * `__Host-` pins the cookie to this host, https and path / (RFC 6265bis §4.1.3.2).
-   * Browsers refuse Secure cookies from plain-http pages, so on an http public URL
-   * (loopback development and tests only, config/schema.ts allows nothing else) the
-   * cookie goes without Secure and without the prefix.
-   */
+  /** `__Host-gateway-consent`, or `gateway-consent` on loopback http (cookies.ts). */
   readonly cookieName: string
   readonly #secure: boolean
   readonly #sealer: Sealer
@@ -88,8 +91,8 @@ export class ConsentPolicy {
 
   constructor(sealer: Sealer, config: Config) {
     this.#sealer = sealer
-    this.#secure = new URL(config.publicUrl).protocol === 'https:'
-    this.cookieName = this.#secure ? '__Host-gateway-consent' : 'gateway-consent'
+    this.#secure = secureCookies(config.publicUrl)
+    this.cookieName = cookieName('gateway-consent', this.#secure)
     this.#rememberSeconds = config.consent.rememberDays * DAY
     this.#transactionSeconds = config.lifetimes.transactionSeconds
     this.#cookieSeconds = Math.max(this.#rememberSeconds, this.#transactionSeconds)
@@ -121,20 +124,27 @@ export class ConsentPolicy {
     return cookie?.a.some(([approved, expires]) => approved === key && expires > now) ?? false
   }
 
-  /** The cookie with this approval added (or renewed); unchanged when approvals are not remembered. */
-  withApproval(cookie: ConsentCookie, key: string): ConsentCookie {
+  /** The cookie with this approval of `client` (its clientHandle()) added or renewed; unchanged when approvals are not remembered. */
+  withApproval(cookie: ConsentCookie, key: string, client: string): ConsentCookie {
     if (this.#rememberSeconds === 0) return cookie
     const now = Math.floor(Date.now() / 1000)
     const kept = cookie.a.filter(([approved, expires]) => approved !== key && expires > now)
-    return { b: cookie.b, a: [...kept, [key, now + this.#rememberSeconds] as [string, number]].slice(-MAX_APPROVALS) }
+    return { b: cookie.b, a: [...kept, [key, now + this.#rememberSeconds, client] as Approval].slice(-MAX_APPROVALS) }
+  }
+
+  /**
+   * The cookie without any approval of `client` (its clientHandle()), so that
+   * connecting it again asks the user again; other clients' approvals stay.
+   * Approvals that name no client (remembered by an older version) may be this
+   * client's, so they go too: at worst another app is asked once more.
+   */
+  withoutClient(cookie: ConsentCookie, client: string): ConsentCookie {
+    return { b: cookie.b, a: cookie.a.filter(([, , approved]) => approved !== undefined && approved !== client) }
   }
 
   /** The Set-Cookie header value. */
   setCookie(cookie: ConsentCookie): string {
-    const value = this.#sealer.seal('consent', cookie, this.#cookieSeconds)
-    const attributes = [`${this.cookieName}=${value}`, 'Path=/', `Max-Age=${this.#cookieSeconds}`, 'HttpOnly', 'SameSite=Lax']
-    if (this.#secure) attributes.push('Secure')
-    return attributes.join('; ')
+    return setCookieHeader(this.cookieName, this.#sealer.seal('consent', cookie, this.#cookieSeconds), this.#cookieSeconds, this.#secure)
   }
 
   sealPending(pending: PendingAuthorization): string {
@@ -156,14 +166,4 @@ export class ConsentPolicy {
     const opened = this.#sealer.open<{ j: string; b: string }>('csrf', token)
     return !!opened && !!cookie && opened.j === pending.j && opened.b === browserHash(cookie.b)
   }
-}
-
-/** Every value of the named cookie in a Cookie header (RFC 6265 §5.4); a browser may send two of the same name. */
-function cookieValues(header: string | undefined, name: string): string[] {
-  if (!header) return []
-  return header
-    .split(';')
-    .map((pair) => pair.trim())
-    .filter((pair) => pair.startsWith(`${name}=`))
-    .map((pair) => pair.slice(name.length + 1))
 }

@@ -3,7 +3,9 @@
  * `state` tells where the client waits; it is used once. The upstream's code
  * is sealed inside a short-lived, single-use gateway code bound to the client,
  * its redirect URI and its PKCE challenge, and the client gets it with its own
- * `state` and the gateway's `iss` (RFC 9207), never the upstream's.
+ * `state` and the gateway's `iss` (RFC 9207), never the upstream's. A `state`
+ * that is the connected-apps page's own sign-in is finished by that page
+ * (routes/connections.ts).
  */
 import { randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
@@ -13,8 +15,9 @@ import { logStep } from '../http/log.ts'
 import { blockedSignIn } from '../policy/blocks.ts'
 import { describeSeconds, redirectBrowser } from '../http/pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../http/params.ts'
-import { redact, sameIssuer } from '../upstream/errors.ts'
+import { checkUpstreamError, checkUpstreamIssuer } from '../upstream/authorization-response.ts'
 import type { Transaction } from './authorize.ts'
+import { finishPageSignIn } from './connections.ts'
 
 /** What a gateway authorization code holds. */
 export interface CodeGrant {
@@ -33,17 +36,13 @@ export interface CodeGrant {
   f?: string | undefined
 }
 
-/** Authorization error codes the client may be told as they are (RFC 6749 §4.1.2.1, OpenID Connect §3.1.2.6). */
-const FORWARDED_ERRORS = new Set([
-  'access_denied', 'invalid_scope', 'temporarily_unavailable', 'server_error',
-  'login_required', 'consent_required', 'interaction_required', 'account_selection_required',
-])
-
 export async function callback(app: FastifyInstance) {
   const gateway = app.gateway
 
   app.get('/callback', { config: { browser: true, cors: false } }, async (request, reply) => {
     const parameters = parametersOf(request.query)
+    const signIn = gateway.userSessions.openSignIn(optional(parameters, 'state', 8192))
+    if (signIn) return finishPageSignIn(gateway, request, reply, signIn, parameters)
     const transaction = await openTransaction(gateway, parameters)
     request.oauthClient = { handle: transaction.c }
     request.flow = transaction.f ?? null
@@ -52,7 +51,7 @@ export async function callback(app: FastifyInstance) {
     request.redirectBack = { redirectUri: transaction.r, state: transaction.s, issuer: gateway.config.publicUrl }
 
     checkUpstreamError(parameters)
-    const upstreamIssuer = await checkUpstreamIssuer(gateway, parameters)
+    const upstreamIssuer = await checkUpstreamIssuer(gateway.upstream, parameters)
     const grant: CodeGrant = {
       j: randomUUID(),
       c: transaction.c,
@@ -88,42 +87,8 @@ const openTransaction = step('openTransaction', async (gateway: Gateway, paramet
   return transaction
 })
 
-/** An authorization error from the upstream: passed on when the client can act on it, else the gateway's fault. */
+/** A block made while the sign-in was under way stops it here, with the page naming the reason. */
 const checkNotBlocked = step('checkNotBlocked', async (gateway: Gateway, transaction: Transaction) => {
   const block = await gateway.grants.isFlowBlocked(transaction.c, transaction.r)
   if (block) throw blockedSignIn(block)
-})
-
-const checkUpstreamError = step('checkUpstreamError', (parameters: Parameters) => {
-  const error = optional(parameters, 'error', 256)
-  if (error === undefined) return
-  const description = optional(parameters, 'error_description', 1024)
-  const upstream = { upstream: { call: 'authorization', error, error_description: description && redact(description) } }
-  if (FORWARDED_ERRORS.has(error)) {
-    throw new OAuthError(400, error, description ? redact(description) : `the NeonPanel sign-in ended with ${error}`, { details: upstream })
-  }
-  const hint = error === 'invalid_target' ? { hint: 'the upstream rejects the RFC 8707 resource parameter: set upstream.resource to drop' } : {}
-  throw new OAuthError(502, 'server_error', `the NeonPanel sign-in refused the gateway's authorization request (${error}${description ? `: ${redact(description)}` : ''})`, {
-    details: { ...upstream, ...hint },
-  })
-})
-
-/**
- * RFC 9207: the upstream's `iss` must be its own issuer, and present when its
- * metadata says it sends one. A trailing slash either way is tolerated; the
- * metadata's spelling is what the code exchange then checks.
- */
-const checkUpstreamIssuer = step('checkUpstreamIssuer', async (gateway: Gateway, parameters: Parameters): Promise<string | undefined> => {
-  const iss = optional(parameters, 'iss')
-  const metadata = await gateway.upstream.metadata()
-  if (iss === undefined) {
-    if (metadata.authorization_response_iss_parameter_supported) {
-      throw new OAuthError(502, 'server_error', 'iss: the NeonPanel sign-in answered without its issuer, although its metadata says it sends one (RFC 9207 §2.4)')
-    }
-    return undefined
-  }
-  if (!sameIssuer(iss, metadata.issuer)) {
-    throw new OAuthError(502, 'server_error', `iss: the authorization response names ${iss.slice(0, 200)} as its issuer, not ${metadata.issuer} (RFC 9207 §2.4)`)
-  }
-  return metadata.issuer
 })

@@ -14,6 +14,7 @@ import { logStep } from '../http/log.ts'
 import { blockedSignIn } from '../policy/blocks.ts'
 import { describeSeconds } from '../http/pages.ts'
 import { optional, parametersOf, type Parameters } from '../http/params.ts'
+import { fromOtherSite } from '../policy/same-origin.ts'
 import { sendToUpstream } from './authorize.ts'
 
 const START_AGAIN = 'Go back to the app and start connecting again.'
@@ -38,20 +39,14 @@ export async function consent(app: FastifyInstance) {
       throw new OAuthError(400, 'access_denied', 'the user denied the request')
     }
     logStep(request, 'consent', 'approved', 'the user approved the client')
-    reply.header('set-cookie', gateway.consent.setCookie(gateway.consent.withApproval(cookie, pending.a)))
+    reply.header('set-cookie', gateway.consent.setCookie(gateway.consent.withApproval(cookie, pending.a, pending.c)))
     return sendToUpstream(gateway, request, reply, pending)
   })
 }
 
-/**
- * A form on another site cannot answer for the user. Browsers name the
- * form's origin in `Origin` and `Sec-Fetch-Site`; when they are sent, they
- * must say this site. (The cookie and token below hold even without them.)
- */
+/** The answer must come from the consent page itself (policy/same-origin.ts). */
 function checkSameOrigin(gateway: Gateway, request: FastifyRequest) {
-  const origin = request.headers.origin
-  const site = request.headers['sec-fetch-site']
-  if ((origin !== undefined && origin !== new URL(gateway.config.publicUrl).origin) || (site !== undefined && site !== 'same-origin')) {
+  if (fromOtherSite(gateway.config.publicUrl, request.headers)) {
     throw new OAuthError(400, 'invalid_request', 'This answer was sent from another website, not from the consent page, so it was ignored.', { hint: START_AGAIN })
   }
 }

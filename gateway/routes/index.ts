@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { admin } from './admin/index.ts'
 import { authorize } from './authorize.ts'
 import { callback } from './callback.ts'
+import { connections } from './connections.ts'
 import { consent } from './consent.ts'
 import { health } from './health.ts'
 import { mcp } from './mcp.ts'
@@ -14,7 +15,7 @@ import { revoke } from './revoke.ts'
 import { token } from './token.ts'
 
 export async function routes(app: FastifyInstance) {
-  for (const plugin of [metadata, protectedResource, register, authorize, consent, callback, token, revoke, health, metrics, mcp, admin]) {
+  for (const plugin of [metadata, protectedResource, register, authorize, consent, connections, callback, token, revoke, health, metrics, mcp, admin]) {
     await app.register(plugin)
   }
 }

@@ -2,7 +2,7 @@
  * Sealing: authenticated encryption (AES-256-GCM) of everything the gateway
  * hands out and later takes back (client ids, transaction state, codes,
  * refresh tokens, the consent page's pending authorization, CSRF token and
- * cookie) or keeps in the shared store (remembered token answers), and
+ * cookie, the connected-apps page's sign-in, session and CSRF tokens) or keeps in the shared store (remembered token answers), and
  * MACs for derived client secrets. Keys come from GATEWAY_SECRET: the first
  * seals and signs, every key opens and verifies, so keys rotate without
  * breaking what was issued under the old one.
@@ -10,8 +10,8 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, createSecretKey, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto'
 
 /** What a sealed value is for; bound as additional data so one purpose's value never opens as another's. */
-/** 'refresh' is the refresh token issued before grants (accepted once, on upgrade); 'grant' the one that names its grant; 'stored' the upstream refresh token kept in a grant. */
-export type Purpose = 'client' | 'transaction' | 'code' | 'refresh' | 'grant' | 'stored' | 'pending' | 'csrf' | 'consent' | 'answer'
+/** 'refresh' is the refresh token issued before grants (accepted once, on upgrade); 'grant' the one that names its grant; 'stored' the upstream refresh token kept in a grant; 'sign-in', 'session' and 'session-csrf' the connected-apps page's (policy/user-session.ts). */
+export type Purpose = 'client' | 'transaction' | 'code' | 'refresh' | 'grant' | 'stored' | 'pending' | 'csrf' | 'consent' | 'answer' | 'sign-in' | 'session' | 'session-csrf'
 
 /** Keys are KeyObjects, prepared once: a raw key buffer costs a key import on every seal and open. */
 interface Key {
@@ -20,7 +20,7 @@ interface Key {
   mac: KeyObject
 }
 
-const PURPOSES: Purpose[] = ['client', 'transaction', 'code', 'refresh', 'grant', 'stored', 'pending', 'csrf', 'consent', 'answer']
+const PURPOSES: Purpose[] = ['client', 'transaction', 'code', 'refresh', 'grant', 'stored', 'pending', 'csrf', 'consent', 'answer', 'sign-in', 'session', 'session-csrf']
 const IV_BYTES = 12
 const TAG_BYTES = 16
 

@@ -29,7 +29,19 @@ export function isRedirectTo(redirectUrl: string) {
   return (url: URL) => url.protocol === expected.protocol && url.host === expected.host && url.pathname === expected.pathname
 }
 
-export async function connectWithSdk(stack: Stack, provider: ConnectorProvider, options: { bendAuthorizationUrl?: (url: URL) => void } = {}): Promise<Connection> {
+export interface ConnectOptions {
+  bendAuthorizationUrl?: (url: URL) => void
+  /** Who signs in at the upstream; the stand-in's first account by default. */
+  account?: { username: string; password: string }
+  /**
+   * Drives the browser part instead of the cookie-keeping HTTP browser (e.g.
+   * in real Chromium): from the authorization URL to the client's redirect
+   * URI, which it returns.
+   */
+  browse?: (authorizationUrl: URL, isClientRedirect: (url: URL) => boolean) => Promise<URL>
+}
+
+export async function connectWithSdk(stack: Stack, provider: ConnectorProvider, options: ConnectOptions = {}): Promise<Connection> {
   const first = mcpClient()
   const refused = await first.connect(transportFor(stack.mcpUrl, provider)).then(
     () => undefined,
@@ -40,9 +52,9 @@ export async function connectWithSdk(stack: Stack, provider: ConnectorProvider, 
   const authorizationUrl = new URL(provider.lastAuthorizationUrl)
   options.bendAuthorizationUrl?.(authorizationUrl)
 
-  const result = await signInAndFollow(new CookieBrowser(), authorizationUrl.href, stack.upstream.account, isRedirectTo(provider.redirectUrl))
-  const redirect = result.redirect
-  if (!redirect) throw new Error(`the browser did not come back to the client: ${result.response?.status} ${result.body?.slice(0, 500)}`)
+  const redirect = options.browse
+    ? await options.browse(authorizationUrl, isRedirectTo(provider.redirectUrl))
+    : await followInCookieBrowser(authorizationUrl, options.account ?? stack.upstream.account, isRedirectTo(provider.redirectUrl))
   const code = redirect.searchParams.get('code')
   if (!code) throw new Error(`no code came back: ${redirect.href}`)
 
@@ -54,6 +66,12 @@ export async function connectWithSdk(stack: Stack, provider: ConnectorProvider, 
   const refreshed = provider.saved!
   const whoamiAfterRefresh = await callWhoami(stack, provider)
   return { redirect, authorizationUrl, tokens, refreshed, whoami, whoamiAfterRefresh }
+}
+
+async function followInCookieBrowser(authorizationUrl: URL, account: { username: string; password: string }, isClientRedirect: (url: URL) => boolean): Promise<URL> {
+  const result = await signInAndFollow(new CookieBrowser(), authorizationUrl.href, account, isClientRedirect)
+  if (!result.redirect) throw new Error(`the browser did not come back to the client: ${result.response?.status} ${result.body?.slice(0, 500)}`)
+  return result.redirect
 }
 
 /** The whoami tool, called with the provider's current tokens (at the gateway's /mcp in front mode). */

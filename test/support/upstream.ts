@@ -74,6 +74,8 @@ export interface StandInUpstream {
   /** A second confidential client the MCP stand-in uses for RFC 7662 introspection. */
   introspection: { clientId: string; clientSecret: string; method: 'client_secret_basic' | 'client_secret_post' };
   account: { username: string; password: string };
+  /** Every account that can sign in: the first is `account`, the second another user (connected-apps tests). */
+  accounts: StandInAccount[];
   provider: Provider;
   /** Every authorization, token and revocation request, in order. */
   requests: RecordedRequest[];
@@ -82,9 +84,20 @@ export interface StandInUpstream {
   close(): Promise<void>;
 }
 
-const ACCOUNT = { username: 'demo@neonpanel.test', password: 'neonpanel-demo' };
-/** The `sub` of the test account: opaque, deliberately not the email. */
-const ACCOUNT_ID = 'np-user-1001';
+/** A NeonPanel user of the stand-in: how they sign in, and what the ID token says of them. */
+export interface StandInAccount {
+  username: string;
+  password: string;
+  /** The `sub`: opaque, deliberately not the email. */
+  id: string;
+  name: string;
+}
+
+const ACCOUNTS: readonly StandInAccount[] = [
+  { username: 'demo@neonpanel.test', password: 'neonpanel-demo', id: 'np-user-1001', name: 'NeonPanel Demo' },
+  { username: 'second@neonpanel.test', password: 'neonpanel-second', id: 'np-user-2002', name: 'Second User' },
+];
+const ACCOUNT = { username: ACCOUNTS[0]!.username, password: ACCOUNTS[0]!.password };
 const GATEWAY_CLIENT = { clientId: 'neonpanel-mcp-gateway', clientSecret: 'gateway-client-secret-for-tests' };
 const INTROSPECTION_CLIENT = { clientId: 'neonpanel-mcp-server', clientSecret: 'mcp-server-secret-for-tests' };
 /** Fixed so cookie signatures are reproducible; only ever used on 127.0.0.1. */
@@ -121,6 +134,7 @@ export async function startUpstream(opts: UpstreamOptions): Promise<StandInUpstr
     ...GATEWAY_CLIENT,
     introspection: { ...INTROSPECTION_CLIENT, method: introspectionAuthMethod(opts) },
     account: { ...ACCOUNT },
+    accounts: ACCOUNTS.map((account) => ({ ...account })),
     provider,
     requests,
     requestLines,
@@ -236,6 +250,10 @@ function providerConfiguration(opts: UpstreamOptions, issuerPath: string, offlin
       profile: ['name'],
     },
     findAccount,
+    // The ID token carries the profile and email claims the scope asked for, as many OpenID
+    // providers' do (oidc-provider's default keeps them for userinfo): the gateway's grants then
+    // record the user's name and email, which the connected-apps page shows.
+    conformIdTokenClaims: false,
     interactions: { url: (_ctx, interaction) => `${issuerPath}/interaction/${interaction.uid}` },
     // Default only issues one when `offline_access` was granted, and oidc-provider drops
     // offline_access unless prompt=consent (OIDC Core §11). NeonPanel issues them always.
@@ -297,10 +315,11 @@ function signingKey(): JWK {
 }
 
 function findAccount(_ctx: unknown, sub: string): Account | undefined {
-  if (sub !== ACCOUNT_ID) return undefined;
+  const account = ACCOUNTS.find((candidate) => candidate.id === sub);
+  if (!account) return undefined;
   return {
-    accountId: ACCOUNT_ID,
-    claims: () => ({ sub: ACCOUNT_ID, email: ACCOUNT.username, email_verified: true, name: 'NeonPanel Demo' }),
+    accountId: account.id,
+    claims: () => ({ sub: account.id, email: account.username, email_verified: true, name: account.name }),
   };
 }
 
@@ -415,13 +434,14 @@ function createInteractionHandlers(provider: Provider, issuerPath: string) {
     const form = new URLSearchParams(await readBody(req));
     const interaction = await details(req, res, uid);
     if (interaction.prompt.name !== 'login') throw new InteractionError(400, 'not waiting for sign-in');
-    if (form.get('username') !== ACCOUNT.username || form.get('password') !== ACCOUNT.password) {
+    const account = ACCOUNTS.find((candidate) => candidate.username === form.get('username') && candidate.password === form.get('password'));
+    if (!account) {
       sendHtml(res, 200, signInPage(loginAction(issuerPath, uid), 'Invalid email or password.'));
       return;
     }
     // Sign-in and consent in one step: NeonPanel shows no consent screen to its own gateway.
-    const grantId = await saveGrant(provider, interaction, ACCOUNT_ID);
-    await provider.interactionFinished(req, res, { login: { accountId: ACCOUNT_ID }, consent: { grantId } });
+    const grantId = await saveGrant(provider, interaction, account.id);
+    await provider.interactionFinished(req, res, { login: { accountId: account.id }, consent: { grantId } });
   }
 
   return {

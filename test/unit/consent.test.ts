@@ -28,7 +28,7 @@ t.test('the cookie: __Host- prefix, Secure, HttpOnly, SameSite=Lax on https; nei
 })
 
 t.test('an approval is bound to one client id, one redirect URI and one set of scopes, and expires', async (t) => {
-  const cookie = policy.withApproval(policy.newCookie(), pending.a)
+  const cookie = policy.withApproval(policy.newCookie(), pending.a, pending.c)
   const read = policy.readCookie(cookieHeader(policy.setCookie(cookie)))
   t.ok(policy.hasApproval(read, approvalKey('client-a', 'https://chatgpt.com/connector/oauth/1', 'openid email')))
   t.notOk(policy.hasApproval(read, approvalKey('client-b', 'https://chatgpt.com/connector/oauth/1', 'openid email')), 'another client')
@@ -40,12 +40,28 @@ t.test('an approval is bound to one client id, one redirect URI and one set of s
   const expired = { b: cookie.b, a: [[pending.a, Math.floor(Date.now() / 1000) - 1] as [string, number]] }
   t.notOk(policy.hasApproval(expired, pending.a), 'an expired approval')
   const never = new ConsentPolicy(sealer, parseConfig({ ...file, consent: { rememberDays: 0 } }, env))
-  t.same(never.withApproval(never.newCookie(), pending.a).a, [], 'rememberDays 0 remembers nothing')
+  t.same(never.withApproval(never.newCookie(), pending.a, pending.c).a, [], 'rememberDays 0 remembers nothing')
+})
+
+t.test('disconnecting a client forgets its approvals only (and the approvals that name no client)', async (t) => {
+  const chatgpt = approvalKey('client-a', 'https://chatgpt.com/connector/oauth/1', 'openid')
+  const chatgptWider = approvalKey('client-a', 'https://chatgpt.com/connector/oauth/1', 'openid email')
+  const claude = approvalKey('client-b', 'https://claude.ai/api/mcp/auth_callback', 'openid')
+  const older = approvalKey('client-c', 'https://chatgpt.com/connector/oauth/3', 'openid')
+  let cookie = policy.withApproval(policy.withApproval(policy.withApproval(policy.newCookie(), chatgpt, 'handle-a'), chatgptWider, 'handle-a'), claude, 'handle-b')
+  cookie = { b: cookie.b, a: [...cookie.a, [older, Math.floor(Date.now() / 1000) + 60]] }
+  const forgotten = policy.readCookie(cookieHeader(policy.setCookie(policy.withoutClient(cookie, 'handle-a'))))
+  t.equal(forgotten?.b, cookie.b, 'the same browser')
+  t.notOk(policy.hasApproval(forgotten, chatgpt), 'the client\'s approval is gone')
+  t.notOk(policy.hasApproval(forgotten, chatgptWider), 'for every scope it was approved for')
+  t.ok(policy.hasApproval(forgotten, claude), 'another client\'s approval stays')
+  t.notOk(policy.hasApproval(forgotten, older), 'an approval that names no client goes too')
+  t.same(policy.withoutClient(policy.newCookie(), 'handle-a').a, [], 'nothing to forget')
 })
 
 t.test('a cookie keeps the newest 20 approvals', async (t) => {
   let cookie = policy.newCookie()
-  for (let i = 0; i < 25; i++) cookie = policy.withApproval(cookie, `key-${i}`)
+  for (let i = 0; i < 25; i++) cookie = policy.withApproval(cookie, `key-${i}`, `client-${i}`)
   t.equal(cookie.a.length, 20)
   t.ok(policy.hasApproval(cookie, 'key-24'))
   t.notOk(policy.hasApproval(cookie, 'key-4'))
@@ -53,12 +69,12 @@ t.test('a cookie keeps the newest 20 approvals', async (t) => {
 })
 
 t.test('forged, tampered, foreign and doubled cookies', async (t) => {
-  const genuine = cookieHeader(policy.setCookie(policy.withApproval(policy.newCookie(), pending.a)))
+  const genuine = cookieHeader(policy.setCookie(policy.withApproval(policy.newCookie(), pending.a, pending.c)))
   const value = genuine.slice(genuine.indexOf('=') + 1)
   t.equal(policy.readCookie(`${policy.cookieName}=${value.slice(0, -2)}xx`), undefined, 'tampered')
   t.equal(policy.readCookie(`${policy.cookieName}=garbage`), undefined, 'garbage')
   const other = new ConsentPolicy(new Sealer(['another-secret-another-secret-0123']), config)
-  t.equal(policy.readCookie(cookieHeader(other.setCookie(other.withApproval(other.newCookie(), pending.a)))), undefined, 'sealed under another secret')
+  t.equal(policy.readCookie(cookieHeader(other.setCookie(other.withApproval(other.newCookie(), pending.a, pending.c)))), undefined, 'sealed under another secret')
   t.equal(policy.readCookie(`other=${value}`), undefined, 'under another name')
   t.ok(policy.readCookie(`${policy.cookieName}=garbage; theme=dark; ${genuine}`), 'the genuine one of two')
   const asCode = sealer.seal('code', { b: 'x', a: [] })
