@@ -122,6 +122,14 @@ const upstreamSchema = z.strictObject({
   maxConnections: z.number().int().min(1).max(1024).default(64),
   /** RFC 8707 `resource` towards the upstream: drop (default), forward, map or audience. */
   resource: upstreamResource.default({ mode: 'drop' }),
+  /**
+   * Accept the origin root of mcpResource (`https://mcp.example.com/` for
+   * `https://mcp.example.com/mcp`) as the client's `resource` on authorize and
+   * token, as ChatGPT is reported to send it; it is canonicalised to
+   * mcpResource like the trailing-slash variant. Default true; false accepts
+   * mcpResource only (with or without a trailing slash).
+   */
+  acceptOriginRootResource: z.boolean().default(true),
 })
 
 const redisSchema = z.strictObject({

@@ -21,7 +21,7 @@ import { optional, parametersOf, required, type Parameters } from '../http/param
 import { isValidChallenge, newVerifier, s256 } from '../policy/pkce.ts'
 import { presetOf, refusalReason } from '../policy/presets.ts'
 import { normaliseRedirectUri, sameRedirectUri } from '../policy/redirect-uri.ts'
-import { checkResource } from '../policy/resource.ts'
+import { acceptedResources, checkResource } from '../policy/resource.ts'
 import { resolveClientScope, upstreamScope } from '../policy/scopes.ts'
 
 /** What the gateway remembers across the upstream round trip, sealed into the upstream `state`. */
@@ -175,7 +175,7 @@ const promptsForConsent = (parameters: Parameters): boolean => optional(paramete
 
 /** RFC 8707: a resource, when named, must be the protected MCP server; what the upstream gets is the upstream module's business. */
 const checkResourceParameter = step('checkResource', (gateway: Gateway, parameters: Parameters): string | undefined =>
-  checkResource(gateway.config, optional(parameters, 'resource')),
+  checkResource(acceptedResources(gateway.config), optional(parameters, 'resource')),
 )
 
 const buildUpstreamAuthorizationUrl = step('buildUpstreamAuthorizationUrl', (gateway: Gateway, parameters: Record<string, string>, upstreamClientId: string | undefined) =>

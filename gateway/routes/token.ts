@@ -24,7 +24,7 @@ import { presetOf } from '../policy/presets.ts'
 import { optional, parametersOf, required, type Parameters } from '../http/params.ts'
 import { isValidVerifier, verifierMatches } from '../policy/pkce.ts'
 import { normaliseRedirectUri, sameRedirectUri } from '../policy/redirect-uri.ts'
-import { checkResource } from '../policy/resource.ts'
+import { acceptedResources, checkResource } from '../policy/resource.ts'
 import { grantedClientScope, scopeNames, upstreamScope } from '../policy/scopes.ts'
 import { hashOf, singleFlight } from '../state/single-flight.ts'
 import type { TokenSet } from '../upstream/index.ts'
@@ -93,7 +93,7 @@ const checkPkce = step('checkPkce', (grant: CodeGrant, parameters: Parameters): 
 })
 
 /** RFC 8707 §2.2: a resource on the token request, when sent, must name the MCP server too. */
-const checkResourceParameter = step('checkResource', (gateway: Gateway, parameters: Parameters) => checkResource(gateway.config, optional(parameters, 'resource')))
+const checkResourceParameter = step('checkResource', (gateway: Gateway, parameters: Parameters) => checkResource(acceptedResources(gateway.config), optional(parameters, 'resource')))
 
 /** How long an identical request waits for the running one: as long as that one may wait for the upstream. */
 function waitMs(config: Config) {
