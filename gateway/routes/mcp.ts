@@ -1,8 +1,9 @@
 /**
  * Front mode: the MCP endpoint (the path of MCP_RESOURCE), proxied to the
  * unchanged MCP server. The gateway checks no token here (the MCP server
- * does); it only adds what clients need to find the gateway: the RFC 9728
- * challenge on 401s that lack it, and CORS (the app-wide policy, which
+ * does); it only adds what clients need to find the gateway: the gateway's
+ * RFC 9728 `resource_metadata` in every 401 and 403 challenge, in place of
+ * any the MCP server named (its own address is internal), and CORS (the app-wide policy, which
  * answers OPTIONS preflights without authentication and exposes
  * WWW-Authenticate and Mcp-Session-Id).
  */
@@ -45,7 +46,8 @@ async function proxy(mcpProxy: McpProxy, request: FastifyRequest, reply: Fastify
   })
 
   const headers = responseHeadersFrom(response.headers)
-  if (response.status === 401) headers['www-authenticate'] = withResourceMetadata(headers['www-authenticate'], where.metadataUrl)
+  // RFC 9728 §5.1, RFC 6750 §3.1: 401 (no or bad token) and 403 (insufficient_scope) challenges send clients to the gateway's metadata.
+  if (response.status === 401 || response.status === 403) headers['www-authenticate'] = withResourceMetadata(headers['www-authenticate'], where.metadataUrl)
   // Proxies in front of the gateway (nginx ingress) must not buffer an event stream either.
   if (isEventStream(headers)) headers['x-accel-buffering'] = 'no'
   reply.code(response.status).headers(headers)
