@@ -70,7 +70,7 @@ const SCOPE_WORDS: Record<string, string> = {
 export interface ConsentView {
   /** The name the client gave; self-asserted unless it came from a metadata document. */
   clientName?: string | undefined
-  /** For a metadata-document client: the host that publishes it. */
+  /** For a metadata-document client: the host its document was fetched from and checked against (client_id equals the document's URL). */
   publisher?: string | undefined
   redirectUri: URL
   scopes: string[]
@@ -91,7 +91,7 @@ export function renderConsentPage(view: ConsentView): string {
   const name = view.clientName?.trim() || 'An unnamed app'
   const destination = describeDestination(view.redirectUri)
   const who = view.publisher
-    ? `<p class="hint">This app describes itself at <strong>${escapeHtml(view.publisher)}</strong>.</p>`
+    ? `<p class="hint">Verified publisher: <strong>${escapeHtml(view.publisher)}</strong>. The gateway read this app's name and addresses from its client metadata document there, at the address that identifies the app.</p>`
     : '<p class="hint">The app chose this name itself; NeonPanel has not checked it.</p>'
   const scopes = view.scopes
     .map((scope) => `<li>${escapeHtml(SCOPE_WORDS[scope] ?? 'A NeonPanel permission')} <code>${escapeHtml(scope)}</code></li>`)
