@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto'
 import type { JSONWebKeySet } from 'jose'
 import { z } from 'zod'
 import { checkFetchableUrl } from '../policy/addresses.ts'
+import { APPLICATION_TYPES, settleApplicationType } from '../policy/application-type.ts'
 import { GRANT_TYPES, type RegisteredClient } from './client.ts'
 import type { Config } from '../config/schema.ts'
 import { normaliseRedirectUri } from '../policy/redirect-uri.ts'
@@ -62,6 +63,7 @@ const documentSchema = z.looseObject({
   grant_types: z.array(z.string()).default([...GRANT_TYPES]),
   response_types: z.array(z.string()).optional(),
   client_name: z.string().max(200).optional(),
+  application_type: z.enum(APPLICATION_TYPES).optional(),
   scope: z.string().max(1000).optional(),
   jwks: z.strictObject({ keys: z.array(jwk).min(1).max(20) }).optional(),
   jwks_uri: z.string().optional(),
@@ -104,6 +106,7 @@ export function parseDocument(clientId: string, json: unknown, allowLoopback: bo
     token_endpoint_auth_method: method,
     grant_types: document.grant_types.filter((grant) => (GRANT_TYPES as readonly string[]).includes(grant)),
     client_name: document.client_name,
+    application_type: settleApplicationType(document.application_type, redirectUris).type,
     scope: document.scope,
     client_id_issued_at: 0,
     metadata_document: true,

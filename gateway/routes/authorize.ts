@@ -112,6 +112,7 @@ async function askForConsent(gateway: Gateway, request: FastifyRequest, reply: F
     clientName: client.client_name,
     publisher: client.metadata_document ? new URL(client.client_id).host : undefined,
     redirectUri,
+    applicationType: client.application_type,
     scopes: pending.sc.split(' '),
     action: gateway.endpoints.consent,
     pending: gateway.consent.sealPending(pending),
