@@ -76,7 +76,10 @@ export interface ConsentView {
   redirectUri: URL
   /** The client's application type as the gateway settled it (policy/application-type.ts); absent reads as the redirect URI shows. */
   applicationType?: ApplicationType | undefined
+  /** The scopes asked for that this browser has not approved for the app. */
   scopes: string[]
+  /** The scopes asked for that it already approved (a client stepping up asks for them again with new ones). */
+  approvedBefore?: string[] | undefined
   action: string
   pending: string
   csrf: string
@@ -113,8 +116,11 @@ export function renderConsentPage(view: ConsentView): string {
       `<p class="hint">${escapeHtml(destination.note)}: <code>${escapeHtml(view.redirectUri.href)}</code></p>`,
       '</section>',
       '<section aria-labelledby="scopes-heading">',
-      '<h2 id="scopes-heading">The app will be able to</h2>',
+      `<h2 id="scopes-heading">${view.approvedBefore?.length ? 'The app asks for more: it will also be able to' : 'The app will be able to'}</h2>`,
       `<ul class="scopes">\n${scopes}\n</ul>`,
+      ...(view.approvedBefore?.length
+        ? [`<p class="hint" id="approved-before">You already allowed: ${view.approvedBefore.map((scope) => `<code>${escapeHtml(scope)}</code>`).join(' ')}</p>`]
+        : []),
       '</section>',
       '<p>Approve only if you started connecting this app yourself and you expected to be sent to the address above.</p>',
       `<form method="post" action="${escapeHtml(view.action)}" aria-labelledby="decision-label">`,

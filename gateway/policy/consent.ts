@@ -10,26 +10,29 @@
  * - a CSRF token, in the same form, bound to that pending authorization and to
  *   this browser, used once;
  * - the consent cookie: this browser's random id and its approvals, each bound
- *   to one client id, one redirect URI and one set of scopes, HttpOnly and
- *   SameSite=Lax, so a cross-site form post carries neither the cookie nor a
- *   matching token.
+ *   to one client id and one redirect URI and holding the scopes approved for
+ *   them, HttpOnly and SameSite=Lax, so a cross-site form post carries neither
+ *   the cookie nor a matching token.
  *
- * A remembered approval skips the page, except when the client sends
- * `prompt=consent` (OpenID Connect Core §3.1.2.1): then the user is asked again.
+ * A remembered approval skips the page when it covers every scope asked for,
+ * except when the client sends `prompt=consent` (OpenID Connect Core
+ * §3.1.2.1): then the user is asked again. A client that steps up (MCP
+ * authorization, "Scope Challenge Handling": it asks again with the union of
+ * its scopes) is asked for the new scopes only, and approving adds them.
  *
  * Pure: no Fastify here; the routes pass header values in and out.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import type { Config } from '../config/schema.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
-import { canonicalScope } from './scopes.ts'
+import { canonicalScope, scopeNames } from './scopes.ts'
 import type { Sealer } from '../state/seal.ts'
 
 /** What /authorize validated, sealed into the consent form until the user decides. */
 export interface PendingAuthorization {
   /** Single-use id; the CSRF token is bound to it. */
   j: string
-  /** clientHandle() of the client, and approvalKey() of client, redirect URI and scope. */
+  /** clientHandle() of the client, and approvalKey() of client and redirect URI. */
   c: string
   a: string
   /** The client's redirect URI, state and PKCE challenge (S256). */
@@ -47,10 +50,11 @@ export interface PendingAuthorization {
   f?: string | undefined
 }
 
-/** The consent cookie: this browser's id and its approvals as [approvalKey, expiry in epoch seconds]. */
+/** The consent cookie: this browser's id and its approvals as [approvalKey, expiry in epoch seconds, approved scopes]. */
 export interface ConsentCookie {
   b: string
-  a: Array<[string, number]>
+  /** Entries of cookies set before scopes were kept have no third member: they approve nothing. */
+  a: Array<[string, number, string?]>
 }
 
 /** A cookie holds at most this many approvals, the newest; older ones are asked again. */
@@ -58,12 +62,11 @@ const MAX_APPROVALS = 20
 const DAY = 24 * 60 * 60
 
 /**
- * Binds an approval to one client id, one exact redirect URI and one set of
- * scopes (in any order), without carrying the (long) client id: a client that
- * asks for other scopes than the user approved asks the user again.
+ * Binds an approval to one client id and one exact redirect URI, without
+ * carrying the (long) client id; the approval holds the scopes approved.
  */
-export function approvalKey(clientId: string, redirectUri: string, scope: string): string {
-  return createHash('sha256').update(`${clientId}\n${redirectUri}\n${canonicalScope(scope)}`).digest('base64url').slice(0, 22)
+export function approvalKey(clientId: string, redirectUri: string): string {
+  return createHash('sha256').update(`${clientId}\n${redirectUri}\napproval`).digest('base64url').slice(0, 22)
 }
 
 function browserHash(browserId: string): string {
@@ -116,17 +119,26 @@ export class ConsentPolicy {
     return { b: randomBytes(18).toString('base64url'), a: [] }
   }
 
-  hasApproval(cookie: ConsentCookie | undefined, key: string): boolean {
+  /** The scopes this browser approved for the client and redirect URI, while the approval lasts. */
+  approvedScopes(cookie: ConsentCookie | undefined, key: string): string[] {
     const now = Math.floor(Date.now() / 1000)
-    return cookie?.a.some(([approved, expires]) => approved === key && expires > now) ?? false
+    const entry = cookie?.a.find(([approved, expires]) => approved === key && expires > now)
+    return scopeNames(entry?.[2])
   }
 
-  /** The cookie with this approval added (or renewed); unchanged when approvals are not remembered. */
-  withApproval(cookie: ConsentCookie, key: string): ConsentCookie {
+  /** Whether every scope asked for was approved. */
+  hasApproval(cookie: ConsentCookie | undefined, key: string, scope: string): boolean {
+    const approved = this.approvedScopes(cookie, key)
+    return approved.length > 0 && scopeNames(scope).every((name) => approved.includes(name))
+  }
+
+  /** The cookie with these scopes added to the approval (or renewing it); unchanged when approvals are not remembered. */
+  withApproval(cookie: ConsentCookie, key: string, scope: string): ConsentCookie {
     if (this.#rememberSeconds === 0) return cookie
     const now = Math.floor(Date.now() / 1000)
+    const union = canonicalScope(`${this.approvedScopes(cookie, key).join(' ')} ${scope}`)
     const kept = cookie.a.filter(([approved, expires]) => approved !== key && expires > now)
-    return { b: cookie.b, a: [...kept, [key, now + this.#rememberSeconds] as [string, number]].slice(-MAX_APPROVALS) }
+    return { b: cookie.b, a: [...kept, [key, now + this.#rememberSeconds, union] as [string, number, string]].slice(-MAX_APPROVALS) }
   }
 
   /** The Set-Cookie header value. */

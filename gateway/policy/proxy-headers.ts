@@ -4,6 +4,7 @@
  * gateway puts in the MCP server's 401s and 403s. No Fastify here.
  */
 import type { IncomingHttpHeaders } from 'node:http'
+import { scopeNames } from './scopes.ts'
 import { parseChallenges, quoted, serializeChallenges, type Challenge, type Parameter } from './www-authenticate.ts'
 
 type Headers = Record<string, string | string[] | undefined>
@@ -79,6 +80,14 @@ export function resourceMetadataUrl(resource: string): string {
   return `${url.origin}/.well-known/oauth-protected-resource${url.pathname.replace(/\/$/, '')}`
 }
 
+/** The scope parameter without offline_access; gone when nothing else is left. */
+function withoutOfflineAccess(parameter: Parameter): Parameter[] {
+  const names = scopeNames(parameter.value)
+  if (!names.includes('offline_access')) return [parameter]
+  const kept = names.filter((name) => name !== 'offline_access').join(' ')
+  return kept ? [{ name: parameter.name, value: kept, raw: quoted(kept) }] : []
+}
+
 /** Schemes whose tokens the MCP server checks: their challenges are where clients look for `resource_metadata`. */
 const TOKEN_SCHEMES = new Set(['bearer', 'dpop'])
 
@@ -90,11 +99,13 @@ const TOKEN_SCHEMES = new Set(['bearer', 'dpop'])
  * §3.3 makes them reject), so every challenge's `resource_metadata` is
  * replaced, and a Bearer or DPoP challenge without one gets it; every other
  * parameter (error, scope, error_description, realm) stays as the server
- * wrote it. No challenge naming it at all: a Bearer challenge is added. A
- * value that does not parse as challenges (RFC 9110 §11.6.1) is replaced by
- * the gateway's own.
+ * wrote it, except that `offline_access` leaves `scope`: it is the
+ * authorization server's to offer, never the resource's to ask for (MCP
+ * authorization 2026-07-28, SEP-2207). No challenge naming it at all: a
+ * Bearer challenge is added. A value that does not parse as challenges
+ * (RFC 9110 §11.6.1) is replaced by the gateway's own.
  */
-export function withResourceMetadata(challenge: string | string[] | undefined, metadataUrl: string): string {
+export function gatewayChallenge(challenge: string | string[] | undefined, metadataUrl: string): string {
   const value = (Array.isArray(challenge) ? challenge.join(', ') : (challenge ?? '')).trim()
   const ours: Parameter = { name: 'resource_metadata', value: metadataUrl, raw: quoted(metadataUrl) }
   const challenges = parseChallenges(value) ?? []
@@ -104,9 +115,10 @@ export function withResourceMetadata(challenge: string | string[] | undefined, m
     const has = each.parameters.some((parameter) => parameter.name.toLowerCase() === 'resource_metadata')
     if (!has && !TOKEN_SCHEMES.has(each.scheme.toLowerCase())) return each
     named = true
-    const parameters = has
+    const parameters = (has
       ? each.parameters.map((parameter) => (parameter.name.toLowerCase() === 'resource_metadata' ? ours : parameter))
       : [ours, ...each.parameters]
+    ).flatMap((parameter) => (parameter.name.toLowerCase() === 'scope' ? withoutOfflineAccess(parameter) : [parameter]))
     return { ...each, parameters }
   })
   if (!named) rewritten.push({ scheme: 'Bearer', parameters: [ours] })

@@ -62,7 +62,7 @@ export async function authorize(app: FastifyInstance) {
     const pending: PendingAuthorization = {
       j: randomUUID(),
       c: clientHandle(client.client_id),
-      a: approvalKey(client.client_id, redirectUri, scope),
+      a: approvalKey(client.client_id, redirectUri),
       r: redirectUri,
       s: state,
       cc: codeChallenge,
@@ -75,7 +75,7 @@ export async function authorize(app: FastifyInstance) {
     request.flow = pending.f!
     gateway.metrics.flowStarted(presetOf(redirectUri))
     const cookie = gateway.consent.readCookie(request.headers.cookie)
-    if (gateway.consent.isTrusted(client.client_id, new URL(redirectUri)) || (!askAgain && gateway.consent.hasApproval(cookie, pending.a))) {
+    if (gateway.consent.isTrusted(client.client_id, new URL(redirectUri)) || (!askAgain && gateway.consent.hasApproval(cookie, pending.a, pending.sc))) {
       logStep(request, 'authorize', 'sent_upstream', 'sending the browser to the upstream')
       return sendToUpstream(gateway, request, reply, pending)
     }
@@ -113,7 +113,7 @@ async function askForConsent(gateway: Gateway, request: FastifyRequest, reply: F
     publisher: client.metadata_document ? new URL(client.client_id).host : undefined,
     redirectUri,
     applicationType: client.application_type,
-    scopes: pending.sc.split(' '),
+    ...scopesToAsk(gateway, cookie, pending),
     action: gateway.endpoints.consent,
     pending: gateway.consent.sealPending(pending),
     csrf: gateway.consent.csrfToken(pending, cookie),
@@ -122,6 +122,19 @@ async function askForConsent(gateway: Gateway, request: FastifyRequest, reply: F
   const formActions = [cspSource(redirectUri), ...(upstreamAuthorization ? [cspSource(new URL(upstreamAuthorization))] : [])]
   logStep(request, 'authorize', 'consent_asked', 'asking the user for consent')
   return reply.code(200).headers(pageHeaders(formActions)).header('set-cookie', gateway.consent.setCookie(cookie)).send(page)
+}
+
+/**
+ * The scopes the page asks for: those this browser has not approved for the
+ * client yet (a client stepping up asks for the union of its scopes), unless
+ * the client sent prompt=consent, which asks for them all again.
+ */
+function scopesToAsk(gateway: Gateway, cookie: ConsentCookie, pending: PendingAuthorization): { scopes: string[]; approvedBefore: string[] } {
+  const asked = pending.sc.split(' ')
+  const approved = new Set(gateway.consent.approvedScopes(cookie, pending.a))
+  const fresh = asked.filter((scope) => !approved.has(scope))
+  if (!fresh.length) return { scopes: asked, approvedBefore: [] }
+  return { scopes: fresh, approvedBefore: asked.filter((scope) => approved.has(scope)) }
 }
 
 const findClient = step('findClient', async (gateway: Gateway, request: FastifyRequest, parameters: Parameters): Promise<RegisteredClient> => {

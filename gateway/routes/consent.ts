@@ -35,7 +35,7 @@ export async function consent(app: FastifyInstance) {
       throw new OAuthError(400, 'access_denied', 'the user denied the request')
     }
     logStep(request, 'consent', 'approved', 'the user approved the client')
-    reply.header('set-cookie', gateway.consent.setCookie(gateway.consent.withApproval(cookie, pending.a)))
+    reply.header('set-cookie', gateway.consent.setCookie(gateway.consent.withApproval(cookie, pending.a, pending.sc)))
     return sendToUpstream(gateway, request, reply, pending)
   })
 }

@@ -8,7 +8,7 @@
  * WWW-Authenticate and Mcp-Session-Id).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, withResourceMetadata } from '../policy/proxy-headers.ts'
+import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, gatewayChallenge } from '../policy/proxy-headers.ts'
 import type { McpProxy } from '../upstream/mcp-proxy.ts'
 
 /** Streamable HTTP uses POST, GET (event stream) and DELETE (end of session); OPTIONS is CORS's. */
@@ -47,7 +47,7 @@ async function proxy(mcpProxy: McpProxy, request: FastifyRequest, reply: Fastify
 
   const headers = responseHeadersFrom(response.headers)
   // RFC 9728 §5.1, RFC 6750 §3.1: 401 (no or bad token) and 403 (insufficient_scope) challenges send clients to the gateway's metadata.
-  if (response.status === 401 || response.status === 403) headers['www-authenticate'] = withResourceMetadata(headers['www-authenticate'], where.metadataUrl)
+  if (response.status === 401 || response.status === 403) headers['www-authenticate'] = gatewayChallenge(headers['www-authenticate'], where.metadataUrl)
   // Proxies in front of the gateway (nginx ingress) must not buffer an event stream either.
   if (isEventStream(headers)) headers['x-accel-buffering'] = 'no'
   reply.code(response.status).headers(headers)

@@ -39,6 +39,8 @@ export interface McpServerOptions {
    * the token's and this one (MCP authorization, "Scope Challenge Handling").
    */
   stepUp?: { tool: string; scope: string };
+  /** `scope` in its 401 challenges: the scopes a client should ask for first (MCP authorization, "Scope Selection Strategy"). */
+  challengeScope?: string;
 }
 
 /** One response as the stand-in wrote it, byte for byte (body only). */
@@ -136,13 +138,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: McpServer
   const challenge = opts.omitChallenge ? undefined : opts.resourceMetadataUrl;
   const token = bearerToken(req);
   if (token === undefined) {
-    unauthorized(res, challenge);
+    unauthorized(res, challenge, undefined, undefined, opts.challengeScope);
     return;
   }
   const introspection = await introspect(opts.upstream, token);
   // Refresh tokens introspect as active too, but carry no token_type; only access tokens may be used.
   if (!introspection.active || introspection.token_type !== 'Bearer' || !introspection.sub) {
-    unauthorized(res, challenge, 'invalid_token', 'The access token is invalid or expired');
+    unauthorized(res, challenge, 'invalid_token', 'The access token is invalid or expired', opts.challengeScope);
     return;
   }
   if (opts.sessions) {
@@ -189,10 +191,11 @@ function bearerToken(req: IncomingMessage): string | undefined {
  * RFC 6750 §3 challenge plus RFC 9728 §5.1 `resource_metadata`. Per RFC 6750 §3.1 the
  * error attribute is omitted when the request carried no credentials at all.
  */
-function unauthorized(res: ServerResponse, resourceMetadataUrl: string | undefined, error?: string, description?: string): void {
+function unauthorized(res: ServerResponse, resourceMetadataUrl: string | undefined, error?: string, description?: string, scope?: string): void {
   const params = [
     ...(error ? [`error="${error}"`] : []),
     ...(description ? [`error_description="${description}"`] : []),
+    ...(scope ? [`scope="${scope}"`] : []),
     `resource_metadata="${resourceMetadataUrl}"`,
   ];
   sendJson(
