@@ -73,7 +73,7 @@ export async function authorize(app: FastifyInstance) {
       f: request.id,
     }
     request.flow = pending.f!
-    gateway.metrics.flowStarted(presetOf(redirectUri))
+    gateway.metrics.flowStarted(presetOf(redirectUri, client.client_id))
     const cookie = gateway.consent.readCookie(request.headers.cookie)
     if (gateway.consent.isTrusted(client.client_id, new URL(redirectUri)) || (!askAgain && gateway.consent.hasApproval(cookie, pending.a, pending.sc))) {
       logStep(request, 'authorize', 'sent_upstream', 'sending the browser to the upstream')

@@ -137,7 +137,7 @@ const exchangeCodeOnce = step('exchangeCodeOnce', async (gateway: Gateway, clien
 const exchangeUpstreamCode = step('exchangeUpstreamCode', async (gateway: Gateway, client: RegisteredClient, grant: CodeGrant) => {
   const tokens = await gateway.upstream.exchangeCode({ code: grant.uc, iss: grant.i, codeVerifier: grant.v, client: client.upstream })
   // Counted here, once per code: a retried exchange gets the same answer without completing another flow.
-  gateway.metrics.flowCompleted(presetOf(grant.r))
+  gateway.metrics.flowCompleted(presetOf(grant.r, client.client_id))
   return clientTokens(gateway, client, tokens, grant.sc, grant)
 })
 
