@@ -83,6 +83,17 @@ export class ClientRegistry {
     return { ok: false, reason: 'This app is not registered with the gateway (unknown client_id).' }
   }
 
+  /**
+   * The redirect URIs a registered client id seals, read without any fetch
+   * (rate limits count clients by their family before the endpoint runs);
+   * undefined for a metadata document URL or an id the gateway did not issue.
+   */
+  registeredRedirectUris(clientId: string): string[] | undefined {
+    if (isClientIdUrl(clientId)) return undefined
+    const sealed = this.#sealer.open<SealedClient>('client', clientId)
+    return sealed && Array.isArray(sealed.r) ? sealed.r : undefined
+  }
+
   /** The public keys of a private_key_jwt client; `refresh` bypasses the cache once a key is missing. */
   async keySet(client: RegisteredClient, refresh = false): Promise<{ keys: JSONWebKeySet; fresh: boolean }> {
     if (!this.#documents) throw new ClientMetadataError('cannot be used: client metadata documents are switched off')

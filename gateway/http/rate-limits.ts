@@ -1,11 +1,15 @@
 /**
  * Rate limits on registration, authorization and token (config `limits`):
- * per client address and per client id, each a fixed window counted in Redis
+ * per client address, per client id, per client family (the redirect URI
+ * preset) and one global ceiling, each a fixed window counted in Redis
  * when the replicas share one (so the limit holds across them), in memory
  * otherwise. A route opts in with `config: { limits: 'token' }`; app.ts gives
  * it the check of those rules when the route is added. Excess requests get 429
- * `temporarily_unavailable` with Retry-After, through the one error handler
- * (JSON, or the page on /authorize).
+ * `temporarily_unavailable` with Retry-After, naming the limit that stopped
+ * them, through the one error handler (JSON, or the page on /authorize).
+ * Hosted clients (ChatGPT, Claude) register and redeem codes from a few
+ * egress addresses for all their users: ops name those ranges in
+ * `limits.trustedRanges`, whose addresses count against `perTrustedIp`.
  * When Redis cannot be asked, requests pass: the store's own 503 then speaks
  * for the outage, and an outage of the counter never locks every user out.
  * A limited request that carries X-Forwarded-For while no proxy is trusted
@@ -17,7 +21,10 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Redis } from 'ioredis'
 import { createHash } from 'node:crypto'
 import type { Config, RateLimitRule } from '../config/schema.ts'
+import type { ClientRegistry } from '../clients/registry.ts'
 import { OAuthError } from '../errors.ts'
+import { AddressRanges } from '../policy/addresses.ts'
+import { presetOf } from '../policy/presets.ts'
 
 export type LimitedEndpoint = 'register' | 'authorize' | 'token'
 
@@ -30,10 +37,13 @@ declare module 'fastify' {
 
 /** One counter: whose requests it counts, its rule, and the check (undefined when the request names no such key). */
 interface Counter {
-  who: string
+  /** Completes "too many requests from …" for a request's key. */
+  who: (key: string) => string
+  /** The rule's place in the configuration, named in the refusal. */
+  path: string
   limit: RateLimitRule
   /** Counts the request; the seconds to wait when it is one too many. */
-  count(request: FastifyRequest): Promise<{ exceeded: boolean; retryAfter: number }>
+  count(request: FastifyRequest): Promise<{ exceeded: boolean; retryAfter: number; key?: string }>
 }
 
 /** The client id a request names: Basic credentials, a form's or a query's client_id. */
@@ -57,28 +67,39 @@ const digest = (value: string) => createHash('sha256').update(value).digest('bas
 /** Runs an endpoint's counters for a request; throws the 429 when one is exceeded. */
 export type LimitCheck = (request: FastifyRequest) => Promise<void>
 
-/** Registers the rate limiter and returns each limited endpoint's check; none when limits are off. */
-export async function rateLimitChecks(app: FastifyInstance, config: Config, redis: Redis | undefined): Promise<Partial<Record<LimitedEndpoint, LimitCheck>>> {
+/**
+ * Registers the rate limiter and returns each limited endpoint's check; none
+ * when limits are off. `clients` tells a registered client's redirect URIs,
+ * for its family.
+ */
+export async function rateLimitChecks(
+  app: FastifyInstance,
+  config: Config,
+  redis: Redis | undefined,
+  clients: Pick<ClientRegistry, 'registeredRedirectUris'>,
+): Promise<Partial<Record<LimitedEndpoint, LimitCheck>>> {
   const { limits } = config
   if (!limits.enabled) return {}
   await app.register(rateLimit, { global: false, skipOnError: true, nameSpace: 'rate-limit:', ...(redis ? { redis } : {}) })
 
-  const counter = (name: string, who: string, limit: RateLimitRule, keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
+  const counter = (path: string, who: Counter['who'], limit: RateLimitRule, keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
     if (limit.max === 0) return []
-    const check = app.createRateLimit({ max: limit.max, timeWindow: limit.windowSeconds * 1000, keyGenerator: (request) => `${name}:${keyOf(request)}` })
+    const check = app.createRateLimit({ max: limit.max, timeWindow: limit.windowSeconds * 1000, keyGenerator: (request) => `${path}:${keyOf(request)}` })
     return [{
       who,
+      path,
       limit,
       async count(request) {
-        if (keyOf(request) === undefined) return { exceeded: false, retryAfter: 0 }
+        const key = keyOf(request)
+        if (key === undefined) return { exceeded: false, retryAfter: 0 }
         const result = await check(request)
-        return result.isAllowed ? { exceeded: false, retryAfter: 0 } : { exceeded: result.isExceeded, retryAfter: result.ttlInSeconds }
+        return result.isAllowed ? { exceeded: false, retryAfter: 0 } : { exceeded: result.isExceeded, retryAfter: result.ttlInSeconds, key }
       },
     }]
   }
   // Nothing to warn about when a proxy is trusted; otherwise once.
   let warnForwarded = config.server.trustProxy === 0
-  const byAddress = (request: FastifyRequest) => {
+  const addressOf = (request: FastifyRequest) => {
     if (warnForwarded && request.headers['x-forwarded-for'] !== undefined) {
       warnForwarded = false
       request.log.warn(
@@ -88,19 +109,47 @@ export async function rateLimitChecks(app: FastifyInstance, config: Config, redi
     }
     return request.ip
   }
+  const trusted = new AddressRanges(limits.trustedRanges)
+  const byAddress = (request: FastifyRequest) => addressOf(request)
+  // A hosted client's egress address speaks for many users: inside limits.trustedRanges it has a limit of its own.
+  const byUntrustedAddress = (request: FastifyRequest) => (trusted.has(request.ip) ? undefined : addressOf(request))
+  const byTrustedAddress = (request: FastifyRequest) => (trusted.has(request.ip) ? request.ip : undefined)
   const byClient = (request: FastifyRequest) => {
     const clientId = claimedClientId(request)
     return clientId === undefined ? undefined : digest(clientId)
   }
+  // The family of the redirect URI a registration names first, or of the client a token request names.
+  const byRegisteredFamily = (request: FastifyRequest) => {
+    const uris = (request.body as { redirect_uris?: unknown } | undefined)?.redirect_uris
+    return presetOf(Array.isArray(uris) && typeof uris[0] === 'string' ? uris[0] : '')
+  }
+  const byClientFamily = (request: FastifyRequest) => {
+    const clientId = claimedClientId(request)
+    return clientId === undefined ? undefined : presetOf(clients.registeredRedirectUris(clientId)?.[0] ?? '', clientId)
+  }
+  const everyone = () => 'all'
+  const ADDRESS = () => 'this address'
+  const TRUSTED = () => 'this address (in limits.trustedRanges)'
+  const CLIENT = () => 'this client'
+  const FAMILY = (family: string) => `clients of the ${family} family`
+  const ALL = () => 'all clients together'
   const counters: Record<LimitedEndpoint, Counter[]> = {
-    register: counter('register:ip', 'this address', limits.register.perIp, byAddress),
+    register: [
+      ...counter('limits.register.perIp', ADDRESS, limits.register.perIp, byUntrustedAddress),
+      ...counter('limits.register.perTrustedIp', TRUSTED, limits.register.perTrustedIp, byTrustedAddress),
+      ...counter('limits.register.perFamily', FAMILY, limits.register.perFamily, byRegisteredFamily),
+      ...counter('limits.register.global', ALL, limits.register.global, everyone),
+    ],
     authorize: [
-      ...counter('authorize:ip', 'this address', limits.authorize.perIp, byAddress),
-      ...counter('authorize:client', 'this client', limits.authorize.perClient, byClient),
+      ...counter('limits.authorize.perIp', ADDRESS, limits.authorize.perIp, byAddress),
+      ...counter('limits.authorize.perClient', CLIENT, limits.authorize.perClient, byClient),
     ],
     token: [
-      ...counter('token:ip', 'this address', limits.token.perIp, byAddress),
-      ...counter('token:client', 'this client', limits.token.perClient, byClient),
+      ...counter('limits.token.perIp', ADDRESS, limits.token.perIp, byUntrustedAddress),
+      ...counter('limits.token.perTrustedIp', TRUSTED, limits.token.perTrustedIp, byTrustedAddress),
+      ...counter('limits.token.perClient', CLIENT, limits.token.perClient, byClient),
+      ...counter('limits.token.perFamily', FAMILY, limits.token.perFamily, byClientFamily),
+      ...counter('limits.token.global', ALL, limits.token.global, everyone),
     ],
   }
 
@@ -108,15 +157,19 @@ export async function rateLimitChecks(app: FastifyInstance, config: Config, redi
     // Counted at once, so a stalled Redis costs one command timeout, not one per counter.
     const results = await Promise.all(counted.map((counter) => counter.count(request)))
     const index = results.findIndex((result) => result.exceeded)
-    if (index >= 0) throw tooManyRequests(counted[index]!.who, counted[index]!.limit, results[index]!.retryAfter)
+    if (index >= 0) {
+      const refused = counted[index]!
+      throw tooManyRequests(refused.who(results[index]!.key ?? ''), refused.path, refused.limit, results[index]!.retryAfter)
+    }
   }
   return { register: checkOf(counters.register), authorize: checkOf(counters.authorize), token: checkOf(counters.token) }
 }
 
 /** RFC 6585 §4, in the OAuth error shape. */
-function tooManyRequests(who: string, limit: RateLimitRule, retryAfter: number): OAuthError {
+function tooManyRequests(who: string, path: string, limit: RateLimitRule, retryAfter: number): OAuthError {
   const seconds = Math.max(1, retryAfter)
-  return new OAuthError(429, 'temporarily_unavailable', `too many requests from ${who}: at most ${limit.max} every ${limit.windowSeconds} s; retry after ${seconds} s`, {
+  return new OAuthError(429, 'temporarily_unavailable', `too many requests from ${who} (${path}): at most ${limit.max} every ${limit.windowSeconds} s; retry after ${seconds} s`, {
+    details: { limit: path },
     headers: { 'retry-after': String(seconds) },
     hint: `Too many sign-in attempts in a short time. Wait ${seconds} seconds, then start connecting again from the app.`,
   })
