@@ -129,7 +129,7 @@ export async function rateLimitChecks(
   }
   const everyone = () => 'all'
   const ADDRESS = () => 'this address'
-  const TRUSTED = () => 'this address (in limits.trustedRanges)'
+  const TRUSTED = () => 'this trusted address'
   const CLIENT = () => 'this client'
   const FAMILY = (family: string) => `clients of the ${family} family`
   const ALL = () => 'all clients together'

@@ -70,7 +70,7 @@ t.test('the trusted per-address limit holds too, and says so', async (t) => {
   const stack = await limitedStack(t, { register: { perIp: { max: 2 }, perTrustedIp: { max: 5 } } })
   t.same(await statuses(5, () => register(stack.gatewayUrl, '203.0.113.8'), 1), Array(5).fill(201))
   const refused = await failsWith(t, await register(stack.gatewayUrl, '203.0.113.8'), 429, 'temporarily_unavailable')
-  limited(t, refused.error_description!, 'this address (in limits.trustedRanges)', 'limits.register.perTrustedIp', 5)
+  limited(t, refused.error_description!, 'this trusted address', 'limits.register.perTrustedIp', 5)
   t.equal((await register(stack.gatewayUrl, '203.0.113.9')).status, 201, 'another address of the range has its own count')
 })
 
