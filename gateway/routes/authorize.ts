@@ -126,8 +126,8 @@ async function askForConsent(gateway: Gateway, request: FastifyRequest, reply: F
 
 /**
  * The scopes the page asks for: those this browser has not approved for the
- * client yet (a client stepping up asks for the union of its scopes), unless
- * the client sent prompt=consent, which asks for them all again.
+ * client yet (a client stepping up asks for the union of its scopes), or all
+ * of them when it approved them all before (the client sent prompt=consent).
  */
 function scopesToAsk(gateway: Gateway, cookie: ConsentCookie, pending: PendingAuthorization): { scopes: string[]; approvedBefore: string[] } {
   const asked = pending.sc.split(' ')
