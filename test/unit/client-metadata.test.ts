@@ -47,6 +47,7 @@ t.test('a valid document becomes a client', async (t) => {
     token_endpoint_auth_method: 'none',
     grant_types: ['authorization_code', 'refresh_token'],
     client_name: 'Example',
+    application_type: 'web',
     scope: undefined,
     client_id_issued_at: 0,
     metadata_document: true,
@@ -59,6 +60,8 @@ t.test('a valid document becomes a client', async (t) => {
   const byUri = parseDocument(URL_ID, document({ token_endpoint_auth_method: 'private_key_jwt', jwks_uri: 'https://client.example/jwks.json' }), false)
   t.equal(byUri.jwks_uri, 'https://client.example/jwks.json')
   t.same(parseDocument(URL_ID, document({ grant_types: ['authorization_code'] }), false).grant_types, ['authorization_code'])
+  t.equal(parseDocument(URL_ID, document({ redirect_uris: ['http://127.0.0.1:9/cb'] }), false).application_type, 'native', 'a loopback-only document is a native app')
+  t.equal(parseDocument(URL_ID, document({ application_type: 'web', redirect_uris: ['http://127.0.0.1:9/cb'] }), false).application_type, 'native', 'corrected like a registration')
 })
 
 t.test('SEP-3149: the auth methods a document offers, intersected with the gateway\'s', async (t) => {
