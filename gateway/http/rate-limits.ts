@@ -27,6 +27,8 @@ import { AddressRanges } from '../policy/addresses.ts'
 import { presetOf } from '../policy/presets.ts'
 
 export type LimitedEndpoint = 'register' | 'authorize' | 'token'
+/** A rule's key under limits.<endpoint>. */
+export type LimitRule = 'perIp' | 'perTrustedIp' | 'perClient' | 'perFamily' | 'global'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -39,8 +41,8 @@ declare module 'fastify' {
 interface Counter {
   /** Completes "too many requests from …" for a request's key. */
   who: (key: string) => string
-  /** The rule's place in the configuration, named in the refusal. */
-  path: string
+  /** Its key under limits.<endpoint>, for the metric; `limits.<endpoint>.<rule>` is named in the refusal. */
+  rule: LimitRule
   limit: RateLimitRule
   /** Counts the request; the seconds to wait when it is one too many. */
   count(request: FastifyRequest): Promise<{ exceeded: boolean; retryAfter: number; key?: string }>
@@ -70,24 +72,27 @@ export type LimitCheck = (request: FastifyRequest) => Promise<void>
 /**
  * Registers the rate limiter and returns each limited endpoint's check; none
  * when limits are off. `clients` tells a registered client's redirect URIs,
- * for its family.
+ * for its family; `refused` hears of every 429 (the metric).
  */
 export async function rateLimitChecks(
   app: FastifyInstance,
   config: Config,
   redis: Redis | undefined,
   clients: Pick<ClientRegistry, 'registeredRedirectUris'>,
+  refused: (endpoint: LimitedEndpoint, rule: LimitRule) => void = () => {},
 ): Promise<Partial<Record<LimitedEndpoint, LimitCheck>>> {
   const { limits } = config
   if (!limits.enabled) return {}
   await app.register(rateLimit, { global: false, skipOnError: true, nameSpace: 'rate-limit:', ...(redis ? { redis } : {}) })
 
-  const counter = (path: string, who: Counter['who'], limit: RateLimitRule, keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
+  const counter = (endpoint: LimitedEndpoint, rule: LimitRule, who: Counter['who'], keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
+    const limit = (limits[endpoint] as Partial<Record<LimitRule, RateLimitRule>>)[rule]!
+    const path = `limits.${endpoint}.${rule}`
     if (limit.max === 0) return []
     const check = app.createRateLimit({ max: limit.max, timeWindow: limit.windowSeconds * 1000, keyGenerator: (request) => `${path}:${keyOf(request)}` })
     return [{
       who,
-      path,
+      rule,
       limit,
       async count(request) {
         const key = keyOf(request)
@@ -135,34 +140,34 @@ export async function rateLimitChecks(
   const ALL = () => 'all clients together'
   const counters: Record<LimitedEndpoint, Counter[]> = {
     register: [
-      ...counter('limits.register.perIp', ADDRESS, limits.register.perIp, byUntrustedAddress),
-      ...counter('limits.register.perTrustedIp', TRUSTED, limits.register.perTrustedIp, byTrustedAddress),
-      ...counter('limits.register.perFamily', FAMILY, limits.register.perFamily, byRegisteredFamily),
-      ...counter('limits.register.global', ALL, limits.register.global, everyone),
+      ...counter('register', 'perIp', ADDRESS, byUntrustedAddress),
+      ...counter('register', 'perTrustedIp', TRUSTED, byTrustedAddress),
+      ...counter('register', 'perFamily', FAMILY, byRegisteredFamily),
+      ...counter('register', 'global', ALL, everyone),
     ],
-    authorize: [
-      ...counter('limits.authorize.perIp', ADDRESS, limits.authorize.perIp, byAddress),
-      ...counter('limits.authorize.perClient', CLIENT, limits.authorize.perClient, byClient),
-    ],
+    authorize: [...counter('authorize', 'perIp', ADDRESS, byAddress), ...counter('authorize', 'perClient', CLIENT, byClient)],
     token: [
-      ...counter('limits.token.perIp', ADDRESS, limits.token.perIp, byUntrustedAddress),
-      ...counter('limits.token.perTrustedIp', TRUSTED, limits.token.perTrustedIp, byTrustedAddress),
-      ...counter('limits.token.perClient', CLIENT, limits.token.perClient, byClient),
-      ...counter('limits.token.perFamily', FAMILY, limits.token.perFamily, byClientFamily),
-      ...counter('limits.token.global', ALL, limits.token.global, everyone),
+      ...counter('token', 'perIp', ADDRESS, byUntrustedAddress),
+      ...counter('token', 'perTrustedIp', TRUSTED, byTrustedAddress),
+      ...counter('token', 'perClient', CLIENT, byClient),
+      ...counter('token', 'perFamily', FAMILY, byClientFamily),
+      ...counter('token', 'global', ALL, everyone),
     ],
   }
 
-  const checkOf = (counted: Counter[]): LimitCheck => async (request) => {
-    // Counted at once, so a stalled Redis costs one command timeout, not one per counter.
-    const results = await Promise.all(counted.map((counter) => counter.count(request)))
-    const index = results.findIndex((result) => result.exceeded)
-    if (index >= 0) {
-      const refused = counted[index]!
-      throw tooManyRequests(refused.who(results[index]!.key ?? ''), refused.path, refused.limit, results[index]!.retryAfter)
+  const checkOf = (endpoint: LimitedEndpoint): LimitCheck => {
+    const counted = counters[endpoint]
+    return async (request) => {
+      // Counted at once, so a stalled Redis costs one command timeout, not one per counter.
+      const results = await Promise.all(counted.map((counter) => counter.count(request)))
+      const index = results.findIndex((result) => result.exceeded)
+      if (index < 0) return
+      const { who, rule, limit } = counted[index]!
+      refused(endpoint, rule)
+      throw tooManyRequests(who(results[index]!.key ?? ''), `limits.${endpoint}.${rule}`, limit, results[index]!.retryAfter)
     }
   }
-  return { register: checkOf(counters.register), authorize: checkOf(counters.authorize), token: checkOf(counters.token) }
+  return { register: checkOf('register'), authorize: checkOf('authorize'), token: checkOf('token') }
 }
 
 /** RFC 6585 §4, in the OAuth error shape. */
