@@ -138,7 +138,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.decorateRequest('flow', null)
   app.decorateRequest('route', null)
   const limitParameters = parameterLimit(server.maxParameters)
-  const limitChecks = await rateLimitChecks(app, config, options.redis, (endpoint, rule) => metrics.rateLimited(endpoint, rule))
+  const limitChecks = await rateLimitChecks(app, config, options.redis, clients, (endpoint, rule) => metrics.rateLimited(endpoint, rule))
   let closing = false
   // What depends on the route is settled once, when the route is added: a request never reads its route's options (Fastify builds
   // them anew on each read). Hooks on every request are plain callbacks: a promise per hook per request is measurable on the

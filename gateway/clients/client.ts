@@ -4,6 +4,7 @@
  * produce and every endpoint reads.
  */
 import type { JSONWebKeySet } from 'jose'
+import type { ApplicationType } from '../policy/application-type.ts'
 import type { UpstreamClient } from '../upstream/registration.ts'
 
 /** The methods a client may register with (RFC 7591). */
@@ -19,6 +20,8 @@ export interface RegisteredClient {
   token_endpoint_auth_method: AuthMethod
   grant_types: string[]
   client_name?: string | undefined
+  /** `web` or `native` (SEP-837), as settled from the client's label and redirect URIs (policy/application-type.ts). */
+  application_type: ApplicationType
   scope?: string | undefined
   client_id_issued_at: number
   /** The client published its metadata at its client id (a URL) instead of registering. */

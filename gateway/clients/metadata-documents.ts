@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto'
 import type { JSONWebKeySet } from 'jose'
 import { z } from 'zod'
 import { checkFetchableUrl } from '../policy/addresses.ts'
+import { APPLICATION_TYPES, settleApplicationType } from '../policy/application-type.ts'
 import { GRANT_TYPES, type RegisteredClient } from './client.ts'
 import type { Config } from '../config/schema.ts'
 import { normaliseRedirectUri } from '../policy/redirect-uri.ts'
@@ -17,7 +18,7 @@ import { FetchRefused, type ClientMetadataFetcher, type FetchedJson } from '../u
 
 /** The draft: no method based on a shared secret, since none can be shared. */
 export const DOCUMENT_AUTH_METHODS = ['none', 'private_key_jwt'] as const
-
+type DocumentAuthMethod = (typeof DOCUMENT_AUTH_METHODS)[number]
 
 /** Private JWK members; a document must publish public keys only. */
 const PRIVATE_KEY_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth']
@@ -55,10 +56,14 @@ const jwk = z.looseObject({ kty: z.string() })
 const documentSchema = z.looseObject({
   client_id: z.string(),
   redirect_uris: z.array(z.string()).min(1).max(20),
-  token_endpoint_auth_method: z.string().default('none'),
+  token_endpoint_auth_method: z.string().max(100).optional(),
+  // SEP-3149 names the list token_endpoint_auth_methods_supported (as OpenID Connect RP Metadata Choices does); token_endpoint_auth_methods is read too.
+  token_endpoint_auth_methods_supported: z.array(z.string().max(100)).min(1).max(20).optional(),
+  token_endpoint_auth_methods: z.array(z.string().max(100)).min(1).max(20).optional(),
   grant_types: z.array(z.string()).default([...GRANT_TYPES]),
   response_types: z.array(z.string()).optional(),
   client_name: z.string().max(200).optional(),
+  application_type: z.enum(APPLICATION_TYPES).optional(),
   scope: z.string().max(1000).optional(),
   jwks: z.strictObject({ keys: z.array(jwk).min(1).max(20) }).optional(),
   jwks_uri: z.string().optional(),
@@ -76,10 +81,7 @@ export function parseDocument(clientId: string, json: unknown, allowLoopback: bo
   if (document.client_id !== clientId) throw new ClientMetadataError(`names another client_id (${document.client_id.slice(0, 200)}) than the URL it was fetched from`)
   if ('client_secret' in document || 'client_secret_expires_at' in document) throw new ClientMetadataError('must not contain a client_secret')
 
-  const method = document.token_endpoint_auth_method
-  if (!(DOCUMENT_AUTH_METHODS as readonly string[]).includes(method)) {
-    throw new ClientMetadataError(`asks for token_endpoint_auth_method ${method.slice(0, 50)}; a metadata document can only use none or private_key_jwt`)
-  }
+  const method = resolveAuthMethod(document)
   for (const key of document.jwks?.keys ?? []) {
     if (PRIVATE_KEY_MEMBERS.some((member) => member in key)) throw new ClientMetadataError('publishes private or symmetric key material in jwks')
   }
@@ -101,15 +103,53 @@ export function parseDocument(clientId: string, json: unknown, allowLoopback: bo
   return {
     client_id: clientId,
     redirect_uris: redirectUris,
-    token_endpoint_auth_method: method as (typeof DOCUMENT_AUTH_METHODS)[number],
+    token_endpoint_auth_method: method,
     grant_types: document.grant_types.filter((grant) => (GRANT_TYPES as readonly string[]).includes(grant)),
     client_name: document.client_name,
+    application_type: settleApplicationType(document.application_type, redirectUris).type,
     scope: document.scope,
     client_id_issued_at: 0,
     metadata_document: true,
     jwks: method === 'private_key_jwt' ? (document.jwks as JSONWebKeySet | undefined) : undefined,
     jwks_uri: method === 'private_key_jwt' ? document.jwks_uri : undefined,
   }
+}
+
+/**
+ * The one method the client authenticates with at the token and revocation
+ * endpoints (SEP-3149, "Method Resolution"): the document's list (or its
+ * single `token_endpoint_auth_method`, the deprecated form; neither means
+ * `none`) intersected with the methods a document may use here. An
+ * authenticated method wins over `none` when the document publishes keys,
+ * and then `none` is refused for this client; nothing in common is refused,
+ * saying what the gateway supports.
+ */
+export function resolveAuthMethod(document: {
+  token_endpoint_auth_method?: string | undefined
+  token_endpoint_auth_methods_supported?: string[] | undefined
+  token_endpoint_auth_methods?: string[] | undefined
+  jwks?: unknown
+  jwks_uri?: string | undefined
+}): DocumentAuthMethod {
+  const single = document.token_endpoint_auth_method
+  const { token_endpoint_auth_methods_supported: supported, token_endpoint_auth_methods: listed } = document
+  if (supported && listed && [...new Set(supported)].sort().join(' ') !== [...new Set(listed)].sort().join(' ')) {
+    throw new ClientMetadataError('names two different lists in token_endpoint_auth_methods_supported and token_endpoint_auth_methods')
+  }
+  const list = supported ?? listed
+  const field = supported ? 'token_endpoint_auth_methods_supported' : 'token_endpoint_auth_methods'
+  if (list && single !== undefined && !list.includes(single)) {
+    throw new ClientMetadataError(`prefers token_endpoint_auth_method ${single.slice(0, 50)}, which is not in its ${field} (SEP-3149)`)
+  }
+  const offered = list ?? [single ?? 'none']
+  const common = DOCUMENT_AUTH_METHODS.filter((method) => offered.includes(method))
+  if (!common.length) {
+    if (!list) throw new ClientMetadataError(`asks for token_endpoint_auth_method ${offered[0]!.slice(0, 50)}; a metadata document can only use none or private_key_jwt`)
+    throw new ClientMetadataError(`offers ${field} ${offered.map((method) => method.slice(0, 50)).join(', ')}, none of which this gateway accepts from a metadata document (only none and private_key_jwt)`)
+  }
+  const hasKeys = document.jwks !== undefined || document.jwks_uri !== undefined
+  if (common.includes('private_key_jwt') && (hasKeys || !common.includes('none'))) return 'private_key_jwt'
+  return 'none'
 }
 
 /**

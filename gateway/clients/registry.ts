@@ -15,6 +15,7 @@ import type { Sealer } from '../state/seal.ts'
 import { nowSeconds } from '../state/seal.ts'
 import type { UpstreamClient } from '../upstream/registration.ts'
 import type { AuthMethod, RegisteredClient } from './client.ts'
+import { settleApplicationType, type ApplicationType } from '../policy/application-type.ts'
 
 /** What looking up a client id gives: the client, or why it cannot be used, in words for the user. */
 export type ClientLookup = { ok: true; client: RegisteredClient } | { ok: false; reason: string; hint?: string }
@@ -26,6 +27,8 @@ interface SealedClient {
   g: string[]
   n?: string | undefined
   s?: string | undefined
+  /** application_type; absent in ids sealed before it was kept, and then settled from the redirect URIs. */
+  a?: ApplicationType | undefined
   t: number
   /** Makes two identical registrations two different clients. */
   j: string
@@ -52,7 +55,7 @@ export class ClientRegistry {
    * the client id itself: an upstream client whose secret expires takes the
    * gateway client with it, and the client registers again.
    */
-  register(metadata: Omit<RegisteredClient, 'client_id' | 'client_id_issued_at'>, expiresAt?: number): { client: RegisteredClient; clientSecret?: string } | undefined {
+  register(metadata: Omit<RegisteredClient, 'client_id' | 'client_id_issued_at' | 'application_type'> & { application_type?: ApplicationType | undefined }, expiresAt?: number): { client: RegisteredClient; clientSecret?: string } | undefined {
     const now = nowSeconds()
     const { upstream } = metadata
     const sealed: SealedClient = {
@@ -61,6 +64,7 @@ export class ClientRegistry {
       g: metadata.grant_types,
       n: metadata.client_name,
       s: metadata.scope,
+      a: metadata.application_type,
       t: now,
       j: randomUUID().slice(0, 8),
       u: upstream && { i: upstream.clientId, s: upstream.clientSecret, m: upstream.authMethod },
@@ -77,6 +81,17 @@ export class ClientRegistry {
     const sealed = this.#sealer.open<SealedClient>('client', clientId)
     if (sealed && Array.isArray(sealed.r)) return { ok: true, client: toClient(clientId, sealed) }
     return { ok: false, reason: 'This app is not registered with the gateway (unknown client_id).' }
+  }
+
+  /**
+   * The redirect URIs a registered client id seals, read without any fetch
+   * (rate limits count clients by their family before the endpoint runs);
+   * undefined for a metadata document URL or an id the gateway did not issue.
+   */
+  registeredRedirectUris(clientId: string): string[] | undefined {
+    if (isClientIdUrl(clientId)) return undefined
+    const sealed = this.#sealer.open<SealedClient>('client', clientId)
+    return sealed && Array.isArray(sealed.r) ? sealed.r : undefined
   }
 
   /** The public keys of a private_key_jwt client; `refresh` bypasses the cache once a key is missing. */
@@ -114,6 +129,7 @@ function toClient(clientId: string, sealed: SealedClient): RegisteredClient {
     token_endpoint_auth_method: sealed.m,
     grant_types: sealed.g,
     client_name: sealed.n,
+    application_type: sealed.a ?? settleApplicationType(undefined, sealed.r).type,
     scope: sealed.s,
     client_id_issued_at: sealed.t,
     upstream: sealed.u && { clientId: sealed.u.i, clientSecret: sealed.u.s, authMethod: sealed.u.m },

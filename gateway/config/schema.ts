@@ -6,6 +6,7 @@
  */
 import { z } from 'zod'
 import { isLoopbackHost, parsePattern } from '../policy/redirect-uri.ts'
+import { parseRange } from '../policy/addresses.ts'
 
 /** `http` only where the host is loopback (local development, tests); https everywhere else. */
 const secureUrl = z
@@ -137,6 +138,12 @@ const upstreamSchema = z
       .prefault('drop')
       .describe(
         'What the upstream gets for the RFC 8707 `resource`: `drop` (not sent), `forward` (mcpResource), `{ mode: map, value }` (resource=value) or `{ mode: audience, value }` (audience=value, default mcpResource). Every mode but drop sends it on authorize, code exchange and refresh.',
+      ),
+    acceptOriginRootResource: z
+      .boolean()
+      .default(true)
+      .describe(
+        "Accept the origin root of mcpResource (https://mcp.neonpanel.com/ for https://mcp.neonpanel.com/mcp) as the `resource` a client sends on authorize and token, as ChatGPT is reported to do; like mcpResource with a trailing slash, it is canonicalised to mcpResource before the code is bound and the upstream is sent it. false: mcpResource only, with or without a trailing slash.",
       ),
     userClaim: z
       .string()
@@ -324,20 +331,39 @@ const rateLimit = z.strictObject({
 
 const perIp = (max: number) => rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per client address.')
 const perClient = (max: number) => rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per client id.')
+const perTrustedIp = (max: number) =>
+  rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per client address inside `limits.trustedRanges`, in place of `perIp` (a hosted client\'s egress address speaks for many users).')
+const perFamily = (max: number) =>
+  rateLimit
+    .default({ max, windowSeconds: 60 })
+    .describe('Requests per client family: the redirect URI preset (chatgpt, claude, loopback, …, or other) of the redirect URI registered, or of the client asking.')
+const globalCeiling = (max: number) => rateLimit.default({ max, windowSeconds: 60 }).describe('Requests from everyone together: the ceiling that holds whatever the addresses and families.')
+
+const addressRange = z.string().refine((value) => parseRange(value) !== undefined, 'must be an IPv4 or IPv6 address or CIDR range, e.g. 203.0.113.0/24 or 2001:db8::/32')
 
 const limitsSchema = z
   .strictObject({
     enabled: z.boolean().default(true).describe('Switches every rate limit on or off.'),
-    register: z.strictObject({ perIp: perIp(60) }).prefault({}).describe('POST /register: per address only, since a new client has no id yet.'),
+    trustedRanges: z
+      .array(addressRange)
+      .max(1000)
+      .default([])
+      .describe(
+        'Address ranges (CIDR, IPv4 or IPv6) of hosted clients\' servers, such as ChatGPT\'s or Claude\'s egress, whose addresses each speak for many users: POST /register and /token count them by `perTrustedIp` instead of `perIp`. Parsed once at start-up; the client address is the peer\'s, or X-Forwarded-For\'s behind a trusted proxy (server.trustProxy). Ask the vendor for its published egress ranges; e.g. [203.0.113.0/24, 2001:db8:4000::/40].',
+      ),
+    register: z
+      .strictObject({ perIp: perIp(60), perTrustedIp: perTrustedIp(6000), perFamily: perFamily(1200), global: globalCeiling(6000) })
+      .prefault({})
+      .describe('POST /register: per address (a new client has no id yet), per family of its redirect URI, and a global ceiling.'),
     authorize: z.strictObject({ perIp: perIp(60), perClient: perClient(600) }).prefault({}).describe('/authorize: browsers, one user each.'),
     token: z
-      .strictObject({ perIp: perIp(1200), perClient: perClient(120) })
+      .strictObject({ perIp: perIp(1200), perTrustedIp: perTrustedIp(60_000), perClient: perClient(120), perFamily: perFamily(12_000), global: globalCeiling(60_000) })
       .prefault({})
-      .describe('POST /token and /revoke: hosted clients (ChatGPT, Claude) call from a few server addresses for all their users, so the address limit is generous and the client limit stops a runaway client.'),
+      .describe('POST /token and /revoke: hosted clients (ChatGPT, Claude) call from a few server addresses for all their users, so the address limit is generous and the client limit stops a runaway client; per family and a global ceiling as for registration.'),
   })
   .prefault({})
   .describe(
-    'Rate limits per client address and per client id, in fixed windows of `windowSeconds` (default 60), counted in Redis when REDIS_URL is set (so across replicas), in memory otherwise. Excess requests get 429 temporarily_unavailable with Retry-After; `max: 0` switches a rule off.',
+    'Rate limits per client address, client id, client family and overall, in fixed windows of `windowSeconds` (default 60), counted in Redis when REDIS_URL is set (so across replicas), in memory otherwise. Excess requests get 429 temporarily_unavailable with Retry-After and a description naming the limit; `max: 0` switches a rule off.',
   )
 
 export type RateLimitRule = z.infer<typeof rateLimit>

@@ -12,6 +12,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { PRESET_NAMES } from '../policy/presets.ts'
 import { END_REASONS, type EndReason } from '../grants/grant.ts'
+import type { LimitRule } from './rate-limits.ts'
 
 /** Latency buckets in seconds: sub-millisecond metadata up to the upstream timeout. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -90,7 +91,7 @@ export class Metrics {
 
   private readonly rateLimitRefusals = new Counter({
     name: 'oauth_gateway_rate_limit_refusals_total',
-    help: 'Requests answered 429 by a rate limit, per endpoint (limits.<endpoint>) and limit (perIp, perClient)',
+    help: 'Requests answered 429 by a rate limit, per endpoint (limits.<endpoint>) and limit (perIp, perTrustedIp, perClient, perFamily, global)',
     labelNames: ['endpoint', 'limit'] as const,
     registers: [this.registry],
   })
@@ -194,7 +195,7 @@ export class Metrics {
     this.redirectUriRefusals.inc({ endpoint, preset })
   }
 
-  rateLimited(endpoint: string, limit: 'perIp' | 'perClient') {
+  rateLimited(endpoint: string, limit: LimitRule) {
     this.rateLimitRefusals.inc({ endpoint, limit })
   }
 

@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { PATHS } from '../context.ts'
+import type { ApplicationType } from '../policy/application-type.ts'
 
 const template = readFileSync(new URL('./views/page.html', import.meta.url), 'utf8')
 const style = /<style>([\s\S]*?)<\/style>/.exec(template)?.[1] ?? ''
@@ -80,18 +81,27 @@ function scopeItem(scope: string): string {
 export interface ConsentView {
   /** The name the client gave; self-asserted unless it came from a metadata document. */
   clientName?: string | undefined
-  /** For a metadata-document client: the host that publishes it. */
+  /** For a metadata-document client: the host its document was fetched from and checked against (client_id equals the document's URL). */
   publisher?: string | undefined
   redirectUri: URL
+  /** The client's application type as the gateway settled it (policy/application-type.ts); absent reads as the redirect URI shows. */
+  applicationType?: ApplicationType | undefined
+  /** The scopes asked for that this browser has not approved for the app. */
   scopes: string[]
+  /** The scopes asked for that it already approved (a client stepping up asks for them again with new ones). */
+  approvedBefore?: string[] | undefined
   action: string
   pending: string
   csrf: string
 }
 
-/** How the destination reads to a person: a web host, or an app on this computer or device. */
-function describeDestination(url: URL): { host: string; note: string } {
-  if (url.protocol === 'https:') return { host: url.host, note: 'a website' }
+/**
+ * How the destination reads to a person: a web host, or an app on this
+ * computer or device. A native app may receive its answer at an https
+ * address it claims (RFC 8252 §7.2): that is still an app, not a website.
+ */
+function describeDestination(url: URL, applicationType: ConsentView['applicationType']): { host: string; note: string } {
+  if (url.protocol === 'https:') return { host: url.host, note: applicationType === 'native' ? 'an app on this device, through this web address' : 'a website' }
   if (url.protocol === 'http:') return { host: url.host, note: 'an app on this computer' }
   return { host: `${url.protocol}//${url.host}`, note: 'an app installed on this device' }
 }
@@ -99,9 +109,9 @@ function describeDestination(url: URL): { host: string; note: string } {
 /** The consent page: who asks, where the browser goes afterwards (prominently), what for, and the two answers. */
 export function renderConsentPage(view: ConsentView): string {
   const name = view.clientName?.trim() || 'An unnamed app'
-  const destination = describeDestination(view.redirectUri)
+  const destination = describeDestination(view.redirectUri, view.applicationType)
   const who = view.publisher
-    ? `<p class="hint">This app describes itself at <strong>${escapeHtml(view.publisher)}</strong>.</p>`
+    ? `<p class="hint">Verified publisher: <strong>${escapeHtml(view.publisher)}</strong>. The gateway read this app's name and addresses from its client metadata document there, at the address that identifies the app.</p>`
     : '<p class="hint">The app chose this name itself; NeonPanel has not checked it.</p>'
   const scopes = view.scopes.map(scopeItem).join('\n')
   return renderPage(
@@ -114,8 +124,11 @@ export function renderConsentPage(view: ConsentView): string {
       `<p class="hint">${escapeHtml(destination.note)}: <code>${escapeHtml(view.redirectUri.href)}</code></p>`,
       '</section>',
       '<section aria-labelledby="scopes-heading">',
-      '<h2 id="scopes-heading">The app will be able to</h2>',
+      `<h2 id="scopes-heading">${view.approvedBefore?.length ? 'The app asks for more: it will also be able to' : 'The app will be able to'}</h2>`,
       `<ul class="scopes">\n${scopes}\n</ul>`,
+      ...(view.approvedBefore?.length
+        ? [`<p class="hint" id="approved-before">You already allowed: ${view.approvedBefore.map((scope) => `<code>${escapeHtml(scope)}</code>`).join(' ')}</p>`]
+        : []),
       '</section>',
       '<p>Approve only if you started connecting this app yourself and you expected to be sent to the address above.</p>',
       `<form method="post" action="${escapeHtml(view.action)}" aria-labelledby="decision-label">`,

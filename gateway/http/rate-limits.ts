@@ -1,11 +1,15 @@
 /**
  * Rate limits on registration, authorization and token (config `limits`):
- * per client address and per client id, each a fixed window counted in Redis
+ * per client address, per client id, per client family (the redirect URI
+ * preset) and one global ceiling, each a fixed window counted in Redis
  * when the replicas share one (so the limit holds across them), in memory
  * otherwise. A route opts in with `config: { limits: 'token' }`; app.ts gives
  * it the check of those rules when the route is added. Excess requests get 429
- * `temporarily_unavailable` with Retry-After, through the one error handler
- * (JSON, or the page on /authorize).
+ * `temporarily_unavailable` with Retry-After, naming the limit that stopped
+ * them, through the one error handler (JSON, or the page on /authorize).
+ * Hosted clients (ChatGPT, Claude) register and redeem codes from a few
+ * egress addresses for all their users: ops name those ranges in
+ * `limits.trustedRanges`, whose addresses count against `perTrustedIp`.
  * When Redis cannot be asked, requests pass: the store's own 503 then speaks
  * for the outage, and an outage of the counter never locks every user out.
  * A limited request that carries X-Forwarded-For while no proxy is trusted
@@ -17,10 +21,14 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Redis } from 'ioredis'
 import { createHash } from 'node:crypto'
 import type { Config, RateLimitRule } from '../config/schema.ts'
+import type { ClientRegistry } from '../clients/registry.ts'
 import { OAuthError } from '../errors.ts'
+import { AddressRanges } from '../policy/addresses.ts'
+import { presetOf } from '../policy/presets.ts'
 
 export type LimitedEndpoint = 'register' | 'authorize' | 'token'
-export type LimitRule = 'perIp' | 'perClient'
+/** A rule's key under limits.<endpoint>. */
+export type LimitRule = 'perIp' | 'perTrustedIp' | 'perClient' | 'perFamily' | 'global'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -31,12 +39,13 @@ declare module 'fastify' {
 
 /** One counter: whose requests it counts, its rule, and the check (undefined when the request names no such key). */
 interface Counter {
-  who: string
-  /** Its key under limits.<endpoint>, for the metric. */
+  /** Completes "too many requests from …" for a request's key. */
+  who: (key: string) => string
+  /** Its key under limits.<endpoint>, for the metric; `limits.<endpoint>.<rule>` is named in the refusal. */
   rule: LimitRule
   limit: RateLimitRule
   /** Counts the request; the seconds to wait when it is one too many. */
-  count(request: FastifyRequest): Promise<{ exceeded: boolean; retryAfter: number }>
+  count(request: FastifyRequest): Promise<{ exceeded: boolean; retryAfter: number; key?: string }>
 }
 
 /** The client id a request names: Basic credentials, a form's or a query's client_id. */
@@ -62,35 +71,40 @@ export type LimitCheck = (request: FastifyRequest) => Promise<void>
 
 /**
  * Registers the rate limiter and returns each limited endpoint's check; none
- * when limits are off. `refused` hears of every 429 (the metric).
+ * when limits are off. `clients` tells a registered client's redirect URIs,
+ * for its family; `refused` hears of every 429 (the metric).
  */
 export async function rateLimitChecks(
   app: FastifyInstance,
   config: Config,
   redis: Redis | undefined,
+  clients: Pick<ClientRegistry, 'registeredRedirectUris'>,
   refused: (endpoint: LimitedEndpoint, rule: LimitRule) => void = () => {},
 ): Promise<Partial<Record<LimitedEndpoint, LimitCheck>>> {
   const { limits } = config
   if (!limits.enabled) return {}
   await app.register(rateLimit, { global: false, skipOnError: true, nameSpace: 'rate-limit:', ...(redis ? { redis } : {}) })
 
-  const counter = (name: string, who: string, rule: LimitRule, limit: RateLimitRule, keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
+  const counter = (endpoint: LimitedEndpoint, rule: LimitRule, who: Counter['who'], keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
+    const limit = (limits[endpoint] as Partial<Record<LimitRule, RateLimitRule>>)[rule]!
+    const path = `limits.${endpoint}.${rule}`
     if (limit.max === 0) return []
-    const check = app.createRateLimit({ max: limit.max, timeWindow: limit.windowSeconds * 1000, keyGenerator: (request) => `${name}:${keyOf(request)}` })
+    const check = app.createRateLimit({ max: limit.max, timeWindow: limit.windowSeconds * 1000, keyGenerator: (request) => `${path}:${keyOf(request)}` })
     return [{
       who,
       rule,
       limit,
       async count(request) {
-        if (keyOf(request) === undefined) return { exceeded: false, retryAfter: 0 }
+        const key = keyOf(request)
+        if (key === undefined) return { exceeded: false, retryAfter: 0 }
         const result = await check(request)
-        return result.isAllowed ? { exceeded: false, retryAfter: 0 } : { exceeded: result.isExceeded, retryAfter: result.ttlInSeconds }
+        return result.isAllowed ? { exceeded: false, retryAfter: 0 } : { exceeded: result.isExceeded, retryAfter: result.ttlInSeconds, key }
       },
     }]
   }
   // Nothing to warn about when a proxy is trusted; otherwise once.
   let warnForwarded = config.server.trustProxy === 0
-  const byAddress = (request: FastifyRequest) => {
+  const addressOf = (request: FastifyRequest) => {
     if (warnForwarded && request.headers['x-forwarded-for'] !== undefined) {
       warnForwarded = false
       request.log.warn(
@@ -100,19 +114,44 @@ export async function rateLimitChecks(
     }
     return request.ip
   }
+  const trusted = new AddressRanges(limits.trustedRanges)
+  const byAddress = (request: FastifyRequest) => addressOf(request)
+  // A hosted client's egress address speaks for many users: inside limits.trustedRanges it has a limit of its own.
+  const byUntrustedAddress = (request: FastifyRequest) => (trusted.has(request.ip) ? undefined : addressOf(request))
+  const byTrustedAddress = (request: FastifyRequest) => (trusted.has(request.ip) ? request.ip : undefined)
   const byClient = (request: FastifyRequest) => {
     const clientId = claimedClientId(request)
     return clientId === undefined ? undefined : digest(clientId)
   }
+  // The family of the redirect URI a registration names first, or of the client a token request names.
+  const byRegisteredFamily = (request: FastifyRequest) => {
+    const uris = (request.body as { redirect_uris?: unknown } | undefined)?.redirect_uris
+    return presetOf(Array.isArray(uris) && typeof uris[0] === 'string' ? uris[0] : '')
+  }
+  const byClientFamily = (request: FastifyRequest) => {
+    const clientId = claimedClientId(request)
+    return clientId === undefined ? undefined : presetOf(clients.registeredRedirectUris(clientId)?.[0] ?? '', clientId)
+  }
+  const everyone = () => 'all'
+  const ADDRESS = () => 'this address'
+  const TRUSTED = () => 'this trusted address'
+  const CLIENT = () => 'this client'
+  const FAMILY = (family: string) => `clients of the ${family} family`
+  const ALL = () => 'all clients together'
   const counters: Record<LimitedEndpoint, Counter[]> = {
-    register: counter('register:ip', 'this address', 'perIp', limits.register.perIp, byAddress),
-    authorize: [
-      ...counter('authorize:ip', 'this address', 'perIp', limits.authorize.perIp, byAddress),
-      ...counter('authorize:client', 'this client', 'perClient', limits.authorize.perClient, byClient),
+    register: [
+      ...counter('register', 'perIp', ADDRESS, byUntrustedAddress),
+      ...counter('register', 'perTrustedIp', TRUSTED, byTrustedAddress),
+      ...counter('register', 'perFamily', FAMILY, byRegisteredFamily),
+      ...counter('register', 'global', ALL, everyone),
     ],
+    authorize: [...counter('authorize', 'perIp', ADDRESS, byAddress), ...counter('authorize', 'perClient', CLIENT, byClient)],
     token: [
-      ...counter('token:ip', 'this address', 'perIp', limits.token.perIp, byAddress),
-      ...counter('token:client', 'this client', 'perClient', limits.token.perClient, byClient),
+      ...counter('token', 'perIp', ADDRESS, byUntrustedAddress),
+      ...counter('token', 'perTrustedIp', TRUSTED, byTrustedAddress),
+      ...counter('token', 'perClient', CLIENT, byClient),
+      ...counter('token', 'perFamily', FAMILY, byClientFamily),
+      ...counter('token', 'global', ALL, everyone),
     ],
   }
 
@@ -125,16 +164,17 @@ export async function rateLimitChecks(
       if (index < 0) return
       const { who, rule, limit } = counted[index]!
       refused(endpoint, rule)
-      throw tooManyRequests(who, limit, results[index]!.retryAfter)
+      throw tooManyRequests(who(results[index]!.key ?? ''), `limits.${endpoint}.${rule}`, limit, results[index]!.retryAfter)
     }
   }
   return { register: checkOf('register'), authorize: checkOf('authorize'), token: checkOf('token') }
 }
 
 /** RFC 6585 §4, in the OAuth error shape. */
-function tooManyRequests(who: string, limit: RateLimitRule, retryAfter: number): OAuthError {
+function tooManyRequests(who: string, path: string, limit: RateLimitRule, retryAfter: number): OAuthError {
   const seconds = Math.max(1, retryAfter)
-  return new OAuthError(429, 'temporarily_unavailable', `too many requests from ${who}: at most ${limit.max} every ${limit.windowSeconds} s; retry after ${seconds} s`, {
+  return new OAuthError(429, 'temporarily_unavailable', `too many requests from ${who} (${path}): at most ${limit.max} every ${limit.windowSeconds} s; retry after ${seconds} s`, {
+    details: { limit: path },
     headers: { 'retry-after': String(seconds) },
     hint: `Too many sign-in attempts in a short time. Wait ${seconds} seconds, then start connecting again from the app.`,
   })

@@ -99,3 +99,36 @@ export function checkFetchableUrl(raw: string, options: { allowLoopback: boolean
   }
   return { ok: true, url }
 }
+
+/** An address range in CIDR notation (`203.0.113.0/24`, `2001:db8::/32`) or a single address; undefined when it is neither. */
+export function parseRange(value: string): { network: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
+  const [network = '', prefixText, ...rest] = value.trim().split('/')
+  const family = familyOf(network)
+  if (!family || rest.length) return undefined
+  const bits = family === 'ipv4' ? 32 : 128
+  if (prefixText !== undefined && !/^\d{1,3}$/.test(prefixText)) return undefined
+  const prefix = prefixText === undefined ? bits : Number(prefixText)
+  return prefix <= bits ? { network, prefix, family } : undefined
+}
+
+/** A set of address ranges, built once; IPv4-mapped IPv6 addresses match the IPv4 ranges. */
+export class AddressRanges {
+  readonly #list = new BlockList()
+  readonly size: number
+
+  /** Throws on a range that does not parse (the configuration schema refuses those first). */
+  constructor(ranges: readonly string[]) {
+    for (const value of ranges) {
+      const range = parseRange(value)
+      if (!range) throw new Error(`not an address range: ${value}`)
+      this.#list.addSubnet(range.network, range.prefix, range.family)
+    }
+    this.size = ranges.length
+  }
+
+  has(address: string): boolean {
+    const ip = bare(address)
+    const family = familyOf(ip)
+    return family !== undefined && this.#list.check(ip, family)
+  }
+}

@@ -10,12 +10,15 @@
  * - a CSRF token, in the same form, bound to that pending authorization and to
  *   this browser, used once;
  * - the consent cookie: this browser's random id and its approvals, each bound
- *   to one client id, one redirect URI and one set of scopes, HttpOnly and
- *   SameSite=Lax, so a cross-site form post carries neither the cookie nor a
- *   matching token.
+ *   to one client id and one redirect URI and holding the scopes approved for
+ *   them, HttpOnly and SameSite=Lax, so a cross-site form post carries neither
+ *   the cookie nor a matching token.
  *
- * A remembered approval skips the page, except when the client sends
- * `prompt=consent` (OpenID Connect Core §3.1.2.1): then the user is asked again.
+ * A remembered approval skips the page when it covers every scope asked for,
+ * except when the client sends `prompt=consent` (OpenID Connect Core
+ * §3.1.2.1): then the user is asked again. A client that steps up (MCP
+ * authorization, "Scope Challenge Handling": it asks again with the union of
+ * its scopes) is asked for the new scopes only, and approving adds them.
  *
  * Pure: no Fastify here; the routes pass header values in and out.
  */
@@ -23,14 +26,14 @@ import { createHash, randomBytes } from 'node:crypto'
 import type { Config } from '../config/schema.ts'
 import { cookieName, cookieValues, secureCookies, setCookieHeader } from './cookies.ts'
 import { RedirectAllowlist } from './redirect-uri.ts'
-import { canonicalScope } from './scopes.ts'
+import { canonicalScope, scopeNames } from './scopes.ts'
 import type { Sealer } from '../state/seal.ts'
 
 /** What /authorize validated, sealed into the consent form until the user decides. */
 export interface PendingAuthorization {
   /** Single-use id; the CSRF token is bound to it. */
   j: string
-  /** clientHandle() of the client, and approvalKey() of client, redirect URI and scope. */
+  /** clientHandle() of the client, and approvalKey() of client and redirect URI. */
   c: string
   a: string
   /** The client's redirect URI, state and PKCE challenge (S256). */
@@ -50,28 +53,28 @@ export interface PendingAuthorization {
 
 /**
  * The consent cookie: this browser's id and its approvals as [approvalKey,
- * expiry in epoch seconds, clientHandle() of the client], the client named so
- * that disconnecting it on the connected-apps page forgets its approvals.
- * Approvals remembered before the client was named carry two elements.
+ * expiry in epoch seconds, approved scopes, clientHandle() of the client], the
+ * client named so that disconnecting it on the connected-apps page forgets its
+ * approvals. Entries of cookies set before scopes were kept have no third
+ * member: they approve nothing.
  */
 export interface ConsentCookie {
   b: string
   a: Approval[]
 }
 
-export type Approval = [key: string, expires: number, client?: string]
+export type Approval = [key: string, expires: number, scopes?: string, client?: string]
 
 /** A cookie holds at most this many approvals, the newest; older ones are asked again. */
 const MAX_APPROVALS = 20
 const DAY = 24 * 60 * 60
 
 /**
- * Binds an approval to one client id, one exact redirect URI and one set of
- * scopes (in any order), without carrying the (long) client id: a client that
- * asks for other scopes than the user approved asks the user again.
+ * Binds an approval to one client id and one exact redirect URI, without
+ * carrying the (long) client id; the approval holds the scopes approved.
  */
-export function approvalKey(clientId: string, redirectUri: string, scope: string): string {
-  return createHash('sha256').update(`${clientId}\n${redirectUri}\n${canonicalScope(scope)}`).digest('base64url').slice(0, 22)
+export function approvalKey(clientId: string, redirectUri: string): string {
+  return createHash('sha256').update(`${clientId}\n${redirectUri}\napproval`).digest('base64url').slice(0, 22)
 }
 
 function browserHash(browserId: string): string {
@@ -119,17 +122,26 @@ export class ConsentPolicy {
     return { b: randomBytes(18).toString('base64url'), a: [] }
   }
 
-  hasApproval(cookie: ConsentCookie | undefined, key: string): boolean {
+  /** The scopes this browser approved for the client and redirect URI, while the approval lasts. */
+  approvedScopes(cookie: ConsentCookie | undefined, key: string): string[] {
     const now = Math.floor(Date.now() / 1000)
-    return cookie?.a.some(([approved, expires]) => approved === key && expires > now) ?? false
+    const entry = cookie?.a.find(([approved, expires]) => approved === key && expires > now)
+    return scopeNames(entry?.[2])
   }
 
-  /** The cookie with this approval of `client` (its clientHandle()) added or renewed; unchanged when approvals are not remembered. */
-  withApproval(cookie: ConsentCookie, key: string, client: string): ConsentCookie {
+  /** Whether every scope asked for was approved. */
+  hasApproval(cookie: ConsentCookie | undefined, key: string, scope: string): boolean {
+    const approved = this.approvedScopes(cookie, key)
+    return approved.length > 0 && scopeNames(scope).every((name) => approved.includes(name))
+  }
+
+  /** The cookie with these scopes of `client` (its clientHandle()) added to the approval (or renewing it); unchanged when approvals are not remembered. */
+  withApproval(cookie: ConsentCookie, key: string, scope: string, client: string): ConsentCookie {
     if (this.#rememberSeconds === 0) return cookie
     const now = Math.floor(Date.now() / 1000)
+    const union = canonicalScope(`${this.approvedScopes(cookie, key).join(' ')} ${scope}`)
     const kept = cookie.a.filter(([approved, expires]) => approved !== key && expires > now)
-    return { b: cookie.b, a: [...kept, [key, now + this.#rememberSeconds, client] as Approval].slice(-MAX_APPROVALS) }
+    return { b: cookie.b, a: [...kept, [key, now + this.#rememberSeconds, union, client] as Approval].slice(-MAX_APPROVALS) }
   }
 
   /**
@@ -139,7 +151,7 @@ export class ConsentPolicy {
    * client's, so they go too: at worst another app is asked once more.
    */
   withoutClient(cookie: ConsentCookie, client: string): ConsentCookie {
-    return { b: cookie.b, a: cookie.a.filter(([, , approved]) => approved !== undefined && approved !== client) }
+    return { b: cookie.b, a: cookie.a.filter(([, , , approved]) => approved !== undefined && approved !== client) }
   }
 
   /** The Set-Cookie header value. */

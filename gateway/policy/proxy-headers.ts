@@ -1,9 +1,11 @@
 /**
  * Front mode header policy, pure: which request headers reach the MCP server,
  * which response headers reach the client, and the RFC 9728 challenge the
- * gateway adds to the MCP server's 401s. No Fastify here.
+ * gateway puts in the MCP server's 401s and 403s. No Fastify here.
  */
 import type { IncomingHttpHeaders } from 'node:http'
+import { scopeNames } from './scopes.ts'
+import { parseChallenges, quoted, serializeChallenges, type Challenge, type Parameter } from './www-authenticate.ts'
 
 type Headers = Record<string, string | string[] | undefined>
 
@@ -78,20 +80,47 @@ export function resourceMetadataUrl(resource: string): string {
   return `${url.origin}/.well-known/oauth-protected-resource${url.pathname.replace(/\/$/, '')}`
 }
 
+/** The scope parameter without offline_access; gone when nothing else is left. */
+function withoutOfflineAccess(parameter: Parameter): Parameter[] {
+  const names = scopeNames(parameter.value)
+  if (!names.includes('offline_access')) return [parameter]
+  const kept = names.filter((name) => name !== 'offline_access').join(' ')
+  return kept ? [{ name: parameter.name, value: kept, raw: quoted(kept) }] : []
+}
+
+/** Schemes whose tokens the MCP server checks: their challenges are where clients look for `resource_metadata`. */
+const TOKEN_SCHEMES = new Set(['bearer', 'dpop'])
+
 /**
- * RFC 9728 §5.1: a 401 from the MCP server must tell clients where the
- * protected resource metadata is. A challenge that already names
- * `resource_metadata` is left alone; a Bearer challenge without it gets the
- * parameter; no challenge at all becomes `Bearer resource_metadata="…"`.
- * Several header fields are one comma-separated list (RFC 9110 §5.3).
+ * RFC 9728 §5.1: a 401 or 403 from the MCP server must send clients to the
+ * gateway's protected resource metadata for the fronted resource. The MCP
+ * server behind the gateway may name its own, an internal address clients
+ * cannot reach or whose `resource` is not the URL they connected to (which
+ * §3.3 makes them reject), so every challenge's `resource_metadata` is
+ * replaced, and a Bearer or DPoP challenge without one gets it; every other
+ * parameter (error, scope, error_description, realm) stays as the server
+ * wrote it, except that `offline_access` leaves `scope`: it is the
+ * authorization server's to offer, never the resource's to ask for (MCP
+ * authorization 2026-07-28, SEP-2207). No challenge naming it at all: a
+ * Bearer challenge is added. A value that does not parse as challenges
+ * (RFC 9110 §11.6.1) is replaced by the gateway's own.
  */
-export function withResourceMetadata(challenge: string | string[] | undefined, metadataUrl: string): string {
-  const parameter = `resource_metadata="${metadataUrl}"`
+export function gatewayChallenge(challenge: string | string[] | undefined, metadataUrl: string): string {
   const value = (Array.isArray(challenge) ? challenge.join(', ') : (challenge ?? '')).trim()
-  if (!value) return `Bearer ${parameter}`
-  if (/(^|[\s,])resource_metadata\s*=/i.test(value)) return value
-  const bearer = /^Bearer(?=$|[\s,])\s*/i.exec(value)
-  if (!bearer) return `${value}, Bearer ${parameter}`
-  const rest = value.slice(bearer[0].length).replace(/^,\s*/, '')
-  return rest ? `Bearer ${parameter}, ${rest}` : `Bearer ${parameter}`
+  const ours: Parameter = { name: 'resource_metadata', value: metadataUrl, raw: quoted(metadataUrl) }
+  const challenges = parseChallenges(value) ?? []
+  let named = false
+  const rewritten = challenges.map((each): Challenge => {
+    if (each.token68 !== undefined) return each
+    const has = each.parameters.some((parameter) => parameter.name.toLowerCase() === 'resource_metadata')
+    if (!has && !TOKEN_SCHEMES.has(each.scheme.toLowerCase())) return each
+    named = true
+    const parameters = (has
+      ? each.parameters.map((parameter) => (parameter.name.toLowerCase() === 'resource_metadata' ? ours : parameter))
+      : [ours, ...each.parameters]
+    ).flatMap((parameter) => (parameter.name.toLowerCase() === 'scope' ? withoutOfflineAccess(parameter) : [parameter]))
+    return { ...each, parameters }
+  })
+  if (!named) rewritten.push({ scheme: 'Bearer', parameters: [ours] })
+  return serializeChallenges(rewritten)
 }

@@ -22,7 +22,7 @@ import { optional, parametersOf, required, type Parameters } from '../http/param
 import { isValidChallenge, newVerifier, s256 } from '../policy/pkce.ts'
 import { presetOf, refusalReason } from '../policy/presets.ts'
 import { normaliseRedirectUri, sameRedirectUri } from '../policy/redirect-uri.ts'
-import { checkResource } from '../policy/resource.ts'
+import { acceptedResources, checkResource } from '../policy/resource.ts'
 import { resolveClientScope, upstreamScope } from '../policy/scopes.ts'
 
 /** What the gateway remembers across the upstream round trip, sealed into the upstream `state`. */
@@ -65,7 +65,7 @@ export async function authorize(app: FastifyInstance) {
     const pending: PendingAuthorization = {
       j: randomUUID(),
       c: clientHandle(client.client_id),
-      a: approvalKey(client.client_id, redirectUri, scope),
+      a: approvalKey(client.client_id, redirectUri),
       r: redirectUri,
       s: state,
       cc: codeChallenge,
@@ -76,9 +76,9 @@ export async function authorize(app: FastifyInstance) {
       f: request.id,
     }
     request.flow = pending.f!
-    gateway.metrics.flowStarted(presetOf(redirectUri))
+    gateway.metrics.flowStarted(presetOf(redirectUri, client.client_id))
     const cookie = gateway.consent.readCookie(request.headers.cookie)
-    if (gateway.consent.isTrusted(client.client_id, new URL(redirectUri)) || (!askAgain && gateway.consent.hasApproval(cookie, pending.a))) {
+    if (gateway.consent.isTrusted(client.client_id, new URL(redirectUri)) || (!askAgain && gateway.consent.hasApproval(cookie, pending.a, pending.sc))) {
       logStep(request, 'authorize', 'sent_upstream', 'sending the browser to the upstream')
       return sendToUpstream(gateway, request, reply, pending)
     }
@@ -115,7 +115,8 @@ async function askForConsent(gateway: Gateway, request: FastifyRequest, reply: F
     clientName: client.client_name,
     publisher: client.metadata_document ? new URL(client.client_id).host : undefined,
     redirectUri,
-    scopes: pending.sc.split(' '),
+    applicationType: client.application_type,
+    ...scopesToAsk(gateway, cookie, pending),
     action: gateway.endpoints.consent,
     pending: gateway.consent.sealPending(pending),
     csrf: gateway.consent.csrfToken(pending, cookie),
@@ -124,6 +125,19 @@ async function askForConsent(gateway: Gateway, request: FastifyRequest, reply: F
   const formActions = [cspSource(redirectUri), ...(upstreamAuthorization ? [cspSource(new URL(upstreamAuthorization))] : [])]
   logStep(request, 'authorize', 'consent_asked', 'asking the user for consent')
   return reply.code(200).headers(pageHeaders(formActions)).header('set-cookie', gateway.consent.setCookie(cookie)).send(page)
+}
+
+/**
+ * The scopes the page asks for: those this browser has not approved for the
+ * client yet (a client stepping up asks for the union of its scopes), or all
+ * of them when it approved them all before (the client sent prompt=consent).
+ */
+function scopesToAsk(gateway: Gateway, cookie: ConsentCookie, pending: PendingAuthorization): { scopes: string[]; approvedBefore: string[] } {
+  const asked = pending.sc.split(' ')
+  const approved = new Set(gateway.consent.approvedScopes(cookie, pending.a))
+  const fresh = asked.filter((scope) => !approved.has(scope))
+  if (!fresh.length) return { scopes: asked, approvedBefore: [] }
+  return { scopes: fresh, approvedBefore: asked.filter((scope) => approved.has(scope)) }
 }
 
 const findClient = step('findClient', async (gateway: Gateway, request: FastifyRequest, parameters: Parameters): Promise<RegisteredClient> => {
@@ -186,7 +200,7 @@ const promptsForConsent = (parameters: Parameters): boolean => optional(paramete
 
 /** RFC 8707: a resource, when named, must be the protected MCP server; what the upstream gets is the upstream module's business. */
 const checkResourceParameter = step('checkResource', (gateway: Gateway, parameters: Parameters): string | undefined =>
-  checkResource(gateway.config, optional(parameters, 'resource')),
+  checkResource(acceptedResources(gateway.config), optional(parameters, 'resource')),
 )
 
 const buildUpstreamAuthorizationUrl = step('buildUpstreamAuthorizationUrl', (gateway: Gateway, parameters: Record<string, string>, upstreamClientId: string | undefined) =>

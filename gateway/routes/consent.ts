@@ -39,7 +39,7 @@ export async function consent(app: FastifyInstance) {
       throw new OAuthError(400, 'access_denied', 'the user denied the request')
     }
     logStep(request, 'consent', 'approved', 'the user approved the client')
-    reply.header('set-cookie', gateway.consent.setCookie(gateway.consent.withApproval(cookie, pending.a, pending.c)))
+    reply.header('set-cookie', gateway.consent.setCookie(gateway.consent.withApproval(cookie, pending.a, pending.sc, pending.c)))
     return sendToUpstream(gateway, request, reply, pending)
   })
 }

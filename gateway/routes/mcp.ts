@@ -4,14 +4,15 @@
  * refuses access tokens issued under a grant that was revoked or blocked
  * (it keeps their hashes until they expire, grants/registry.ts), which the
  * upstream may still accept. It adds what clients need to find the gateway:
- * the RFC 9728 challenge on 401s that lack it, and CORS (the app-wide
- * policy, which answers OPTIONS preflights without authentication and
- * exposes WWW-Authenticate and Mcp-Session-Id).
+ * the gateway's RFC 9728 `resource_metadata` in every 401 and 403 challenge,
+ * in place of any the MCP server named (its own address is internal), and
+ * CORS (the app-wide policy, which answers OPTIONS preflights without
+ * authentication and exposes WWW-Authenticate and Mcp-Session-Id).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { GrantRegistry } from '../grants/registry.ts'
 import { OAuthError, step } from '../errors.ts'
-import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, withResourceMetadata } from '../policy/proxy-headers.ts'
+import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, gatewayChallenge } from '../policy/proxy-headers.ts'
 import type { McpProxy } from '../upstream/mcp-proxy.ts'
 
 /** Streamable HTTP uses POST, GET (event stream) and DELETE (end of session); OPTIONS is CORS's. */
@@ -43,7 +44,7 @@ const refuseEndedGrantToken = step('checkGrant', async (grants: GrantRegistry, r
   if (token === undefined || !(await grants.isAccessTokenRevoked(token))) return
   const description = 'the access token was issued under a connection that has been revoked or blocked'
   throw new OAuthError(401, 'invalid_token', description, {
-    headers: { 'www-authenticate': withResourceMetadata(`Bearer error="invalid_token", error_description="${description}"`, metadataUrl) },
+    headers: { 'www-authenticate': gatewayChallenge(`Bearer error="invalid_token", error_description="${description}"`, metadataUrl) },
   })
 })
 
@@ -62,7 +63,8 @@ async function proxy(mcpProxy: McpProxy, request: FastifyRequest, reply: Fastify
   })
 
   const headers = responseHeadersFrom(response.headers)
-  if (response.status === 401) headers['www-authenticate'] = withResourceMetadata(headers['www-authenticate'], where.metadataUrl)
+  // RFC 9728 §5.1, RFC 6750 §3.1: 401 (no or bad token) and 403 (insufficient_scope) challenges send clients to the gateway's metadata.
+  if (response.status === 401 || response.status === 403) headers['www-authenticate'] = gatewayChallenge(headers['www-authenticate'], where.metadataUrl)
   // Proxies in front of the gateway (nginx ingress) must not buffer an event stream either.
   if (isEventStream(headers)) headers['x-accel-buffering'] = 'no'
   reply.code(response.status).headers(headers)

@@ -14,7 +14,8 @@ export async function protectedResource(app: FastifyInstance) {
   const body = JSON.stringify({
     resource: config.mcpResource,
     authorization_servers: [config.publicUrl],
-    scopes_supported: config.scopes.supported,
+    // offline_access is the authorization server's to offer (its own metadata lists it), never the resource's (SEP-2207).
+    scopes_supported: config.scopes.supported.filter((scope) => scope !== 'offline_access'),
     bearer_methods_supported: ['header'],
   })
   const send = (reply: import('fastify').FastifyReply) =>

@@ -12,6 +12,7 @@ import { clientHandle } from '../clients/registry.ts'
 import { invalidClientMetadata, invalidRedirectUri } from '../errors.ts'
 import { logStep } from '../http/log.ts'
 import { blockedDescription } from '../policy/blocks.ts'
+import { APPLICATION_TYPES, settleApplicationType } from '../policy/application-type.ts'
 import { presetOf, refusalReason } from '../policy/presets.ts'
 import { normaliseRedirectUri } from '../policy/redirect-uri.ts'
 import { scopeNames } from '../policy/scopes.ts'
@@ -27,6 +28,8 @@ function registrationSchema(gateway: Gateway) {
     grant_types: z.array(z.enum(GRANT_TYPES)).min(1).default([...GRANT_TYPES]),
     response_types: z.array(z.literal('code')).min(1).default(['code']),
     client_name: z.string().max(200).optional(),
+    // SEP-837; OpenID Connect Dynamic Registration §2. Absent: settled from the redirect URIs.
+    application_type: z.enum(APPLICATION_TYPES).optional(),
     scope: z
       .string()
       .max(1000)
@@ -44,6 +47,7 @@ export async function register(app: FastifyInstance) {
     const redirectUris = checkRedirectUris(gateway, metadata.redirect_uris)
     if (!metadata.grant_types.includes('authorization_code')) throw invalidClientMetadata('grant_types: must include authorization_code (the only flow this gateway serves)')
     await checkNotBlocked(gateway, redirectUris, metadata.client_name)
+    const applicationType = settleApplicationType(metadata.application_type, redirectUris)
 
     const upstream = gateway.config.registration.mode === 'upstream'
       ? await gateway.upstream.registerClient({ client_name: metadata.client_name, grant_types: metadata.grant_types })
@@ -53,6 +57,7 @@ export async function register(app: FastifyInstance) {
       token_endpoint_auth_method: metadata.token_endpoint_auth_method,
       grant_types: metadata.grant_types,
       client_name: metadata.client_name,
+      application_type: applicationType.type,
       scope: metadata.scope?.trim() || undefined,
       upstream,
     }, upstream?.expiresAt)
@@ -63,7 +68,11 @@ export async function register(app: FastifyInstance) {
     await gateway.grants.recordClient(client)
     const preset = presetOf(client.redirect_uris[0]!)
     gateway.metrics.clientRegistered(preset)
-    logStep(request, 'register', 'registered', 'client registered', { preset, auth_method: client.token_endpoint_auth_method, mode: gateway.config.registration.mode })
+    if (applicationType.corrected) {
+      // Once per client: a client registers once. Cursor sends `web` with cursor://.
+      logStep(request, 'register', 'application_type_corrected', `application_type ${applicationType.corrected} corrected to ${applicationType.type}: every redirect URI is loopback or a custom scheme`, { preset, sent: applicationType.corrected, answered: applicationType.type })
+    }
+    logStep(request, 'register', 'registered', 'client registered', { preset, auth_method: client.token_endpoint_auth_method, application_type: client.application_type, mode: gateway.config.registration.mode })
 
     return reply.code(201).header('cache-control', 'no-store').send(registrationResponse(client, clientSecret, upstream?.expiresAt))
   })
@@ -79,6 +88,7 @@ function registrationResponse(client: RegisteredClient, clientSecret: string | u
     grant_types: client.grant_types,
     response_types: ['code'],
     ...(client.client_name === undefined ? {} : { client_name: client.client_name }),
+    application_type: client.application_type,
     ...(client.scope === undefined ? {} : { scope: client.scope }),
     ...(clientSecret ? { client_secret: clientSecret, client_secret_expires_at: expiresAt ?? 0 } : {}),
   }

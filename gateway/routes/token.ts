@@ -29,7 +29,7 @@ import { presetOf } from '../policy/presets.ts'
 import { optional, parametersOf, required, type Parameters } from '../http/params.ts'
 import { isValidVerifier, verifierMatches } from '../policy/pkce.ts'
 import { normaliseRedirectUri, sameRedirectUri } from '../policy/redirect-uri.ts'
-import { checkResource } from '../policy/resource.ts'
+import { acceptedResources, checkResource } from '../policy/resource.ts'
 import { grantedClientScope, scopeNames, upstreamScope } from '../policy/scopes.ts'
 import type { Grant } from '../grants/grant.ts'
 import { hashOf, singleFlight } from '../state/single-flight.ts'
@@ -117,7 +117,7 @@ const checkPkce = step('checkPkce', (grant: CodeGrant, parameters: Parameters): 
 })
 
 /** RFC 8707 §2.2: a resource on the token request, when sent, must name the MCP server too. */
-const checkResourceParameter = step('checkResource', (gateway: Gateway, parameters: Parameters) => checkResource(gateway.config, optional(parameters, 'resource')))
+const checkResourceParameter = step('checkResource', (gateway: Gateway, parameters: Parameters) => checkResource(acceptedResources(gateway.config), optional(parameters, 'resource')))
 
 /** How long an identical request waits for the running one: as long as that one may wait for the upstream. */
 function waitMs(config: Config) {
@@ -161,7 +161,7 @@ const exchangeCodeOnce = step('exchangeCodeOnce', async (gateway: Gateway, clien
 const exchangeUpstreamCode = step('exchangeUpstreamCode', async (gateway: Gateway, client: RegisteredClient, code: CodeGrant) => {
   const { tokens, identity } = await gateway.upstream.exchangeCode({ code: code.uc, iss: code.i, codeVerifier: code.v, client: client.upstream })
   // Counted here, once per code: a retried exchange gets the same answer without completing another flow.
-  gateway.metrics.flowCompleted(presetOf(code.r))
+  gateway.metrics.flowCompleted(presetOf(code.r, client.client_id))
   const answer = clientScope(gateway, tokens, code.sc)
   if (typeof tokens.refresh_token !== 'string') return answer
   const grant = await createGrant(gateway, client, code, tokens, identity)

@@ -70,7 +70,7 @@ t.test('a document client with private_key_jwt signs in through consent and call
   const page = await context.newPage()
   await page.goto(authorizationUrl.href)
   await t.resolves(page.getByRole('heading', { level: 1, name: 'Connect Loopback Connector to your NeonPanel account?' }).waitFor(), 'the document\'s client_name')
-  t.match(await page.locator('main').textContent(), new RegExp(`This app describes itself at ${new URL(site.url).host.replace('.', '\\.')}`), 'the publishing host')
+  t.match(await page.locator('main').textContent(), new RegExp(`Verified publisher: ${new URL(site.url).host.replace('.', '\\.')}`), 'the publishing host')
   t.equal(await page.locator('#redirect-host').textContent(), new URL(redirectUri).host)
   await page.screenshot({ path: join(shots, 'consent-document-client.png'), fullPage: true })
   await page.getByRole('button', { name: 'Approve' }).click()

@@ -192,7 +192,7 @@ t.test('a forged, tampered or foreign consent cookie is not an approval', async 
 
   // Forged: a well-formed cookie approving this client, sealed under another secret.
   const forger = new ConsentPolicy(new Sealer(['another-gateway-secret-0123456789abcdef']), stack.config)
-  const forgedHeader = forger.setCookie(forger.withApproval(forger.newCookie(), approvalKey(client.client_id, redirectUri, 'openid email offline_access'), clientHandle(client.client_id)))
+  const forgedHeader = forger.setCookie(forger.withApproval(forger.newCookie(), approvalKey(client.client_id, redirectUri), 'openid email offline_access', clientHandle(client.client_id)))
   const forgedValue = forgedHeader.split(';')[0]!.slice(forger.cookieName.length + 1)
   await context.addCookies([{ ...genuine, value: forgedValue }])
   t.equal((await startAuthorization(page, client)).status, 200, 'forged: asked again')

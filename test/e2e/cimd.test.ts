@@ -64,7 +64,7 @@ t.test('a document client goes through consent, signs in and exchanges its code;
   const browser = new CookieBrowser()
   const consentPage = await (await browser.get(url)).text()
   t.match(consentPage, /Connect Document Client to your NeonPanel account\?/, 'the document\'s client_name')
-  t.match(consentPage, new RegExp(`This app describes itself at <strong>${new URL(site.url).host}</strong>`), 'the host that publishes it')
+  t.match(consentPage, new RegExp(`Verified publisher: <strong>${new URL(site.url).host}</strong>`), 'the host that publishes it')
   const result = await signInAndFollow(browser, url.href, stack.upstream.account, (next) => next.href.startsWith(redirectUri))
   const code = result.redirect?.searchParams.get('code')
   t.ok(code, 'a code at the client\'s redirect URI')

@@ -32,6 +32,8 @@ interface ClientCase {
   redirectUris?: string[]
   /** What the client does to the authorization URL the SDK builds (ChatGPT sends `scope=`). */
   bend?: (url: URL) => void
+  /** The application_type the registration answer names (SEP-837): the client's label, corrected or inferred from its redirect URIs. */
+  applicationType: 'web' | 'native'
 }
 
 const clients: ClientCase[] = [
@@ -40,75 +42,89 @@ const clients: ClientCase[] = [
     redirectUrl: 'https://chatgpt.com/connector/oauth/c_6745f1a2b3',
     registration: { client_name: 'ChatGPT', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
     bend: (url) => url.searchParams.set('scope', ''),
+    applicationType: 'web',
   },
   {
     name: 'ChatGPT, legacy connector redirect',
     redirectUrl: 'https://chatgpt.com/connector_platform_oauth_redirect',
     registration: { client_name: 'ChatGPT', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'web',
   },
   {
     name: 'ChatGPT GPT Action',
     redirectUrl: 'https://chat.openai.com/aip/g-a1b2c3d4e5/oauth/callback',
     registration: { client_name: 'ChatGPT', token_endpoint_auth_method: 'client_secret_post', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'web',
   },
   {
     name: 'ChatGPT GPT Action on chatgpt.com',
     redirectUrl: 'https://chatgpt.com/aip/g-a1b2c3d4e5/oauth/callback',
     registration: { client_name: 'ChatGPT', token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'web',
   },
   {
     name: 'Claude',
     redirectUrl: 'https://claude.ai/api/mcp/auth_callback',
     registration: { client_name: 'Claude', token_endpoint_auth_method: 'none', application_type: 'web', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'web',
   },
   {
     name: 'Claude on claude.com',
     redirectUrl: 'https://claude.com/api/mcp/auth_callback',
     registration: { client_name: 'Claude', token_endpoint_auth_method: 'none', application_type: 'web', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'web',
   },
   {
     name: 'Claude Code (loopback /callback, random port)',
     redirectUrl: `http://localhost:${callbackPort}/callback`,
     registration: { client_name: 'Claude Code', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'native',
   },
   {
     name: 'VS Code (loopback 33418)',
     redirectUrl: 'http://127.0.0.1:33418/',
     redirectUris: vscodeRedirects,
     registration: { client_name: 'Visual Studio Code', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'web',
   },
   {
     name: 'VS Code (loopback fallback port)',
     redirectUrl: `http://127.0.0.1:${callbackPort}/`,
     redirectUris: vscodeRedirects,
     registration: { client_name: 'Visual Studio Code', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'web',
   },
   {
     name: 'VS Code for the web (vscode.dev)',
     redirectUrl: 'https://vscode.dev/redirect',
     redirectUris: vscodeRedirects,
     registration: { client_name: 'Visual Studio Code', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'web',
   },
   {
     name: 'VS Code Insiders for the web',
     redirectUrl: 'https://insiders.vscode.dev/redirect',
     redirectUris: vscodeRedirects,
     registration: { client_name: 'Visual Studio Code - Insiders', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'web',
   },
   {
     name: 'Cursor (custom scheme)',
     redirectUrl: 'cursor://anysphere.cursor-mcp/oauth/callback',
     registration: { client_name: 'Cursor', token_endpoint_auth_method: 'none', application_type: 'web', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'native',
   },
   {
     name: 'MCP Inspector',
     redirectUrl: 'http://localhost:6274/oauth/callback',
     registration: { client_name: 'MCP Inspector', client_uri: 'https://github.com/modelcontextprotocol/inspector', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'native',
   },
   {
     name: 'MCP Inspector, debug flow',
     redirectUrl: 'http://localhost:6274/oauth/callback/debug',
     registration: { client_name: 'MCP Inspector', client_uri: 'https://github.com/modelcontextprotocol/inspector', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'] },
+    applicationType: 'native',
   },
 ]
 
@@ -145,7 +161,9 @@ t.test('an empty scope= means the default scopes, for every client', async (t) =
       body: JSON.stringify(provider.clientMetadata),
     })
     t.equal(registration.status, 201, `${client.name} registers`)
-    const { client_id: clientId } = (await registration.json()) as { client_id: string }
+    const { client_id: clientId, application_type: applicationType } = (await registration.json()) as { client_id: string; application_type: string }
+    // The SDK keeps only the fields it knows, so the answer is read here.
+    t.equal(applicationType, client.applicationType, `${client.name}: answered as a ${client.applicationType} client (SEP-837)`)
     const authorize = new URL('/authorize', stack.gatewayUrl)
     for (const [name, value] of Object.entries({ response_type: 'code', client_id: clientId, redirect_uri: client.redirectUrl, code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256', scope: '' })) {
       authorize.searchParams.set(name, value)

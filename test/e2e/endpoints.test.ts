@@ -49,6 +49,7 @@ t.test('protected resource metadata', async (t) => {
       const metadata = (await response.json()) as Record<string, unknown>
       t.equal(metadata.resource, stack.mcp.url, 'names the MCP server')
       t.same(metadata.authorization_servers, [stack.gatewayUrl], 'names the gateway')
+      t.same(metadata.scopes_supported, ['openid', 'profile', 'email'], 'the scopes, without offline_access: the authorization server offers that (SEP-2207)')
     })
   }
 

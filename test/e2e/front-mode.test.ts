@@ -45,7 +45,7 @@ const resourceMetadata = `${stack.gatewayUrl}/.well-known/oauth-protected-resour
 t.test('the MCP URL is the gateway', async (t) => {
   t.equal(mcpUrl, `${stack.gatewayUrl}/mcp`)
   const prm = (await (await fetch(resourceMetadata)).json()) as { resource: string; authorization_servers: string[] }
-  t.same(prm, { resource: mcpUrl, authorization_servers: [stack.gatewayUrl], scopes_supported: stack.config.scopes.supported, bearer_methods_supported: ['header'] }, 'RFC 9728 metadata on the MCP origin')
+  t.same(prm, { resource: mcpUrl, authorization_servers: [stack.gatewayUrl], scopes_supported: ['openid', 'profile', 'email'], bearer_methods_supported: ['header'] }, 'RFC 9728 metadata on the MCP origin, offline_access left to the authorization server (SEP-2207)')
   const asm = (await (await fetch(`${stack.gatewayUrl}/.well-known/oauth-authorization-server`)).json()) as Record<string, string>
   t.equal(asm.issuer, stack.gatewayUrl, 'the issuer is the origin it is served from (RFC 8414 §3.3)')
   for (const endpoint of ['authorization_endpoint', 'token_endpoint', 'registration_endpoint']) {

@@ -176,19 +176,20 @@ t.test('a request body streams to the MCP server as it is sent', async (t) => {
   t.same(await response.json(), { got: '{"first":1,"second":2}' })
 })
 
-t.test('401s from the MCP server name the protected resource metadata', async (t) => {
+t.test('401s and 403s from the MCP server name the gateway\'s protected resource metadata', async (t) => {
   const metadata = `${front.url}/.well-known/oauth-protected-resource/mcp`
-  const cases: Array<[string | undefined, string]> = [
-    [undefined, `Bearer resource_metadata="${metadata}"`],
-    ['Bearer error="invalid_token"', `Bearer resource_metadata="${metadata}", error="invalid_token"`],
-    ['Bearer resource_metadata="https://elsewhere.example/x"', 'Bearer resource_metadata="https://elsewhere.example/x"'],
+  const cases: Array<[number, string | undefined, string]> = [
+    [401, undefined, `Bearer resource_metadata="${metadata}"`],
+    [401, 'Bearer error="invalid_token"', `Bearer resource_metadata="${metadata}", error="invalid_token"`],
+    [401, 'Bearer resource_metadata="https://elsewhere.example/x"', `Bearer resource_metadata="${metadata}"`],
+    [403, 'Bearer error="insufficient_scope", scope="a b", resource_metadata="http://10.0.0.3/prm"', `Bearer error="insufficient_scope", scope="a b", resource_metadata="${metadata}"`],
   ]
-  for (const [given, expected] of cases) {
+  for (const [status, given, expected] of cases) {
     raw.handle((_req, res) => {
-      res.writeHead(401, { 'content-type': 'application/json', ...(given ? { 'www-authenticate': given } : {}) }).end('{"error":"unauthorized"}')
+      res.writeHead(status, { 'content-type': 'application/json', ...(given ? { 'www-authenticate': given } : {}) }).end('{"error":"unauthorized"}')
     })
     const response = await fetch(mcpUrl, { method: 'POST', headers: { 'content-type': 'application/json', origin: 'https://inspector.example' }, body: '{}' })
-    t.equal(response.status, 401)
+    t.equal(response.status, status)
     t.equal(response.headers.get('www-authenticate'), expected, `challenge ${given ?? '(none)'}`)
     t.match(response.headers.get('access-control-expose-headers'), /WWW-Authenticate/, 'browsers may read the challenge')
     t.equal(await response.text(), '{"error":"unauthorized"}', 'the body is unchanged')

@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import * as z from 'zod'; // zod 4; the SDK accepts zod ^3.25 || ^4 schemas
-import { closeServer, listen, sendJson } from './http.ts';
+import { closeServer, listen, readBody, sendJson } from './http.ts';
 
 export interface McpServerOptions {
   port?: number;
@@ -27,6 +27,20 @@ export interface McpServerOptions {
   sessions?: boolean;
   /** Awaited before the `progress` tool sends each progress notification, so a test decides when each one leaves. */
   beforeProgress?: (step: number) => Promise<void>;
+  /**
+   * Name its own address in challenges, as an MCP server that knows nothing of the gateway
+   * does: `resource_metadata` is <its origin>/.well-known/oauth-protected-resource/mcp, which
+   * it serves itself (with its own URL as `resource`).
+   */
+  namesItself?: boolean;
+  /**
+   * A tool that needs one more scope than the others (stateless mode): calling it with a
+   * token that lacks `scope` is answered 403 `insufficient_scope` naming every scope needed,
+   * the token's and this one (MCP authorization, "Scope Challenge Handling").
+   */
+  stepUp?: { tool: string; scope: string };
+  /** `scope` in its 401 challenges: the scopes a client should ask for first (MCP authorization, "Scope Selection Strategy"). */
+  challengeScope?: string;
 }
 
 /** One response as the stand-in wrote it, byte for byte (body only). */
@@ -42,6 +56,8 @@ export interface StandInMcpServer {
   url: string;
   /** Every /mcp response, in the order they started. */
   responses: WrittenResponse[];
+  /** Requests for its own protected resource metadata (namesItself). */
+  ownMetadataRequests: number;
   close(): Promise<void>;
 }
 
@@ -59,19 +75,32 @@ export async function startMcpServer(opts: McpServerOptions): Promise<StandInMcp
   const host = opts.host ?? '127.0.0.1';
   const responses: WrittenResponse[] = [];
   const sessions = new Map<string, StreamableHTTPServerTransport>();
-  const server = createServer((req, res) => {
-    if (new URL(req.url ?? '/', 'http://mcp.invalid').pathname === '/mcp') responses.push(recordBody(req, res));
-    handle(req, res, opts, sessions).catch((err: unknown) => sendServerError(res, err));
-  });
-  const port = await listen(server, opts.port ?? 0, host);
-  return {
-    url: `http://${host}:${port}/mcp`,
+  const own = { url: '', metadataUrl: '' };
+  const standIn: StandInMcpServer = {
+    url: '',
     responses,
-    async close() {
+    ownMetadataRequests: 0,
+    close: async () => {
       await Promise.all([...sessions.values()].map((transport) => transport.close()));
       await closeServer(server);
     },
   };
+  const server = createServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://mcp.invalid').pathname;
+    if (path === '/mcp') responses.push(recordBody(req, res));
+    if (opts.namesItself && path === '/.well-known/oauth-protected-resource/mcp') {
+      standIn.ownMetadataRequests++;
+      sendJson(res, 200, { resource: own.url, authorization_servers: [], bearer_methods_supported: ['header'] });
+      return;
+    }
+    const challengeUrl = opts.namesItself ? own.metadataUrl : opts.resourceMetadataUrl;
+    handle(req, res, { ...opts, resourceMetadataUrl: challengeUrl }, sessions).catch((err: unknown) => sendServerError(res, err));
+  });
+  const port = await listen(server, opts.port ?? 0, host);
+  own.url = `http://${host}:${port}/mcp`;
+  own.metadataUrl = `http://${host}:${port}/.well-known/oauth-protected-resource/mcp`;
+  standIn.url = own.url;
+  return standIn;
 }
 
 /** Keeps a copy of every body byte written, whatever writes it (the SDK goes through @hono/node-server). */
@@ -109,13 +138,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: McpServer
   const challenge = opts.omitChallenge ? undefined : opts.resourceMetadataUrl;
   const token = bearerToken(req);
   if (token === undefined) {
-    unauthorized(res, challenge);
+    unauthorized(res, challenge, undefined, undefined, opts.challengeScope);
     return;
   }
   const introspection = await introspect(opts.upstream, token);
   // Refresh tokens introspect as active too, but carry no token_type; only access tokens may be used.
   if (!introspection.active || introspection.token_type !== 'Bearer' || !introspection.sub) {
-    unauthorized(res, challenge, 'invalid_token', 'The access token is invalid or expired');
+    unauthorized(res, challenge, 'invalid_token', 'The access token is invalid or expired', opts.challengeScope);
     return;
   }
   if (opts.sessions) {
@@ -129,7 +158,27 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: McpServer
     sendJson(res, 405, { jsonrpc: '2.0', error: { code: -32000, message: 'Method not allowed.' }, id: null }, { allow: 'POST' });
     return;
   }
-  await serveMcp(req, res, introspection.sub, opts);
+  // Read here only when a tool needs a scope; otherwise the SDK transport reads the body itself.
+  const body: unknown = opts.stepUp ? JSON.parse((await readBody(req)) || 'null') : undefined;
+  if (opts.stepUp && callsTool(body, opts.stepUp.tool) && !scopesOf(introspection).includes(opts.stepUp.scope)) {
+    insufficientScope(res, opts.resourceMetadataUrl, [...new Set([...scopesOf(introspection), opts.stepUp.scope])], `The ${opts.stepUp.tool} tool needs the ${opts.stepUp.scope} scope`);
+    return;
+  }
+  await serveMcp(req, res, introspection.sub, opts, body);
+}
+
+const scopesOf = (introspection: Introspection) => (introspection.scope ?? '').split(' ').filter(Boolean);
+
+function callsTool(body: unknown, tool: string): boolean {
+  const message = body as { method?: unknown; params?: { name?: unknown } } | null;
+  return message?.method === 'tools/call' && message.params?.name === tool;
+}
+
+/** RFC 6750 §3.1 `insufficient_scope`, naming every scope the request needs (MCP authorization, "Scope Challenge Handling"). */
+function insufficientScope(res: ServerResponse, resourceMetadataUrl: string, scopes: string[], description: string): void {
+  sendJson(res, 403, { error: 'insufficient_scope', error_description: description }, {
+    'www-authenticate': `Bearer error="insufficient_scope", scope="${scopes.join(' ')}", error_description="${description}", resource_metadata="${resourceMetadataUrl}"`,
+  });
 }
 
 /** RFC 6750 §2.1: `Authorization: Bearer <token>`; the scheme is case-insensitive. */
@@ -142,10 +191,11 @@ function bearerToken(req: IncomingMessage): string | undefined {
  * RFC 6750 §3 challenge plus RFC 9728 §5.1 `resource_metadata`. Per RFC 6750 §3.1 the
  * error attribute is omitted when the request carried no credentials at all.
  */
-function unauthorized(res: ServerResponse, resourceMetadataUrl: string | undefined, error?: string, description?: string): void {
+function unauthorized(res: ServerResponse, resourceMetadataUrl: string | undefined, error?: string, description?: string, scope?: string): void {
   const params = [
     ...(error ? [`error="${error}"`] : []),
     ...(description ? [`error_description="${description}"`] : []),
+    ...(scope ? [`scope="${scope}"`] : []),
     `resource_metadata="${resourceMetadataUrl}"`,
   ];
   sendJson(
@@ -175,7 +225,7 @@ async function introspect(upstream: McpServerOptions['upstream'], token: string)
 }
 
 /** A fresh server + transport per request, as in the SDK's stateless example. */
-async function serveMcp(req: IncomingMessage, res: ServerResponse, sub: string, opts: McpServerOptions): Promise<void> {
+async function serveMcp(req: IncomingMessage, res: ServerResponse, sub: string, opts: McpServerOptions, body?: unknown): Promise<void> {
   const server = buildServer(sub, opts);
   const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
   res.on('close', () => {
@@ -183,7 +233,7 @@ async function serveMcp(req: IncomingMessage, res: ServerResponse, sub: string, 
     void server.close();
   });
   await server.connect(transport);
-  await transport.handleRequest(req, res);
+  await transport.handleRequest(req, res, body);
 }
 
 /** One transport per session, as in the SDK's simpleStreamableHttp example; a request with an unknown session id gets 404. */
@@ -226,6 +276,13 @@ function buildServer(sub: string, opts: McpServerOptions): McpServer {
     { description: 'Echoes the given text', inputSchema: { text: z.string() } },
     ({ text }) => ({ content: [{ type: 'text', text }] }),
   );
+  if (opts.stepUp) {
+    server.registerTool(
+      opts.stepUp.tool,
+      { description: `Needs the ${opts.stepUp.scope} scope`, inputSchema: { text: z.string() } },
+      ({ text }) => ({ content: [{ type: 'text', text: `saved ${text} for ${sub}` }] }),
+    );
+  }
   server.registerTool(
     'progress',
     { description: 'Reports progress `steps` times, then answers', inputSchema: { steps: z.number().int().min(1).max(20) } },

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { checkFetchableUrl, isFetchableAddress, isLoopbackAddress } from '../../gateway/policy/addresses.ts'
+import { AddressRanges, checkFetchableUrl, isFetchableAddress, isLoopbackAddress, parseRange } from '../../gateway/policy/addresses.ts'
 
 const strict = { allowLoopback: false }
 const development = { allowLoopback: true }
@@ -60,4 +60,15 @@ t.test('URLs in development: http and https on loopback hosts only', async (t) =
   t.ok(checkFetchableUrl('http://[::1]:8080/meta.json', development).ok)
   t.notOk(checkFetchableUrl('http://client.example/meta.json', development).ok, 'plain http elsewhere is still refused')
   t.notOk(checkFetchableUrl('https://10.0.0.1/meta.json', development).ok, 'private addresses are still refused')
+})
+
+t.test('address ranges: CIDR, IPv4 and IPv6, mapped addresses', async (t) => {
+  t.same(parseRange('203.0.113.0/24'), { network: '203.0.113.0', prefix: 24, family: 'ipv4' })
+  t.same(parseRange('2001:db8::/32'), { network: '2001:db8::', prefix: 32, family: 'ipv6' })
+  t.same(parseRange('198.51.100.7'), { network: '198.51.100.7', prefix: 32, family: 'ipv4' }, 'one address')
+  for (const bad of ['203.0.113.0/33', '2001:db8::/129', 'host/24', '1.2.3.4/', '1.2.3.4/x', '1.2.3.4/8/8']) t.equal(parseRange(bad), undefined, bad)
+  const ranges = new AddressRanges(['203.0.113.0/24', '2001:db8::/32', '198.51.100.7'])
+  for (const inside of ['203.0.113.1', '203.0.113.255', '::ffff:203.0.113.9', '2001:db8::1', '2001:db8:ffff::1', '198.51.100.7']) t.ok(ranges.has(inside), inside)
+  for (const outside of ['203.0.114.1', '198.51.100.8', '2001:db9::1', '10.0.0.1', 'not an address']) t.notOk(ranges.has(outside), outside)
+  t.throws(() => new AddressRanges(['nope']), /not an address range: nope/)
 })

@@ -47,6 +47,7 @@ t.test('a valid document becomes a client', async (t) => {
     token_endpoint_auth_method: 'none',
     grant_types: ['authorization_code', 'refresh_token'],
     client_name: 'Example',
+    application_type: 'web',
     scope: undefined,
     client_id_issued_at: 0,
     metadata_document: true,
@@ -59,6 +60,34 @@ t.test('a valid document becomes a client', async (t) => {
   const byUri = parseDocument(URL_ID, document({ token_endpoint_auth_method: 'private_key_jwt', jwks_uri: 'https://client.example/jwks.json' }), false)
   t.equal(byUri.jwks_uri, 'https://client.example/jwks.json')
   t.same(parseDocument(URL_ID, document({ grant_types: ['authorization_code'] }), false).grant_types, ['authorization_code'])
+  t.equal(parseDocument(URL_ID, document({ redirect_uris: ['http://127.0.0.1:9/cb'] }), false).application_type, 'native', 'a loopback-only document is a native app')
+  t.equal(parseDocument(URL_ID, document({ application_type: 'web', redirect_uris: ['http://127.0.0.1:9/cb'] }), false).application_type, 'native', 'corrected like a registration')
+})
+
+t.test('SEP-3149: the auth methods a document offers, intersected with the gateway\'s', async (t) => {
+  const keys = { jwks: { keys: [PUBLIC_KEY] } }
+  const method = (overrides: Record<string, unknown>) => parseDocument(URL_ID, document(overrides), false).token_endpoint_auth_method
+  t.equal(method({}), 'none', 'neither field: none')
+  t.equal(method({ token_endpoint_auth_method: 'none' }), 'none', 'the single field alone')
+  t.equal(method({ token_endpoint_auth_methods_supported: ['none', 'private_key_jwt'], ...keys }), 'private_key_jwt', 'both with keys: private_key_jwt (ChatGPT\'s document)')
+  t.equal(method({ token_endpoint_auth_methods_supported: ['none', 'private_key_jwt'], jwks_uri: 'https://client.example/jwks.json' }), 'private_key_jwt', 'keys by jwks_uri')
+  t.equal(method({ token_endpoint_auth_methods_supported: ['private_key_jwt', 'none'] }), 'none', 'both without keys: none')
+  t.equal(method({ token_endpoint_auth_methods_supported: ['none', 'private_key_jwt'], token_endpoint_auth_method: 'none', ...keys }), 'private_key_jwt', 'the list is authoritative over the single preference')
+  t.equal(method({ token_endpoint_auth_methods_supported: ['private_key_jwt', 'none'], token_endpoint_auth_method: 'private_key_jwt', ...keys }), 'private_key_jwt', 'beside the single field')
+  t.equal(method({ token_endpoint_auth_methods: ['none'] }), 'none', 'the list under the name token_endpoint_auth_methods')
+  t.equal(method({ token_endpoint_auth_methods: ['private_key_jwt'], ...keys }), 'private_key_jwt')
+  t.equal(method({ token_endpoint_auth_methods_supported: ['tls_client_auth', 'none'] }), 'none', 'methods the gateway lacks are left out of the intersection')
+  t.equal(method({ token_endpoint_auth_methods_supported: ['none', 'private_key_jwt'], token_endpoint_auth_methods: ['private_key_jwt', 'none'], ...keys }), 'private_key_jwt', 'both names with the same list')
+
+  const refused: Array<[string, Record<string, unknown>, string]> = [
+    ['nothing in common', { token_endpoint_auth_methods_supported: ['client_secret_basic', 'tls_client_auth'] }, 'offers token_endpoint_auth_methods_supported client_secret_basic, tls_client_auth, none of which this gateway accepts from a metadata document (only none and private_key_jwt)'],
+    ['nothing in common, other name', { token_endpoint_auth_methods: ['client_secret_post'] }, 'offers token_endpoint_auth_methods client_secret_post, none of which this gateway accepts from a metadata document (only none and private_key_jwt)'],
+    ['a preference outside the list', { token_endpoint_auth_methods_supported: ['none'], token_endpoint_auth_method: 'private_key_jwt' }, 'prefers token_endpoint_auth_method private_key_jwt, which is not in its token_endpoint_auth_methods_supported (SEP-3149)'],
+    ['two different lists', { token_endpoint_auth_methods_supported: ['none'], token_endpoint_auth_methods: ['private_key_jwt'] }, 'names two different lists in token_endpoint_auth_methods_supported and token_endpoint_auth_methods'],
+    ['private_key_jwt only, without keys', { token_endpoint_auth_methods_supported: ['private_key_jwt'] }, 'uses private_key_jwt and must publish its keys in exactly one of jwks and jwks_uri'],
+    ['an empty list', { token_endpoint_auth_methods_supported: [] }, 'has an invalid token_endpoint_auth_methods_supported: Too small: expected array to have >=1 items'],
+  ]
+  for (const [name, overrides, message] of refused) t.throws(() => parseDocument(URL_ID, document(overrides), false), new ClientMetadataError(message), name)
 })
 
 t.test('invalid documents are refused with the reason', async (t) => {

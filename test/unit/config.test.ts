@@ -193,7 +193,18 @@ t.test('limits and timeouts have defaults and are checked against each other', a
 t.test('rate limits, trusted proxies, shutdown and metrics', async (t) => {
   const config = parseConfig(file, env)
   t.same(config.limits.register.perIp, { max: 60, windowSeconds: 60 }, 'on by default')
-  t.same(config.limits.token, { perIp: { max: 1200, windowSeconds: 60 }, perClient: { max: 120, windowSeconds: 60 } })
+  t.same(config.limits.token, {
+    perIp: { max: 1200, windowSeconds: 60 },
+    perTrustedIp: { max: 60_000, windowSeconds: 60 },
+    perClient: { max: 120, windowSeconds: 60 },
+    perFamily: { max: 12_000, windowSeconds: 60 },
+    global: { max: 60_000, windowSeconds: 60 },
+  })
+  t.same(config.limits.register, { perIp: { max: 60, windowSeconds: 60 }, perTrustedIp: { max: 6000, windowSeconds: 60 }, perFamily: { max: 1200, windowSeconds: 60 }, global: { max: 6000, windowSeconds: 60 } })
+  t.same(config.limits.trustedRanges, [], 'no trusted range unless named')
+  t.same(parseConfig({ ...file, limits: { trustedRanges: ['203.0.113.0/24', '2001:db8::/32', '198.51.100.7'] } }, env).limits.trustedRanges, ['203.0.113.0/24', '2001:db8::/32', '198.51.100.7'])
+  for (const bad of ['203.0.113.0/33', '2001:db8::/129', 'example.com', '10.0.0.0/8/1', '1.2.3/24', ''])
+    fails(t, { ...file, limits: { trustedRanges: [bad] } }, env, /limits\.trustedRanges\.0: must be an IPv4 or IPv6 address or CIDR range/, `trusted range ${bad || '(empty)'}`)
   t.equal(config.server.trustProxy, 0, 'no proxy is trusted unless configured')
   t.equal(config.server.shutdownTimeoutMs, 10_000)
   t.same(config.metrics, { enabled: true, token: undefined })

@@ -35,7 +35,7 @@ function setup(t: Test, settings = { maxIdleDays: 30, maxAgeDays: 90 }, revocati
 }
 
 function client(id: string, name = 'ChatGPT', extra: Partial<RegisteredClient> = {}): RegisteredClient {
-  return { client_id: id, redirect_uris: ['https://chatgpt.com/connector/oauth/x'], token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], client_name: name, client_id_issued_at: 0, ...extra }
+  return { client_id: id, redirect_uris: ['https://chatgpt.com/connector/oauth/x'], token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], client_name: name, client_id_issued_at: 0, application_type: 'web', ...extra }
 }
 
 function newGrant(overrides: Partial<NewGrant> = {}): NewGrant {

@@ -8,7 +8,8 @@
  */
 import t from 'tap'
 import fc from 'fast-check'
-import { PRESET_NAMES, REDIRECT_PRESETS, allowlistSources, presetsAllowing, refusalReason, type PresetName, type PresetSwitches } from '../../gateway/policy/presets.ts'
+import { checkClientIdUrl } from '../../gateway/clients/metadata-documents.ts'
+import { METADATA_DOCUMENTS, PRESET_NAMES, REDIRECT_PRESETS, allowlistSources, presetOf, presetsAllowing, refusalReason, type PresetName, type PresetSwitches } from '../../gateway/policy/presets.ts'
 import { RedirectAllowlist, normaliseRedirectUri } from '../../gateway/policy/redirect-uri.ts'
 
 const ALL_ON = Object.fromEntries(PRESET_NAMES.map((name) => [name, true])) as PresetSwitches
@@ -205,4 +206,29 @@ t.test('the preset lists are the patterns the docs and the config describe', asy
     cursor: ['cursor://anysphere.cursor-mcp/oauth/callback'],
     inspector: ['http://localhost:*/oauth/callback', 'http://localhost:*/oauth/callback/debug'],
   })
+})
+
+t.test('the presets name the 2026 callbacks and metadata documents of their clients', async (t) => {
+  const allows = (name: PresetName, uri: string) => new RedirectAllowlist(REDIRECT_PRESETS[name]).allows(normaliseRedirectUri(uri).ok ? new URL(uri) : new URL('invalid:'))
+  t.ok(allows('chatgpt', 'https://chatgpt.com/connector_platform_oauth_redirect'), 'ChatGPT\'s stable callback (its metadata document\'s one redirect)')
+  t.ok(allows('claude', 'https://claude.ai/api/mcp/auth_callback'))
+  t.ok(allows('claude', 'https://claude.com/api/mcp/auth_callback'))
+  t.ok(allows('cursor', 'cursor://anysphere.cursor-mcp/oauth/callback'))
+  t.ok(allows('vscodeWeb', 'https://vscode.dev/redirect'))
+  t.ok(allows('loopback', 'http://localhost:54321/callback'), 'Claude Code\'s document redirects to loopback')
+
+  t.same(METADATA_DOCUMENTS, {
+    chatgpt: ['https://chatgpt.com/oauth/client.json'],
+    claude: ['https://claude.ai/oauth/mcp-oauth-client-metadata'],
+    loopback: ['https://claude.ai/oauth/claude-code-client-metadata'],
+    vscodeWeb: ['https://vscode.dev/oauth/client-metadata.json'],
+  })
+  for (const [name, documents] of Object.entries(METADATA_DOCUMENTS)) {
+    for (const document of documents) {
+      t.equal(checkClientIdUrl(document, false).href, document, `${document} is a valid client id URL`)
+      t.equal(presetOf('https://elsewhere.example/cb', document), name, `${document} counts as ${name}`)
+    }
+  }
+  t.equal(presetOf('http://127.0.0.1:9/cb', 'https://other.example/client.json'), 'loopback', 'an unknown document: by its redirect URI')
+  t.equal(presetOf('https://chatgpt.com/connector_platform_oauth_redirect'), 'chatgpt', 'no client id: by the redirect URI')
 })

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { parseConfig } from '../../gateway/config/load.ts'
 import { OAuthError } from '../../gateway/errors.ts'
-import { checkResource, upstreamResourceParameters } from '../../gateway/policy/resource.ts'
+import { acceptedResources, checkResource, upstreamResourceParameters } from '../../gateway/policy/resource.ts'
 import { grantedClientScope, resolveClientScope, upstreamScope } from '../../gateway/policy/scopes.ts'
 
 const env = { GATEWAY_SECRET: 'k'.repeat(32), UPSTREAM_CLIENT_SECRET: 'upstream-secret' }
@@ -43,12 +43,34 @@ t.test('the granted scope in the client\'s names', async (t) => {
   t.equal(grantedClientScope(config().scopes, 'openid', 'openid profile'), 'openid profile', 'nothing configured: the upstream\'s answer as it is')
 })
 
-t.test('resource: only the MCP server, with or without a trailing slash', async (t) => {
-  const c = config()
-  t.equal(checkResource(c, undefined), undefined)
-  t.equal(checkResource(c, 'https://mcp.example.com/mcp/'), 'https://mcp.example.com/mcp')
-  const err = t.throws(() => checkResource(c, 'https://mcp.example.com/other')) as OAuthError
-  t.match(err, { error: 'invalid_target', message: /^resource: must name the protected MCP server https:\/\/mcp\.example\.com\/mcp \(RFC 8707 §2\), not https:\/\/mcp\.example\.com\/other$/ })
+t.test('resource: the MCP server, with or without a trailing slash, or its origin root, canonicalised', async (t) => {
+  const accepted = acceptedResources(config())
+  t.equal(checkResource(accepted, undefined), undefined)
+  t.equal(checkResource(accepted, 'https://mcp.example.com/mcp'), 'https://mcp.example.com/mcp', 'exactly')
+  t.equal(checkResource(accepted, 'https://mcp.example.com/mcp/'), 'https://mcp.example.com/mcp', 'with a trailing slash (Claude)')
+  t.equal(checkResource(accepted, 'https://MCP.example.com:443/mcp'), 'https://mcp.example.com/mcp', 'host case and default port as URL writes them')
+  t.equal(checkResource(accepted, 'https://mcp.example.com/'), 'https://mcp.example.com/mcp', 'the origin root (ChatGPT)')
+  t.equal(checkResource(accepted, 'https://mcp.example.com'), 'https://mcp.example.com/mcp', 'the bare origin')
+  for (const foreign of ['https://mcp.example.com/other', 'https://evil.example.com/mcp', 'https://evil.example.com/', 'http://mcp.example.com/mcp', 'https://mcp.example.com/mcp?x=1', 'https://mcp.example.com/mcp#f', 'https://mcp.example.com/mcp/tools', 'not a url']) {
+    const err = t.throws(() => checkResource(accepted, foreign), foreign) as OAuthError
+    t.equal(err.error, 'invalid_target', foreign)
+    t.equal(err.message, `resource: must name the protected MCP server: https://mcp.example.com/mcp, with or without a trailing slash, or its origin root https://mcp.example.com/ (RFC 8707 §2), not ${foreign}`, `${foreign}: the description names what is accepted`)
+  }
+})
+
+t.test('resource: the origin root is switchable, and ambiguous between several resources', async (t) => {
+  const strict = acceptedResources(config({}, { acceptOriginRootResource: false }))
+  t.same(strict, { resources: ['https://mcp.example.com/mcp'], originRoot: false })
+  t.equal(checkResource(strict, 'https://mcp.example.com/mcp/'), 'https://mcp.example.com/mcp', 'the trailing slash stays accepted')
+  t.throws(() => checkResource(strict, 'https://mcp.example.com/'), { error: 'invalid_target', message: 'resource: must name the protected MCP server: https://mcp.example.com/mcp, with or without a trailing slash (RFC 8707 §2), not https://mcp.example.com/' })
+
+  const several = { resources: ['https://mcp.example.com/mcp', 'https://mcp.example.com/admin/mcp'], originRoot: true }
+  t.equal(checkResource(several, 'https://mcp.example.com/admin/mcp/'), 'https://mcp.example.com/admin/mcp', 'each by its own name')
+  t.throws(() => checkResource(several, 'https://mcp.example.com/'), {
+    error: 'invalid_target',
+    message: 'resource: https://mcp.example.com/ is the origin root of several protected resources (https://mcp.example.com/mcp, https://mcp.example.com/admin/mcp), so it names none of them; send the resource itself (RFC 8707 §2)',
+  })
+  t.equal(checkResource({ resources: ['https://mcp.example.com/'], originRoot: false }, 'https://mcp.example.com'), 'https://mcp.example.com/', 'a resource that is its origin root')
 })
 
 t.test('what the upstream gets for resource, per mode', async (t) => {
