@@ -11,10 +11,8 @@
  */
 import { DatabaseSync } from 'node:sqlite'
 import t from 'tap'
-import { RedisGrantStorage } from '../../gateway/state/redis-grant-storage.ts'
-import { connectRedis, createRedisClient } from '../../gateway/state/redis-store.ts'
 import { SqliteGrantStorage } from '../../gateway/state/sqlite-grant-storage.ts'
-import { grantOf, registryOn } from '../support/grants.ts'
+import { grantOf, redisGrantStorage, registryOn } from '../support/grants.ts'
 import { sample } from '../support/metrics.ts'
 import { deletePrefix, SHARED_REDIS_URL } from '../support/redis.ts'
 import { completeFlow, refresh, register, startCluster, type Cluster, type Replica, type TestClient } from '../support/replicas.ts'
@@ -132,11 +130,7 @@ t.test('two replicas on one Redis see each other\'s grants and blocks', async (t
   t.equal(await refreshes(b, one), 200, 'a grant made on A refreshes on B')
   t.equal(sample(await metricsOf(b), 'oauth_gateway_grants_active', {}), 2, 'B counts the grants A made')
 
-  const redis = createRedisClient({ url: SHARED_REDIS_URL, keyPrefix: cluster.keyPrefix, commandTimeoutMs: 1000 })
-  connectRedis(redis, { info() {}, warn() {} })
-  t.teardown(() => redis.disconnect())
-  await new Promise((resolve) => redis.once('ready', resolve))
-  const { registry } = registryOn(new RedisGrantStorage(redis))
+  const { registry } = registryOn(await redisGrantStorage(t, cluster.keyPrefix))
   t.teardown(() => registry.close())
 
   const blockedAt = Date.now()

@@ -7,7 +7,10 @@ import { GrantRegistry } from '../../gateway/grants/registry.ts'
 import type { Grant, UpstreamRevocation } from '../../gateway/grants/grant.ts'
 import type { GrantRefreshToken } from '../../gateway/routes/token.ts'
 import type { GrantStorage } from '../../gateway/state/grant-storage.ts'
+import { RedisGrantStorage } from '../../gateway/state/redis-grant-storage.ts'
+import { connectRedis, createRedisClient } from '../../gateway/state/redis-store.ts'
 import { Sealer } from '../../gateway/state/seal.ts'
+import { deletePrefix, randomPrefix, SHARED_REDIS_URL } from './redis.ts'
 import { TEST_SECRET } from './stack.ts'
 
 const sealer = new Sealer([TEST_SECRET])
@@ -44,6 +47,23 @@ export function registryOn(storage: GrantStorage, settings = { maxIdleDays: 90, 
     },
   })
   return { registry, upstreamRevocations }
+}
+
+/**
+ * Grant storage on the shared Redis under `keyPrefix` (a random one unless a
+ * cluster's is given), connected; its connection ends at teardown, and the
+ * keys go with it when the prefix was made here.
+ */
+export async function redisGrantStorage(t: { teardown: (fn: () => unknown) => void }, keyPrefix?: string, commandTimeoutMs = 2000): Promise<RedisGrantStorage> {
+  const prefix = keyPrefix ?? randomPrefix()
+  const client = createRedisClient({ url: SHARED_REDIS_URL, keyPrefix: prefix, commandTimeoutMs })
+  connectRedis(client, { info() {}, warn() {} })
+  t.teardown(async () => {
+    client.disconnect()
+    if (keyPrefix === undefined) await deletePrefix(prefix)
+  })
+  await new Promise((resolve) => client.once('ready', resolve))
+  return new RedisGrantStorage(client)
 }
 
 const now = Math.floor(Date.now() / 1000)

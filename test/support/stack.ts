@@ -41,10 +41,10 @@ export interface StackOptions {
   logger?: GatewayOptions['logger']
   /** A store to share between stacks, as replicas share Redis. */
   store?: Store
+  /** Where grants are kept (SQLite in memory when absent). */
+  grantStorage?: GatewayOptions['grantStorage']
   /** The Redis connection for rate limits (replicas share their counters through it). */
   redis?: GatewayOptions['redis']
-  /** Where grants and blocks are kept; a SQLite database in memory when absent. */
-  grantStorage?: GatewayOptions['grantStorage']
   /** Puts a fault-injecting proxy in front of the upstream: the upstream's issuer is the proxy's origin. */
   faultProxy?: boolean
 }
@@ -58,8 +58,6 @@ export function gatewayFile(gatewayUrl: string, upstreamIssuer: string, mcpResou
     upstream: { issuer: upstreamIssuer, clientId: 'neonpanel-mcp-gateway', timeoutMs: 2000, connectTimeoutMs: 1000 },
     allowedRedirectUris: ['https://chatgpt.com/connector/oauth/*', 'https://claude.ai/api/mcp/auth_callback', 'http://127.0.0.1/callback'],
     scopes: { supported: ['openid', 'profile', 'email', 'offline_access'], default: ['openid', 'offline_access'] },
-    // Each gateway its own grants (a test that keeps them across restarts names a file).
-    state: { path: ':memory:' },
   }
 }
 
