@@ -45,7 +45,7 @@ export interface ClusterOptions {
   /** Changes to the config file object (a random redis.keyPrefix is set already). */
   config?: (file: Record<string, any>) => Record<string, any>
   secret?: string
-  /** More environment for every replica (e.g. ADMIN_TOKEN). */
+  /** More environment for every replica (e.g. ADMIN_TOKEN, METRICS_TOKEN). */
   env?: Record<string, string>
 }
 
