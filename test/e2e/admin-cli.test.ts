@@ -1,13 +1,10 @@
 /**
  * `npm run admin` against a real gateway process (`node gateway/server.ts`
- * with ADMIN_TOKEN, grants in its SQLite file) in front of the oidc-provider
+ * with ADMIN_TOKEN, grants in its own SQLite state file) in front of the oidc-provider
  * upstream: tables by default, --json, every verb, and clear messages with
  * exit codes 1 (the gateway refused or is unreachable) and 2 (bad usage).
  */
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { ADMIN_TOKEN } from '../support/admin.ts'
@@ -21,17 +18,16 @@ import { startUpstream } from '../support/upstream.ts'
 t.setTimeout(300_000)
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-const directory = mkdtempSync(join(tmpdir(), 'gateway-admin-cli-'))
 const port = await freePort()
 const gatewayUrl = `http://127.0.0.1:${port}`
 const upstream = await startUpstream({ redirectUris: [`${gatewayUrl}/callback`] })
 const MCP_RESOURCE = 'http://127.0.0.1:3001/mcp'
-const file = { ...gatewayFile(gatewayUrl, upstream.issuer, MCP_RESOURCE), state: { path: join(directory, 'state.sqlite') } }
+// Grants in a state file of the process's own (gateway-process.ts).
+const file = gatewayFile(gatewayUrl, upstream.issuer, MCP_RESOURCE)
 const gateway = await startGatewayProcess({ config: file, port, env: { GATEWAY_SECRET: TEST_SECRET, UPSTREAM_CLIENT_SECRET: upstream.clientSecret, ADMIN_TOKEN } })
 t.teardown(async () => {
   await gateway.stop()
   await upstream.close()
-  rmSync(directory, { recursive: true, force: true })
 })
 
 interface Run {

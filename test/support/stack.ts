@@ -58,8 +58,6 @@ export function gatewayFile(gatewayUrl: string, upstreamIssuer: string, mcpResou
     upstream: { issuer: upstreamIssuer, clientId: 'neonpanel-mcp-gateway', timeoutMs: 2000, connectTimeoutMs: 1000 },
     allowedRedirectUris: ['https://chatgpt.com/connector/oauth/*', 'https://claude.ai/api/mcp/auth_callback', 'http://127.0.0.1/callback'],
     scopes: { supported: ['openid', 'profile', 'email', 'offline_access'], default: ['openid', 'offline_access'] },
-    // Each gateway its own grants (a test that keeps them across restarts names a file).
-    state: { path: ':memory:' },
   }
 }
 
