@@ -166,7 +166,7 @@ t.test('A connects two apps, B one; A signs in at /connections and sees exactly 
   t.match(await chatgptApp.textContent(), /Unverified name/, 'a self-chosen name is marked unverified, as on the consent page')
   t.equal(await chatgptApp.locator('dd.host').textContent(), 'chatgpt.com', 'where it sends A back')
   t.equal(await page.getByRole('region', { name: 'Claude' }).locator('dd.host').textContent(), 'claude.ai')
-  t.same(await chatgptApp.locator('.scopes li').allTextContents(), ['Confirm who you are on NeonPanel openid', 'See your name profile', 'See your email address email', 'Stay connected while you are away, until you disconnect it offline_access'], 'what it may do, in the consent page\'s words')
+  t.same(await chatgptApp.locator('.scopes li').allTextContents(), ['Confirm who you are on NeonPanel openid', 'See your name profile', 'See your email address email'], 'what it may do, in the consent page\'s words (the scopes the SDK asked for: protected resource metadata no longer offers offline_access)')
   t.match(await chatgptApp.textContent(), /Connected since\d{1,2} \w{3} \d{4}, \d\d:\d\d UTC/, 'connected since')
   t.match(await chatgptApp.textContent(), /Last used\d{1,2} \w{3} \d{4}, \d\d:\d\d UTC/, 'last used')
   t.notMatch(await page.locator('main').textContent(), new RegExp(userB.id), 'nothing of B')
