@@ -394,11 +394,20 @@ export class GrantRegistry {
 
   // --- clients ---------------------------------------------------------------
 
-  /** Notes a client the gateway met (registration, metadata document, grant); keeps its first_seen. */
+  /**
+   * Notes a client the gateway met (registration, metadata document, grant);
+   * keeps its first_seen. Never fails: the list is for ops to look at, and
+   * registration must go on while storage is away (Redis down); a client
+   * missed then is noted at its next sign-in.
+   */
   async recordClient(client: RegisteredClient, applicationType?: string): Promise<void> {
     const now = nowSeconds()
     const record: ClientRecord = { clientId: client.client_id, clientName: client.client_name, redirectUris: client.redirect_uris, firstSeenAt: now, lastUsedAt: now, applicationType }
-    await this.#storage.recordClient(record)
+    try {
+      await this.#storage.recordClient(record)
+    } catch (err) {
+      this.#log?.warn({ err: (err as Error).message }, 'a client could not be added to the client list; it is added at its next sign-in')
+    }
   }
 
   /** Every client met, in the order first seen... by key, with its live grant count. */

@@ -11,6 +11,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 
+// The whole short benchmark, gateway and upstream processes and the refresh through the registry on SQLite and Redis.
+t.setTimeout(300_000)
+
 const dir = mkdtempSync(join(tmpdir(), 'bench-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 

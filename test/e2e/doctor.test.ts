@@ -18,6 +18,9 @@ import { gatewayFile, startStack, type Stack, type StackOptions } from '../suppo
 
 const ALL_PRESETS = { chatgpt: true, claude: true, loopback: true, vscodeWeb: true, cursor: true, inspector: true }
 
+// Each test starts a stack and runs the doctor as a process, some twice: minutes on a loaded machine.
+t.setTimeout(300_000)
+
 const dir = mkdtempSync(join(tmpdir(), 'doctor-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 

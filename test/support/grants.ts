@@ -3,6 +3,7 @@
  * own tokens (to call the upstream directly, or to prove one is never logged).
  */
 import type { FastifyInstance } from 'fastify'
+import { clientHandle } from '../../gateway/clients/registry.ts'
 import { GrantRegistry } from '../../gateway/grants/registry.ts'
 import type { Grant, UpstreamRevocation } from '../../gateway/grants/grant.ts'
 import type { GrantRefreshToken } from '../../gateway/routes/token.ts'
@@ -89,4 +90,17 @@ export function grantFixture(n: number, overrides: Partial<Grant> = {}): Grant {
     accessTokens: [{ hash: `h${n}`, expiresAt: now + 600 }],
     ...overrides,
   }
+}
+
+/**
+ * A refresh token of a grant made here, for a client of `gateway`, whose
+ * upstream refresh token is `upstreamRefreshToken` (one the upstream does not
+ * know, to provoke its refusal): what a client holds after connecting.
+ */
+export async function refreshTokenFor(gateway: FastifyInstance, clientId: string, upstreamRefreshToken: string): Promise<string> {
+  const found = await gateway.gateway.clients.find(clientId)
+  if (!found.ok) throw new Error(`no such client: ${found.reason}`)
+  const client = found.client
+  const grant = await gateway.gateway.grants.create({ client, redirectUri: client.redirect_uris[0]!, upstreamRefreshToken, scope: 'openid offline_access' })
+  return sealer.seal('grant', { g: grant.grantId, n: grant.generation, c: clientHandle(client.client_id) } satisfies GrantRefreshToken)
 }
