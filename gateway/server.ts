@@ -1,7 +1,8 @@
 /**
  * Starts the gateway: configuration from GATEWAY_CONFIG and the environment,
- * the shared store on Redis when REDIS_URL is set (otherwise in memory, one
- * replica), then listen. A bad configuration stops start-up with a message
+ * the shared store on Redis when the environment names one (REDIS_URL,
+ * REDIS_SENTINELS or REDIS_CLUSTER_NODES; otherwise in memory, one replica),
+ * then listen. A Redis certificate that does not verify stops start-up. A bad configuration stops start-up with a message
  * naming the field. The configuration file is watched and SIGHUP re-reads it
  * (reload.ts). SIGTERM and SIGINT close the server: new requests get 503, in-flight
  * ones finish within server.shutdownTimeoutMs.
@@ -18,7 +19,7 @@ import { buildGateway } from './app.ts'
 import { ConfigError, configPath, loadConfig } from './config/load.ts'
 import type { Config } from './config/schema.ts'
 import { LOGGER_OPTIONS } from './http/log.ts'
-import { connectRedis, createRedisClient, RedisStore } from './state/redis-store.ts'
+import { connectRedis, createRedisClient, firstContact } from './state/redis-connection.ts'
 import { watchConfig } from './config/reload.ts'
 
 let config: Config
@@ -30,13 +31,23 @@ try {
   process.exit(78) // EX_CONFIG
 }
 
-const { url: redisUrl, ...redisOptions } = config.redis
-const redis = redisUrl ? createRedisClient({ url: redisUrl, ...redisOptions }) : undefined
+const { connection: redisConnection, keyPrefix, commandTimeoutMs } = config.redis
+const redis = redisConnection ? createRedisClient({ connection: redisConnection, keyPrefix, commandTimeoutMs }) : undefined
 // Lines go out without blocking the request that wrote them; whatever is still buffered is written on exit.
 const logger = { ...LOGGER_OPTIONS, level: config.server.logLevel, stream: destination({ dest: 1, sync: false }) }
-const app = await buildGateway({ config, logger, processMetrics: true, ...(redis ? { redis, store: new RedisStore(redis) } : {}) })
-if (redis) connectRedis(redis, app.log)
-else app.log.warn('REDIS_URL is not set: state is kept in memory, so run only one replica')
+const app = await buildGateway({ config, logger, processMetrics: true, ...(redis ? { redis } : {}) })
+if (redis) {
+  const contact = firstContact(redis, Math.max(commandTimeoutMs * 2, 1000) + 1000)
+  connectRedis(redis, app.log, app.gateway.metrics.redisConnection())
+  // A certificate that does not verify is a configuration to fix, not an outage to wait out.
+  const refused = await contact
+  if (refused) {
+    process.stderr.write(`${refused}\n`)
+    redis.disconnect()
+    process.exit(78) // EX_CONFIG
+  }
+  app.log.info({ mode: redisConnection!.mode, tls: redisConnection!.tls, waitReplicas: config.redis.waitReplicas }, 'state is kept in Redis')
+} else app.log.warn('Redis is not configured (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES): state is kept in memory, so run only one replica')
 
 process.on('unhandledRejection', (reason) => {
   app.log.error({ err: reason }, 'unhandled promise rejection; still serving')

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
-import { configSchema, type Config, type Settings } from './schema.ts'
+import { configSchema, type Config, type RedisConnection, type RedisNode, type Settings } from './schema.ts'
 
 export const DEFAULT_CONFIG_PATH = 'config/gateway.yaml'
 
@@ -58,9 +58,8 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
   }
   const clientSecret = env.UPSTREAM_CLIENT_SECRET ?? ''
   if (!clientSecret) problems.push('  UPSTREAM_CLIENT_SECRET: is required (the gateway client secret at the upstream)')
-  const redisUrl = env.REDIS_URL || undefined
-  // The URL may carry a password: the message names the variable, never its value.
-  if (redisUrl !== undefined && !isRedisUrl(redisUrl)) problems.push('  REDIS_URL: must be a redis:// or rediss:// URL')
+  const redis = redisConnection(env)
+  problems.push(...redis.problems.map((problem) => `  ${problem}`))
   if (problems.length) throw new ConfigError(`invalid configuration (environment):\n${problems.join('\n')}`)
 
   const registrationToken = env.UPSTREAM_REGISTRATION_TOKEN || undefined
@@ -68,7 +67,13 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
     ...settings,
     secrets,
     upstream: { ...settings.upstream, clientSecret, registrationToken },
-    redis: { ...settings.redis, url: redisUrl },
+    redis: {
+      ...settings.redis,
+      // A mode with replicas waits for one by default; one node has none to wait for.
+      waitReplicas: settings.redis.waitReplicas ?? (redis.connection && redis.connection.mode !== 'single' ? 1 : 0),
+      waitTimeoutMs: settings.redis.waitTimeoutMs ?? Math.floor(settings.redis.commandTimeoutMs / 2),
+      connection: redis.connection,
+    },
     metrics: { ...settings.metrics, token: env.METRICS_TOKEN || undefined },
   }
   return deepFreeze(config)
@@ -90,6 +95,67 @@ export function parseSettings(file: unknown, env: NodeJS.ProcessEnv = {}, where 
 
 function isRedisUrl(value: string) {
   return URL.canParse(value) && ['redis:', 'rediss:'].includes(new URL(value).protocol)
+}
+
+const REDIS_MODES = ['REDIS_URL', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const
+
+/** `host:port` or `[v6 address]:port`, port 1–65535. */
+function parseNode(value: string): RedisNode | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(value)
+  const port = Number(match?.[3])
+  if (!match || port < 1 || port > 65_535) return undefined
+  return { host: (match[1] ?? match[2])!, port }
+}
+
+function parseNodes(name: string, value: string, problems: string[]): RedisNode[] {
+  const items = list(value)
+  const nodes = items.map(parseNode)
+  const bad = items.filter((_, index) => nodes[index] === undefined)
+  if (items.length === 0) problems.push(`${name}: must list at least one host:port`)
+  else if (bad.length) problems.push(`${name}: ${bad.map((item) => JSON.stringify(item)).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not host:port`)
+  return nodes.filter((node) => node !== undefined)
+}
+
+/**
+ * How to reach Redis, from the environment: exactly one of REDIS_URL,
+ * REDIS_SENTINELS (+ REDIS_SENTINEL_MASTER) and REDIS_CLUSTER_NODES, with the
+ * passwords and TLS settings all modes share. No connection when none is set.
+ * Messages name variables, never their values where those can carry a password.
+ */
+export function redisConnection(env: NodeJS.ProcessEnv): { connection?: RedisConnection | undefined; problems: string[] } {
+  const problems: string[] = []
+  const set = REDIS_MODES.filter((name) => env[name])
+  if (set.length > 1) problems.push(`${set.join(', ')}: set only one of ${REDIS_MODES.join(', ')} (one node, Sentinel or Cluster)`)
+  const tlsValue = (env.REDIS_TLS ?? '').trim().toLowerCase()
+  if (!['', '0', '1', 'true', 'false'].includes(tlsValue)) problems.push('REDIS_TLS: must be 1 (TLS on) or 0 (off)')
+  const url = env.REDIS_URL || undefined
+  if (url !== undefined && !isRedisUrl(url)) problems.push('REDIS_URL: must be a redis:// or rediss:// URL')
+  const tls = tlsValue === '1' || tlsValue === 'true' || (url !== undefined && isRedisUrl(url) && new URL(url).protocol === 'rediss:')
+  const password = env.REDIS_PASSWORD || undefined
+  if (url !== undefined && isRedisUrl(url) && new URL(url).password && password !== undefined) {
+    problems.push('REDIS_URL, REDIS_PASSWORD: the URL carries a password already; set it in one place')
+  }
+  const masterName = env.REDIS_SENTINEL_MASTER || undefined
+  if (env.REDIS_SENTINELS && masterName === undefined) problems.push('REDIS_SENTINEL_MASTER: is required with REDIS_SENTINELS (the master\'s name in the sentinels\' configuration)')
+  if (!env.REDIS_SENTINELS && masterName !== undefined) problems.push('REDIS_SENTINEL_MASTER: is only read with REDIS_SENTINELS')
+  if (!env.REDIS_SENTINELS && env.REDIS_SENTINEL_PASSWORD) problems.push('REDIS_SENTINEL_PASSWORD: is only read with REDIS_SENTINELS')
+  let ca: string | undefined
+  if (env.REDIS_CA_FILE) {
+    if (!tls) problems.push('REDIS_CA_FILE: TLS is off; set REDIS_TLS=1 (or use a rediss:// URL)')
+    try {
+      ca = readFileSync(env.REDIS_CA_FILE, 'utf8')
+      if (!ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`REDIS_CA_FILE: ${env.REDIS_CA_FILE} holds no PEM certificate`)
+    } catch (err) {
+      problems.push(`REDIS_CA_FILE: cannot read ${env.REDIS_CA_FILE}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+  }
+  const sentinels = env.REDIS_SENTINELS ? parseNodes('REDIS_SENTINELS', env.REDIS_SENTINELS, problems) : []
+  const nodes = env.REDIS_CLUSTER_NODES ? parseNodes('REDIS_CLUSTER_NODES', env.REDIS_CLUSTER_NODES, problems) : []
+  if (problems.length || set.length === 0) return { problems }
+  const common = { username: env.REDIS_USERNAME || undefined, password, tls, ca }
+  if (url !== undefined) return { connection: { mode: 'single', url, ...common }, problems }
+  if (sentinels.length) return { connection: { mode: 'sentinel', sentinels, masterName: masterName!, sentinelPassword: env.REDIS_SENTINEL_PASSWORD || undefined, ...common }, problems }
+  return { connection: { mode: 'cluster', nodes, ...common }, problems }
 }
 
 /** Where the configuration file is: GATEWAY_CONFIG, default config/gateway.yaml. */

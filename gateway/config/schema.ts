@@ -127,13 +127,54 @@ const upstreamSchema = z.strictObject({
 const redisSchema = z.strictObject({
   /**
    * Put before every key the gateway writes to Redis, so several gateways (or
-   * other applications) can share one Redis. Its URL, which may carry a
-   * password, comes only from env REDIS_URL.
+   * other applications) can share one Redis; on a cluster it applies too. How
+   * to reach Redis, which may carry passwords, comes only from the environment
+   * (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES; docs/redis.md).
    */
   keyPrefix: z.string().min(1).max(64).regex(/^[\x21-\x7E]+$/, 'must be printable ASCII without spaces').default('oauth-gateway:'),
   /** How long a request waits for Redis before it is answered 503 temporarily_unavailable, in milliseconds. */
   commandTimeoutMs: z.number().int().min(50).max(30_000).default(1000),
-})
+  /**
+   * Replicas that must acknowledge a durable write (a code's spent mark, grants, revocations,
+   * blocks) before the gateway reports it done: the write goes to the master, then `WAIT
+   * waitReplicas waitTimeoutMs`; fewer acknowledgements answer 503 instead of a success a
+   * failover could forget. Default: 1 with REDIS_SENTINELS or REDIS_CLUSTER_NODES, 0 with
+   * REDIS_URL (one node, no replica to wait for). Example: 1.
+   */
+  waitReplicas: z.number().int().min(0).max(16).optional(),
+  /**
+   * How long a durable write waits for its replicas, in milliseconds; shorter than commandTimeoutMs.
+   * Default: half of commandTimeoutMs (500 with its default). Example: 500.
+   */
+  waitTimeoutMs: z.number().int().min(1).max(30_000).optional(),
+}).refine((redis) => redis.waitTimeoutMs === undefined || redis.waitTimeoutMs < redis.commandTimeoutMs, { message: 'must be shorter than redis.commandTimeoutMs (the WAIT itself must not time out)', path: ['waitTimeoutMs'] })
+
+/** A Redis node or sentinel, from REDIS_SENTINELS or REDIS_CLUSTER_NODES. */
+export interface RedisNode {
+  host: string
+  port: number
+}
+
+/**
+ * How the gateway reaches Redis, from the environment only (it carries passwords):
+ * exactly one of REDIS_URL, REDIS_SENTINELS (+ REDIS_SENTINEL_MASTER), REDIS_CLUSTER_NODES.
+ */
+export type RedisConnection = (
+  /** REDIS_URL: one node, redis:// or rediss://. */
+  | { mode: 'single'; url: string }
+  /** REDIS_SENTINELS + REDIS_SENTINEL_MASTER: the master the sentinels name, followed through failovers. */
+  | { mode: 'sentinel'; sentinels: readonly RedisNode[]; masterName: string; sentinelPassword?: string | undefined }
+  /** REDIS_CLUSTER_NODES: seed nodes of a Redis Cluster; the rest is discovered. */
+  | { mode: 'cluster'; nodes: readonly RedisNode[] }
+) & {
+  /** REDIS_USERNAME / REDIS_PASSWORD: the data nodes' ACL user and password. */
+  username?: string | undefined
+  password?: string | undefined
+  /** REDIS_TLS=1 (or a rediss:// URL): TLS to every node and sentinel, the certificate verified. */
+  tls: boolean
+  /** REDIS_CA_FILE's content (PEM): the CA that signed the nodes' certificates, instead of the system's. */
+  ca?: string | undefined
+}
 
 /** Which client presets' redirect URIs are allowed (see gateway/policy/presets.ts); all off unless switched on. */
 const redirectPresets = z
@@ -389,7 +430,7 @@ export const configSchema = z
       .prefault({}),
     consent: consentSchema,
     clientMetadataDocuments: clientMetadataDocumentsSchema,
-    /** The shared store, used only when env REDIS_URL is set; without it state lives in memory (one replica). */
+    /** The shared store, used only when Redis is configured (env REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES); without it state lives in memory (one replica). */
     redis: redisSchema.prefault({}),
     memoryStore: memoryStoreSchema,
     server: serverSchema,
@@ -431,8 +472,11 @@ export type Config = Readonly<
       /** RFC 7591 §3 initial access token for the upstream's registration endpoint; env UPSTREAM_REGISTRATION_TOKEN only. */
       registrationToken?: string | undefined
     }
-    /** `url` from env REDIS_URL: set means several replicas share Redis. */
-    redis: z.infer<typeof redisSchema> & { url?: string | undefined }
+    /**
+     * `connection` from the environment (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES): set means several
+     * replicas share Redis. `waitReplicas` and `waitTimeoutMs` are settled by then: the file's, else their defaults.
+     */
+    redis: Omit<z.infer<typeof redisSchema>, 'waitReplicas' | 'waitTimeoutMs'> & { waitReplicas: number; waitTimeoutMs: number; connection?: RedisConnection | undefined }
     /** `token` from env METRICS_TOKEN. */
     metrics: z.infer<typeof metricsSchema> & { token?: string | undefined }
   }

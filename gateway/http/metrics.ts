@@ -1,7 +1,8 @@
 /**
  * Prometheus metrics, one registry per app: requests and latency per endpoint
  * and status, upstream calls and their failures, flows started and completed
- * and registrations per client preset, the in-memory store's fill, plus
+ * and registrations per client preset, the in-memory store's fill, Redis
+ * commands, their failures, reconnects and failovers, plus
  * Node's process metrics. Labels come from closed sets (route patterns,
  * preset names, upstream call names), never from what a client sends, so the
  * series stay few.
@@ -51,6 +52,33 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  private readonly redisSeconds = new Histogram({
+    name: 'oauth_gateway_redis_command_duration_seconds',
+    help: 'Time of each store command sent to Redis (a durable write includes its WAIT), per command and outcome (ok, failed)',
+    labelNames: ['command', 'outcome'] as const,
+    buckets: [0.0005, ...BUCKETS.slice(0, 11)],
+    registers: [this.registry],
+  })
+
+  private readonly redisErrors = new Counter({
+    name: 'oauth_gateway_redis_errors_total',
+    help: 'Store commands that failed, per kind: unavailable, timeout, readonly, cluster, replication (too few replicas acknowledged), other',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  })
+
+  private readonly redisReconnects = new Counter({
+    name: 'oauth_gateway_redis_reconnects_total',
+    help: 'Times the connection to Redis was back after it was lost',
+    registers: [this.registry],
+  })
+
+  private readonly redisFailovers = new Counter({
+    name: 'oauth_gateway_redis_failovers_total',
+    help: 'Times another Redis node became master (Sentinel promoted a replica, or a cluster slot moved to a new master)',
+    registers: [this.registry],
+  })
+
   constructor(options: { processMetrics: boolean }) {
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'oauth_gateway_' })
   }
@@ -77,6 +105,17 @@ export class Metrics {
 
   clientRegistered(preset: string) {
     this.registrations.inc({ preset })
+  }
+
+  /** For RedisStore: each command's time, and the kind of its failure. */
+  readonly redisCommand = (command: string, seconds: number, failure?: string) => {
+    this.redisSeconds.observe({ command, outcome: failure === undefined ? 'ok' : 'failed' }, seconds)
+    if (failure !== undefined) this.redisErrors.inc({ kind: failure })
+  }
+
+  /** For connectRedis: reconnects and failovers seen. */
+  redisConnection() {
+    return { reconnected: () => this.redisReconnects.inc(), failedOver: () => this.redisFailovers.inc() }
   }
 
   /** The in-memory store's fill, read at each scrape: it refuses new entries with 503 when full. */

@@ -15,6 +15,7 @@
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Redis } from 'ioredis'
+import type { RedisClient } from '../state/redis-connection.ts'
 import { createHash } from 'node:crypto'
 import type { Config, RateLimitRule } from '../config/schema.ts'
 import { OAuthError } from '../errors.ts'
@@ -58,10 +59,12 @@ const digest = (value: string) => createHash('sha256').update(value).digest('bas
 export type LimitCheck = (request: FastifyRequest) => Promise<void>
 
 /** Registers the rate limiter and returns each limited endpoint's check; none when limits are off. */
-export async function rateLimitChecks(app: FastifyInstance, config: Config, redis: Redis | undefined): Promise<Partial<Record<LimitedEndpoint, LimitCheck>>> {
+export async function rateLimitChecks(app: FastifyInstance, config: Config, redis: RedisClient | undefined): Promise<Partial<Record<LimitedEndpoint, LimitCheck>>> {
   const { limits } = config
   if (!limits.enabled) return {}
-  await app.register(rateLimit, { global: false, skipOnError: true, nameSpace: 'rate-limit:', ...(redis ? { redis } : {}) })
+  // Each counter is one key and its script touches only that key, so it runs on one node of a cluster too;
+  // the plugin types its client as a single node, which a Cluster stands in for.
+  await app.register(rateLimit, { global: false, skipOnError: true, nameSpace: 'rate-limit:', ...(redis ? { redis: redis as Redis } : {}) })
 
   const counter = (name: string, who: string, limit: RateLimitRule, keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
     if (limit.max === 0) return []

@@ -1,7 +1,8 @@
 /**
  * Liveness (the process answers) and readiness (the upstream's metadata is
- * loaded and the state store answers), so a load balancer sends no traffic to
- * a replica that would answer 503.
+ * loaded and the state store answers and takes writes: a Redis that is down,
+ * or a demoted master that answers as a replica, is not ready), so a load
+ * balancer sends no traffic to a replica that would answer 503.
  */
 import type { FastifyInstance } from 'fastify'
 
@@ -16,8 +17,7 @@ export async function health(app: FastifyInstance) {
 
 async function notReadyBecause(app: FastifyInstance): Promise<string | undefined> {
   const { upstream, store } = app.gateway
-  const [metadata, storeAnswers] = await Promise.all([upstream.metadata().then(() => true, () => false), store.ping()])
+  const [metadata, storeProblem] = await Promise.all([upstream.metadata().then(() => true, () => false), store.notReadyBecause()])
   if (!metadata) return 'the upstream metadata cannot be loaded'
-  if (!storeAnswers) return 'the state store does not answer'
-  return undefined
+  return storeProblem
 }

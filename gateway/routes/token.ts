@@ -27,6 +27,7 @@ import { normaliseRedirectUri, sameRedirectUri } from '../policy/redirect-uri.ts
 import { checkResource } from '../policy/resource.ts'
 import { grantedClientScope, scopeNames, upstreamScope } from '../policy/scopes.ts'
 import { hashOf, singleFlight } from '../state/single-flight.ts'
+import { slotTag } from '../state/store.ts'
 import type { TokenSet } from '../upstream/index.ts'
 import type { CodeGrant } from './callback.ts'
 
@@ -112,10 +113,12 @@ const exchangeCodeOnce = step('exchangeCodeOnce', async (gateway: Gateway, clien
   const outcome = await singleFlight(
     gateway,
     {
-      lockKey: `code:${grant.j}`,
+      // One hash tag: the lock and the answer live on one shard of a cluster.
+      lockKey: `code:${slotTag(grant.j)}`,
       lockSeconds: spentSeconds,
       doneSeconds: spentSeconds,
-      answerKey: `code-answer:${hashOf(code)}`,
+      durable: true,
+      answerKey: `code-answer:${slotTag(grant.j)}:${hashOf(code)}`,
       answerSeconds: lifetimes.codeRetrySeconds,
       binding: `${grant.c}\n${verifier}`,
       waitMs: waitMs(gateway.config),
@@ -176,9 +179,9 @@ const refreshOnce = step('refreshOnce', async (gateway: Gateway, client: Registe
   const outcome = await singleFlight(
     gateway,
     {
-      lockKey: `refresh-lock:${key}`,
+      lockKey: `refresh-lock:${slotTag(key)}`,
       lockSeconds: Math.ceil(waitMs(config) / 1000) + 1,
-      answerKey: `refresh-answer:${key}`,
+      answerKey: `refresh-answer:${slotTag(key)}`,
       answerSeconds: config.lifetimes.refreshRetrySeconds,
       binding: `${grant.c}\n${scope ?? ''}`,
       waitMs: waitMs(config),
