@@ -1,7 +1,8 @@
 /**
  * The configuration's schema: every ops-facing key, its rule, default and
- * description. load.ts reads the file and the environment into it once at
- * start-up; the commented example in config/gateway.yaml agrees with it.
+ * description (`.describe()`, examples in `.meta()`). load.ts reads the file
+ * and the environment into it once at start-up; `npm run docs` writes
+ * docs/configuration.md and the commented config/gateway.yaml from it.
  */
 import { z } from 'zod'
 import { isLoopbackHost, parsePattern } from '../policy/redirect-uri.ts'
@@ -86,68 +87,102 @@ const GATEWAY_PATHS = ['/authorize', '/token', '/register', '/revoke', '/callbac
 
 const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token (RFC 6749 §3.3)')
 
-const upstreamSchema = z.strictObject({
-  /**
-   * Issuer of NeonPanel's OAuth server; env UPSTREAM_ISSUER. Discovered with RFC 8414, then OpenID
-   * discovery, each with the issuer as written and then with a trailing slash added or removed.
-   */
-  issuer: upstreamIssuerUrl,
-  /** The one client NeonPanel registered for the gateway; env UPSTREAM_CLIENT_ID. Its secret comes only from UPSTREAM_CLIENT_SECRET. */
-  clientId: z.string().min(1),
-  /** How the gateway authenticates to the upstream token endpoint; `auto` picks from the upstream's metadata. */
-  tokenEndpointAuthMethod: z.enum(['auto', 'client_secret_basic', 'client_secret_post']).default('auto'),
-  /**
-   * Explicit endpoints for an upstream without discovery; when set, discovery is skipped and
-   * `issuer` must be written exactly as the upstream's `iss` reads.
-   */
-  endpoints: z
-    .strictObject({
-      authorization_endpoint: secureUrl,
-      token_endpoint: secureUrl,
-      revocation_endpoint: secureUrl.optional(),
-      /** RFC 7591 endpoint, used when registration.mode is `upstream`. */
-      registration_endpoint: secureUrl.optional(),
-    })
-    .optional(),
-  /**
-   * Deadline of every upstream request, in milliseconds, from connect to the
-   * last byte of the body: a body that trickles in slowly is cut off at it.
-   */
-  timeoutMs: z.number().int().min(100).max(120_000).default(10_000),
-  /** Largest upstream answer, in bytes (default 1 MiB); a larger one is dropped while it streams and answered 502. */
-  maxResponseBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
-  /** Connect timeout, in milliseconds. */
-  connectTimeoutMs: z.number().int().min(100).max(60_000).default(5_000),
-  /** Most open connections to the upstream. */
-  maxConnections: z.number().int().min(1).max(1024).default(64),
-  /** RFC 8707 `resource` towards the upstream: drop (default), forward, map or audience. */
-  resource: upstreamResource.default({ mode: 'drop' }),
-})
+const upstreamSchema = z
+  .strictObject({
+    issuer: upstreamIssuerUrl
+      .describe(
+        "Issuer of NeonPanel's OAuth server. Discovered with RFC 8414, then OpenID discovery, each with the issuer as written and then with a trailing slash added or removed.",
+      )
+      .meta({ examples: ['https://my.neonpanel.com'] }),
+    clientId: z
+      .string()
+      .min(1)
+      .describe("The one client NeonPanel registered for the gateway, with <publicUrl>/callback as its only redirect URI. Its secret comes only from env UPSTREAM_CLIENT_SECRET.")
+      .meta({ examples: ['oauth-gateway'] }),
+    tokenEndpointAuthMethod: z
+      .enum(['auto', 'client_secret_basic', 'client_secret_post'])
+      .default('auto')
+      .describe("How the gateway authenticates to the upstream's token endpoint. `auto`: client_secret_basic when the upstream's metadata lists it (or lists nothing), else client_secret_post."),
+    endpoints: z
+      .strictObject({
+        authorization_endpoint: secureUrl.describe("The upstream's authorization endpoint."),
+        token_endpoint: secureUrl.describe("The upstream's token endpoint."),
+        revocation_endpoint: secureUrl.optional().describe("The upstream's RFC 7009 revocation endpoint, which /revoke calls."),
+        registration_endpoint: secureUrl.optional().describe("The upstream's RFC 7591 registration endpoint, used when registration.mode is `upstream`."),
+      })
+      .optional()
+      .describe("Endpoints of an upstream without discovery; when set, discovery is skipped and `issuer` must be written exactly as the upstream's `iss` reads.")
+      .meta({
+        examples: [
+          {
+            authorization_endpoint: 'https://my.neonpanel.com/oauth/authorize',
+            token_endpoint: 'https://my.neonpanel.com/oauth/token',
+            revocation_endpoint: 'https://my.neonpanel.com/oauth/revoke',
+          },
+        ],
+      }),
+    timeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(120_000)
+      .default(10_000)
+      .describe('Deadline of every upstream request, in milliseconds, from connect to the last byte of the body: a body that trickles in is cut off at it (504 to the client).'),
+    maxResponseBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024)
+      .describe('Largest upstream answer, in bytes (1 MiB); a larger one is dropped while it streams and answered 502 server_error.'),
+    connectTimeoutMs: z.number().int().min(100).max(60_000).default(5_000).describe('Connect timeout towards the upstream, in milliseconds.'),
+    maxConnections: z.number().int().min(1).max(1024).default(64).describe('Most open connections to the upstream.'),
+    resource: upstreamResource
+      .prefault('drop')
+      .describe(
+        'What the upstream gets for the RFC 8707 `resource`: `drop` (not sent), `forward` (mcpResource), `{ mode: map, value }` (resource=value) or `{ mode: audience, value }` (audience=value, default mcpResource). Every mode but drop sends it on authorize, code exchange and refresh.',
+      ),
+  })
+  .describe("NeonPanel's OAuth server, which the gateway reaches as one confidential client.")
 
 const redisSchema = z.strictObject({
-  /**
-   * Put before every key the gateway writes to Redis, so several gateways (or
-   * other applications) can share one Redis; on a cluster it applies too. How
-   * to reach Redis, which may carry passwords, comes only from the environment
-   * (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES; docs/redis.md).
-   */
-  keyPrefix: z.string().min(1).max(64).regex(/^[\x21-\x7E]+$/, 'must be printable ASCII without spaces').default('oauth-gateway:'),
-  /** How long a request waits for Redis before it is answered 503 temporarily_unavailable, in milliseconds. */
-  commandTimeoutMs: z.number().int().min(50).max(30_000).default(1000),
-  /**
-   * Replicas that must acknowledge a durable write (a code's spent mark, grants, revocations,
-   * blocks) before the gateway reports it done: the write goes to the master, then `WAIT
-   * waitReplicas waitTimeoutMs`; fewer acknowledgements answer 503 instead of a success a
-   * failover could forget. Default: 1 with REDIS_SENTINELS or REDIS_CLUSTER_NODES, 0 with
-   * REDIS_URL (one node, no replica to wait for). Example: 1.
-   */
-  waitReplicas: z.number().int().min(0).max(16).optional(),
-  /**
-   * How long a durable write waits for its replicas, in milliseconds; shorter than commandTimeoutMs.
-   * Default: half of commandTimeoutMs (500 with its default). Example: 500.
-   */
-  waitTimeoutMs: z.number().int().min(1).max(30_000).optional(),
-}).refine((redis) => redis.waitTimeoutMs === undefined || redis.waitTimeoutMs < redis.commandTimeoutMs, { message: 'must be shorter than redis.commandTimeoutMs (the WAIT itself must not time out)', path: ['waitTimeoutMs'] })
+  keyPrefix: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[\x21-\x7E]+$/, 'must be printable ASCII without spaces')
+    .default('oauth-gateway:')
+    .describe('Put before every key the gateway writes to Redis, so several gateways (or other applications) can share one Redis; on a cluster too.'),
+  commandTimeoutMs: z
+    .number()
+    .int()
+    .min(50)
+    .max(30_000)
+    .default(1000)
+    .describe('How long a request waits for Redis before it is answered 503 temporarily_unavailable, in milliseconds.'),
+  waitReplicas: z
+    .number()
+    .int()
+    .min(0)
+    .max(16)
+    .optional()
+    .describe(
+      'Replicas that must acknowledge a durable write (a code\'s spent mark, grants, revocations, blocks) before the gateway reports it done: written to the master, then `WAIT waitReplicas waitTimeoutMs`; fewer acknowledgements answer 503 rather than a success a failover could forget. Default: 1 with REDIS_SENTINELS or REDIS_CLUSTER_NODES, 0 with REDIS_URL (one node, no replica to wait for). 0 turns the wait off.',
+    )
+    .meta({ examples: [1] }),
+  waitTimeoutMs: z
+    .number()
+    .int()
+    .min(1)
+    .max(30_000)
+    .optional()
+    .describe('How long a durable write waits for its replicas, in milliseconds; shorter than commandTimeoutMs. Default: half of commandTimeoutMs (500 with its default).')
+    .meta({ examples: [500] }),
+})
+  .refine((redis) => redis.waitTimeoutMs === undefined || redis.waitTimeoutMs < redis.commandTimeoutMs, {
+    message: 'must be shorter than redis.commandTimeoutMs (the WAIT itself must not time out)',
+    path: ['waitTimeoutMs'],
+  })
 
 /** A Redis node or sentinel, from REDIS_SENTINELS or REDIS_CLUSTER_NODES. */
 export interface RedisNode {
@@ -176,23 +211,21 @@ export type RedisConnection = (
   ca?: string | undefined
 }
 
-/** Which client presets' redirect URIs are allowed (see gateway/policy/presets.ts); all off unless switched on. */
+/** A preset switch: off unless switched on; the shipped file switches every preset on. */
+const preset = (description: string) => z.boolean().default(false).describe(description).meta({ examples: [true] })
+
+/** Which client presets' redirect URIs are allowed (see gateway/policy/presets.ts). */
 const redirectPresets = z
   .strictObject({
-    /** https://chatgpt.com/connector/oauth/<id>, the legacy connector redirect, GPT Actions. */
-    chatgpt: z.boolean().default(false),
-    /** https://claude.ai and https://claude.com /api/mcp/auth_callback. */
-    claude: z.boolean().default(false),
-    /** http://localhost, 127.0.0.1 and [::1], any port, any path: Claude Code, VS Code and other native clients. */
-    loopback: z.boolean().default(false),
-    /** https://vscode.dev/redirect and https://insiders.vscode.dev/redirect. */
-    vscodeWeb: z.boolean().default(false),
-    /** cursor://anysphere.cursor-mcp/oauth/callback. */
-    cursor: z.boolean().default(false),
-    /** http://localhost:<any port>/oauth/callback and /oauth/callback/debug (MCP Inspector). */
-    inspector: z.boolean().default(false),
+    chatgpt: preset('https://chatgpt.com/connector/oauth/<id>, the legacy https://chatgpt.com/connector_platform_oauth_redirect, and GPT Actions (https://chat.openai.com/aip/g-<id>/oauth/callback and its chatgpt.com twin).'),
+    claude: preset('https://claude.ai/api/mcp/auth_callback and https://claude.com/api/mcp/auth_callback.'),
+    loopback: preset('http://localhost, 127.0.0.1 and [::1] on any port and any path (RFC 8252 §7.3): Claude Code, VS Code and other native clients. PKCE protects the code.'),
+    vscodeWeb: preset('https://vscode.dev/redirect and https://insiders.vscode.dev/redirect.'),
+    cursor: preset('cursor://anysphere.cursor-mcp/oauth/callback.'),
+    inspector: preset('MCP Inspector: http://localhost:<any port>/oauth/callback and /oauth/callback/debug.'),
   })
   .prefault({})
+  .describe("Redirect URIs clients may register, checked again at every authorization: each preset allows one client family's real redirect URIs. At least one preset or one allowedRedirectUris entry is required.")
 
 /** Space-separated upstream scopes ('' for none). */
 const upstreamScopes = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\x5B\x5D-\x7E]+)*$|^$/, 'must be space-separated scope tokens, or empty')
@@ -203,177 +236,203 @@ const upstreamScopes = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+( [\x21\x23-\
  */
 const consentSchema = z
   .strictObject({
-    /** How long an approval is remembered in the browser, in days; 0 asks every time. */
-    rememberDays: z.number().int().min(0).max(400).default(30),
-    /**
-     * Redirect URIs (exact or patterns, as in allowedRedirectUris) whose clients skip the
-     * page: the code can only ever reach that address, so only list addresses whose owner
-     * ops trust with every user's account (e.g. a first-party app). Never loopback URIs.
-     */
-    trustedRedirectUris: z.array(redirectPattern.refine((value) => !isLoopbackPattern(value), 'must not be a loopback URI: any program on the user\'s machine can listen there')).default([]),
-    /** Client ids that skip the page: in practice client metadata document URLs, compared exactly. */
-    trustedClientIds: z.array(z.string().min(1)).default([]),
+    rememberDays: z.number().int().min(0).max(400).default(30).describe('How long an approval is remembered in the browser, in days; 0 asks every time.'),
+    trustedRedirectUris: z
+      .array(redirectPattern.refine((value) => !isLoopbackPattern(value), 'must not be a loopback URI: any program on the user\'s machine can listen there'))
+      .default([])
+      .describe(
+        "Redirect URIs (exact or patterns, as in allowedRedirectUris) whose clients skip the page: a code can then only reach that address, so list only addresses whose owner you trust with every user's account. Loopback URIs are refused.",
+      ),
+    trustedClientIds: z.array(z.string().min(1)).default([]).describe('Client ids that skip the page, compared exactly: in practice the https URLs of client metadata documents.'),
   })
   .prefault({})
+  .describe(
+    'The consent page: before the gateway sends a browser to NeonPanel for a client that browser has not approved, it asks the user. Approvals live in a sealed HttpOnly cookie bound to the client id and redirect URI.',
+  )
 
 /** Client ID Metadata Documents (MCP 2025-11-25; draft-ietf-oauth-client-id-metadata-document). */
 const clientMetadataDocumentsSchema = z
   .strictObject({
-    /** Accept https URLs as client ids and advertise client_id_metadata_document_supported. */
-    enabled: z.boolean().default(true),
-    /** Most bytes read of a document; the draft recommends 5 kB. */
-    maxBytes: z.number().int().min(512).max(65_536).default(5120),
-    /** Most bytes read of a JWKS named by a document's jwks_uri. */
-    jwksMaxBytes: z.number().int().min(1024).max(262_144).default(32_768),
-    /** Whole-fetch timeout (connect, headers and body), in milliseconds. */
-    timeoutMs: z.number().int().min(100).max(30_000).default(5_000),
-    /** Cache lifetime when the answer names none (no max-age, no Expires), in seconds. */
-    defaultCacheSeconds: z.number().int().min(0).max(86_400).default(300),
-    /** Upper bound on any cache lifetime, whatever the answer's Cache-Control says, in seconds. */
-    maxCacheSeconds: z.number().int().min(0).max(86_400).default(3600),
-    /** Most documents and key sets one replica puts into the shared store at a time. */
-    maxCachedDocuments: z.number().int().min(0).max(100_000).default(1000),
-    /**
-     * DEVELOPMENT ONLY, never in production: allow documents on loopback addresses
-     * (and plain http there), for local tests. Refused unless publicUrl is loopback too.
-     */
-    developmentAllowLoopback: z.boolean().default(false),
+    enabled: z.boolean().default(true).describe('Accept https URLs as client ids and advertise client_id_metadata_document_supported.'),
+    maxBytes: z.number().int().min(512).max(65_536).default(5120).describe('Most bytes read of a document; the draft recommends 5 kB.'),
+    jwksMaxBytes: z.number().int().min(1024).max(262_144).default(32_768).describe("Most bytes read of a key set named by a document's jwks_uri."),
+    timeoutMs: z.number().int().min(100).max(30_000).default(5_000).describe('Whole-fetch timeout (connect, headers and body), in milliseconds.'),
+    defaultCacheSeconds: z.number().int().min(0).max(86_400).default(300).describe('Cache lifetime when the answer names none (no max-age, no Expires), in seconds.'),
+    maxCacheSeconds: z.number().int().min(0).max(86_400).default(3600).describe("Upper bound on any cache lifetime, whatever the answer's Cache-Control says, in seconds."),
+    maxCachedDocuments: z.number().int().min(0).max(100_000).default(1000).describe('Most documents and key sets one replica puts into the shared store at a time.'),
+    developmentAllowLoopback: z
+      .boolean()
+      .default(false)
+      .describe('DEVELOPMENT ONLY, never in production: allow documents on loopback addresses (and plain http there), for local tests. Refused unless publicUrl is loopback too.'),
   })
   .prefault({})
+  .describe(
+    'Client ID Metadata Documents (MCP 2025-11-25): a client whose client_id is an https URL publishes its metadata there; the gateway fetches it (https only, never a private address, no redirects), caches it and checks its redirect URIs against the allowlist.',
+  )
 
 /** Largest request body, in bytes, per endpoint that reads one; larger bodies are answered 413 `invalid_request`. */
 const bodyLimitsSchema = z
   .strictObject({
-    /** POST /register: JSON client metadata. */
-    register: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
-    /** POST /token: a form with a code or refresh token, the verifier and client credentials. */
-    token: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024),
-    /** POST /revoke: a form with a token and client credentials. */
-    revoke: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024),
-    /** POST /authorize: the authorization request as a form. */
-    authorize: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024),
+    register: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024).describe('POST /register: JSON client metadata.'),
+    token: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024).describe('POST /token: a form with a code or refresh token, the verifier and client credentials.'),
+    revoke: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024).describe('POST /revoke: a form with a token and client credentials.'),
+    authorize: z.number().int().min(1024).max(1024 * 1024).default(32 * 1024).describe('POST /authorize: the authorization request as a form.'),
   })
   .prefault({})
+  .describe('Largest request body, in bytes, per endpoint that reads one; a larger body is answered 413 invalid_request.')
 
 /** Limits that protect the gateway from slow and oversized requests (Node's http server and Fastify settings). */
 const serverSchema = z
   .strictObject({
-    /** Time a client has to send its request headers, ms; then 408 and the connection is closed (slowloris). */
-    headersTimeoutMs: z.number().int().min(100).max(120_000).default(10_000),
-    /** Time a client has to send its whole request, headers and body, ms; then 408 and the connection is closed. */
-    requestTimeoutMs: z.number().int().min(100).max(600_000).default(30_000),
-    /** How long an idle keep-alive connection stays open, ms; longer than the idle timeout of the load balancer in front (often 60 s). */
-    keepAliveTimeoutMs: z.number().int().min(100).max(600_000).default(72_000),
-    /** A connection with no traffic at all during a request is closed after this long, ms; must outlast upstream.timeoutMs. */
-    connectionTimeoutMs: z.number().int().min(100).max(600_000).default(60_000),
-    /** Most parameters in one query string, form or registration; a repeated parameter counts each time. */
-    maxParameters: z.number().int().min(10).max(10_000).default(100),
+    headersTimeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(120_000)
+      .default(10_000)
+      .describe('Time a client has to send its request headers, in milliseconds; then 408 and the connection is closed (slowloris).'),
+    requestTimeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(600_000)
+      .default(30_000)
+      .describe('Time a client has to send its whole request, headers and body, in milliseconds; then 408 and the connection is closed.'),
+    keepAliveTimeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(600_000)
+      .default(72_000)
+      .describe('How long an idle keep-alive connection stays open, in milliseconds; keep it longer than the idle timeout of the load balancer in front (often 60 s).'),
+    connectionTimeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(600_000)
+      .default(60_000)
+      .describe('A connection with no traffic at all during a request is closed after this long, in milliseconds; must be longer than upstream.timeoutMs.'),
+    maxParameters: z
+      .number()
+      .int()
+      .min(10)
+      .max(10_000)
+      .default(100)
+      .describe('Most parameters in one query string, form or registration; a repeated parameter counts each time.'),
     bodyLimits: bodyLimitsSchema,
-    /**
-     * Proxies in front of the gateway whose X-Forwarded-For is believed, for the
-     * client address that rate limits count by: a number of hops (1 behind one
-     * load balancer) or the proxies' addresses and CIDR ranges. 0 (default): the
-     * peer address, which behind a load balancer is the balancer's for everyone.
-     */
-    trustProxy: z.union([z.number().int().min(0).max(10), z.array(z.string().min(1)).min(1)]).default(0),
-    /** On SIGTERM, how long in-flight requests may take to finish before the process exits anyway, ms. */
-    shutdownTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
-    /** pino level of the log; `debug` adds the request lines of discovery documents, probes and /metrics. */
-    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+    trustProxy: z
+      .union([z.number().int().min(0).max(10), z.array(z.string().min(1)).min(1)])
+      .default(0)
+      .describe(
+        "Proxies whose X-Forwarded-For is believed, for the client address rate limits count by: a number of hops (1 behind one load balancer) or the proxies' addresses and CIDR ranges. 0: the peer address. Never more hops than there are proxies.",
+      ),
+    shutdownTimeoutMs: z
+      .number()
+      .int()
+      .min(100)
+      .max(600_000)
+      .default(10_000)
+      .describe('On SIGTERM, how long in-flight requests may take to finish before the process exits anyway, in milliseconds.'),
+    logLevel: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace'])
+      .default('info')
+      .describe('pino level of the log; `debug` adds the request lines of discovery documents, probes and /metrics.'),
   })
   .prefault({})
   .refine((s) => s.headersTimeoutMs <= s.requestTimeoutMs, { message: 'must not be longer than server.requestTimeoutMs', path: ['headersTimeoutMs'] })
+  .describe('Limits that protect the gateway from slow and oversized requests (408, 413 and 400 as OAuth JSON errors), and the process settings.')
 
 /** At most `max` requests per `windowSeconds`; `max: 0` switches this limit off. */
 const rateLimit = z.strictObject({
-  max: z.number().int().min(0).max(1_000_000),
-  windowSeconds: z.number().int().min(1).max(86_400).default(60),
+  max: z.number().int().min(0).max(1_000_000).describe('Most requests per window; 0 switches this limit off.'),
+  windowSeconds: z.number().int().min(1).max(86_400).default(60).describe('Length of the fixed window, in seconds.'),
 })
 
-/**
- * Rate limits per client address and per client id, counted in Redis when
- * REDIS_URL is set (so across replicas), in memory otherwise. Excess requests
- * get 429 temporarily_unavailable with Retry-After.
- */
+const perIp = (max: number) => rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per client address.')
+const perClient = (max: number) => rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per client id.')
+
 const limitsSchema = z
   .strictObject({
-    enabled: z.boolean().default(true),
-    /** POST /register: per address only, since a new client has no id yet. */
-    register: z.strictObject({ perIp: rateLimit.default({ max: 60, windowSeconds: 60 }) }).prefault({}),
-    /** /authorize: browsers, one user each. */
-    authorize: z
-      .strictObject({ perIp: rateLimit.default({ max: 60, windowSeconds: 60 }), perClient: rateLimit.default({ max: 600, windowSeconds: 60 }) })
-      .prefault({}),
-    /**
-     * POST /token and /revoke: hosted clients (ChatGPT, Claude) call from a few
-     * server addresses for all their users, so the address limit is generous
-     * and the client limit is the one that stops a runaway client.
-     */
+    enabled: z.boolean().default(true).describe('Switches every rate limit on or off.'),
+    register: z.strictObject({ perIp: perIp(60) }).prefault({}).describe('POST /register: per address only, since a new client has no id yet.'),
+    authorize: z.strictObject({ perIp: perIp(60), perClient: perClient(600) }).prefault({}).describe('/authorize: browsers, one user each.'),
     token: z
-      .strictObject({ perIp: rateLimit.default({ max: 1200, windowSeconds: 60 }), perClient: rateLimit.default({ max: 120, windowSeconds: 60 }) })
-      .prefault({}),
+      .strictObject({ perIp: perIp(1200), perClient: perClient(120) })
+      .prefault({})
+      .describe('POST /token and /revoke: hosted clients (ChatGPT, Claude) call from a few server addresses for all their users, so the address limit is generous and the client limit stops a runaway client.'),
   })
   .prefault({})
+  .describe(
+    'Rate limits per client address and per client id, in fixed windows, counted in Redis when Redis is configured (so across replicas), in memory otherwise. Excess requests get 429 temporarily_unavailable with Retry-After.',
+  )
 
 export type RateLimitRule = z.infer<typeof rateLimit>
 
 /**
- * The in-memory store, used when env REDIS_URL is not set. Each sign-in
- * leaves three or four entries behind, each until it expires: the consent
- * answer's mark (when the page was shown) and its state's mark, both for
- * `lifetimes.transactionSeconds`, its code's spent mark (`codeSeconds` + 60
- * s) and the code's answer for repeats (`codeRetrySeconds`). With the default
- * lifetimes, 100,000 entries hold 75 to 135 sign-ins a second, sustained.
- * When full of live entries it answers 503 rather than forget a mark.
+ * Each sign-in leaves three or four entries in the memory store, each until it
+ * expires: the consent answer's mark (when the page was shown) and its state's
+ * mark, both for `lifetimes.transactionSeconds`, its code's spent mark
+ * (`codeSeconds` + 60 s) and the code's answer for repeats (`codeRetrySeconds`).
+ * Hence: with the default lifetimes, 100,000 entries hold 75 to 135 sign-ins a
+ * second, sustained.
  */
 const memoryStoreSchema = z
   .strictObject({
-    maxEntries: z.number().int().min(10).max(10_000_000).default(100_000),
+    maxEntries: z
+      .number()
+      .int()
+      .min(10)
+      .max(10_000_000)
+      .default(100_000)
+      .describe('Most live entries; with the default lifetimes 100,000 hold 75 to 135 sign-ins a second, sustained. When full, requests that need a new entry get 503 rather than forget a mark.'),
   })
   .prefault({})
+  .describe('The in-memory store, used when env REDIS_URL is not set (one replica only).')
 
-/**
- * GET /metrics in the Prometheus text format. It tells how many clients
- * connect and how often sign-ins fail: with env METRICS_TOKEN set it asks for
- * `Authorization: Bearer <token>`; without, keep /metrics off the public
- * ingress (deploy/nginx.conf does).
- */
 const metricsSchema = z
   .strictObject({
-    enabled: z.boolean().default(true),
+    enabled: z.boolean().default(true).describe('Serve GET /metrics.'),
   })
   .prefault({})
+  .describe(
+    'GET /metrics in the Prometheus text format. It tells how many clients connect and how often sign-ins fail: set env METRICS_TOKEN to require `Authorization: Bearer <token>`, or keep /metrics off the public ingress.',
+  )
 
 export const configSchema = z
   .strictObject({
-    /** The gateway's issuer, exactly as clients see it; env GATEWAY_PUBLIC_URL. */
-    publicUrl: issuerUrl,
-    /** Address to listen on; env PORT and HOST. */
-    port: z.number().int().min(0).max(65_535).default(8080),
-    host: z.string().min(1).default('0.0.0.0'),
-    /** The protected MCP server (RFC 9728 `resource`); env MCP_RESOURCE. */
-    mcpResource: secureUrl.refine((value) => !new URL(value).search, 'must not have a query'),
+    publicUrl: issuerUrl.describe("The gateway's issuer, exactly as clients see it: no path, no trailing slash.").meta({ examples: ['https://oauth.neonpanel.com'] }),
+    port: z.number().int().min(0).max(65_535).default(8080).describe('Port to listen on.'),
+    host: z.string().min(1).default('0.0.0.0').describe('Address to listen on.'),
+    mcpResource: secureUrl
+      .refine((value) => !new URL(value).search, 'must not have a query')
+      .describe('The protected MCP server (RFC 9728 `resource`): the gateway serves its protected resource metadata and accepts `resource` only for this URL.')
+      .meta({ examples: ['https://mcp.neonpanel.com/mcp'] }),
     upstream: upstreamSchema,
     redirectPresets,
-    /**
-     * Redirect URIs clients may register beyond the presets: exact URIs or patterns; env
-     * ALLOWED_REDIRECT_URIS replaces this list (the presets stay as the file sets them).
-     */
-    allowedRedirectUris: z.array(redirectPattern).default([]),
+    allowedRedirectUris: z
+      .array(redirectPattern)
+      .default([])
+      .describe(
+        'More redirect URIs clients may register, beyond the presets: exact URIs or patterns (see docs/clients.md). Applied live, without a restart. The environment variable replaces this list; the presets stay as the file sets them.',
+      ),
     scopes: z
       .strictObject({
-        /** Advertised in metadata and accepted from clients. */
-        supported: z.array(scopeToken).min(1),
-        /** Asked of the upstream when a client sends no scope (or an empty one). */
-        default: z.array(scopeToken).min(1),
-        /**
-         * Client scope → the upstream scope(s) it stands for, space-separated ('' = not sent).
-         * Scopes not listed go upstream as they are. Token responses name the client's scopes.
-         */
-        upstream: z.record(scopeToken, upstreamScopes).default({}),
-        /** Adds offline_access upstream for clients that registered the refresh_token grant (for upstreams that only then issue refresh tokens). */
-        addOfflineAccess: z.boolean().default(false),
+        supported: z.array(scopeToken).min(1).describe('Scopes advertised in metadata and accepted from clients.').meta({ examples: [['openid', 'profile', 'email', 'offline_access']] }),
+        default: z
+          .array(scopeToken)
+          .min(1)
+          .describe('Asked for when a client sends no scope or an empty one (ChatGPT sends scope=).')
+          .meta({ examples: [['openid', 'profile', 'email', 'offline_access']] }),
+        upstream: z
+          .record(scopeToken, upstreamScopes)
+          .default({})
+          .describe("Client scope → the upstream scope(s) it stands for, space-separated ('' = not sent), e.g. { mcp: neonpanel.api }. Scopes not listed go upstream as they are; token responses name the client's scopes."),
+        addOfflineAccess: z
+          .boolean()
+          .default(false)
+          .describe('Add offline_access upstream for clients that registered the refresh_token grant, for upstreams that only then issue refresh tokens.'),
       })
+      .describe('The scopes clients see, and what the gateway asks of the upstream for them.')
       .refine((s) => s.default.every((scope) => s.supported.includes(scope)), {
         message: 'every default scope must be in scopes.supported',
         path: ['default'],
@@ -384,54 +443,76 @@ export const configSchema = z
       }),
     lifetimes: z
       .strictObject({
-        /** How long a browser has to decide on the consent page and come back from the upstream sign-in, in seconds. */
-        transactionSeconds: z.number().int().min(5).max(3600).default(600),
-        /** How long a gateway authorization code lives, in seconds (RFC 9700: short). */
-        codeSeconds: z.number().int().min(5).max(60).default(60),
-        /**
-         * For how long a repeated code exchange (same code, same code_verifier, same client, as
-         * ChatGPT sends) gets the first answer again instead of invalid_grant, in seconds.
-         */
-        codeRetrySeconds: z.number().int().min(1).max(60).default(10),
-        /**
-         * For how long a concurrent or retried refresh of the same refresh token gets the first
-         * answer again, so that an upstream that rotates refresh tokens is called once, in seconds.
-         */
-        refreshRetrySeconds: z.number().int().min(1).max(60).default(10),
+        transactionSeconds: z
+          .number()
+          .int()
+          .min(5)
+          .max(3600)
+          .default(600)
+          .describe('How long a browser has to answer the consent page, and then to come back from the upstream sign-in, in seconds (each).'),
+        codeSeconds: z.number().int().min(5).max(60).default(60).describe('How long a gateway authorization code lives, in seconds (RFC 9700: short).'),
+        codeRetrySeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(60)
+          .default(10)
+          .describe('For how long a repeated code exchange (same code, code_verifier and client, as ChatGPT sends) gets the first answer again instead of invalid_grant, in seconds.'),
+        refreshRetrySeconds: z
+          .number()
+          .int()
+          .min(1)
+          .max(60)
+          .default(10)
+          .describe('For how long concurrent or retried refreshes of one refresh token share one upstream call and get its answer, in seconds (for upstreams that rotate refresh tokens).'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('How long the short-lived state of a sign-in lives.'),
     registration: z
       .strictObject({
-        /** Most redirect URIs one client may register. */
-        maxRedirectUris: z.number().int().min(1).max(20).default(10),
-        /**
-         * `local`: the gateway registers clients itself and the upstream sees only
-         * the gateway's own client. `upstream`: after the same checks, each
-         * registration also registers a client at the upstream (RFC 7591), with
-         * the gateway's callback as its redirect URI.
-         */
-        mode: z.enum(['local', 'upstream']).default('local'),
+        maxRedirectUris: z.number().int().min(1).max(20).default(10).describe('Most redirect URIs one client may register.'),
+        mode: z
+          .enum(['local', 'upstream'])
+          .default('local')
+          .describe(
+            "`local`: the gateway registers clients itself and the upstream sees only the gateway's own client. `upstream`: after the same checks, each registration also registers a client at the upstream (RFC 7591) whose one redirect URI is <publicUrl>/callback.",
+          ),
       })
-      .prefault({}),
-    /** Front mode: the gateway also answers at the MCP origin and proxies the MCP endpoint to the MCP server. */
+      .prefault({})
+      .describe('Dynamic client registration (RFC 7591) at POST /register.'),
     front: z
       .strictObject({
-        enabled: z.boolean().default(false),
-        /** The MCP server's own endpoint, e.g. http://mcp-server:3000/mcp (required when enabled). */
-        mcpUpstream: internalUrl.optional(),
-        /** Connect timeout towards the MCP server, in milliseconds. */
-        connectTimeoutMs: z.number().int().min(100).max(60_000).default(5_000),
-        /** Longest wait for the MCP server's response headers, in milliseconds (a tool call may take long). */
-        headersTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(300_000),
-        /** Longest silence inside a response body, in milliseconds; 0 = none, since SSE streams idle legitimately. */
-        idleTimeoutMs: z.number().int().min(0).max(3_600_000).default(0),
+        enabled: z.boolean().default(false).describe('Proxy the MCP endpoint (the path of mcpResource) to front.mcpUpstream.'),
+        mcpUpstream: internalUrl
+          .optional()
+          .describe("The MCP server's own endpoint, required when enabled; a cluster-internal address, so plain http is accepted.")
+          .meta({ examples: ['http://mcp-server:3000/mcp'] }),
+        connectTimeoutMs: z.number().int().min(100).max(60_000).default(5_000).describe('Connect timeout towards the MCP server, in milliseconds.'),
+        headersTimeoutMs: z
+          .number()
+          .int()
+          .min(1_000)
+          .max(3_600_000)
+          .default(300_000)
+          .describe("Longest wait for the MCP server's response headers, in milliseconds (a tool call may be slow)."),
+        idleTimeoutMs: z
+          .number()
+          .int()
+          .min(0)
+          .max(3_600_000)
+          .default(0)
+          .describe('Longest silence inside a response body, in milliseconds; 0 = no limit, since event streams may idle for as long as they are open.'),
       })
       .refine((front) => !front.enabled || front.mcpUpstream !== undefined, { message: 'is required when front.enabled is true', path: ['mcpUpstream'] })
-      .prefault({}),
+      .prefault({})
+      .describe('Front mode: the gateway also stands in front of the MCP server and proxies the MCP endpoint to it, streaming requests and responses (SSE included) without buffering.'),
     consent: consentSchema,
     clientMetadataDocuments: clientMetadataDocumentsSchema,
-    /** The shared store, used only when Redis is configured (env REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES); without it state lives in memory (one replica). */
-    redis: redisSchema.prefault({}),
+    redis: redisSchema
+      .prefault({})
+      .describe(
+        'The shared store, used only when the environment names Redis: REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES (they may carry passwords, so never from the file; docs/redis.md). Without it state lives in memory and only one replica may run.',
+      ),
     memoryStore: memoryStoreSchema,
     server: serverSchema,
     limits: limitsSchema,
