@@ -32,6 +32,10 @@ function environmentOverrides(env: NodeJS.ProcessEnv, file: Record<string, any>)
   if (env.UPSTREAM_ISSUER) merged.upstream.issuer = env.UPSTREAM_ISSUER
   if (env.UPSTREAM_CLIENT_ID) merged.upstream.clientId = env.UPSTREAM_CLIENT_ID
   if (env.ALLOWED_REDIRECT_URIS) merged.allowedRedirectUris = list(env.ALLOWED_REDIRECT_URIS)
+  if (env.GATEWAY_STATE_PATH) {
+    merged.state ??= {}
+    merged.state.path = env.GATEWAY_STATE_PATH
+  }
   if (env.TRUST_PROXY) {
     merged.server ??= {}
     merged.server.trustProxy = /^\d+$/.test(env.TRUST_PROXY) ? Number(env.TRUST_PROXY) : list(env.TRUST_PROXY)

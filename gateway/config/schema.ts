@@ -142,6 +142,18 @@ const upstreamSchema = z
       .describe(
         'What the upstream gets for the RFC 8707 `resource`: `drop` (not sent), `forward` (mcpResource), `{ mode: map, value }` (resource=value) or `{ mode: audience, value }` (audience=value, default mcpResource). Every mode but drop sends it on authorize, code exchange and refresh.',
       ),
+    userClaim: z
+      .string()
+      .min(1)
+      .max(100)
+      .default('sub')
+      .describe('The claim that identifies the user a grant belongs to, read from the identity source; e.g. `email` or `preferred_username` where `sub` is not stable.'),
+    identitySource: z
+      .enum(['auto', 'id_token', 'userinfo', 'introspection', 'none'])
+      .default('auto')
+      .describe(
+        'Where the user of a grant comes from. `auto`: the ID token when the upstream is OpenID (it sends one), else the userinfo endpoint when its metadata names one. `introspection`: RFC 7662 on the access token, at the upstream\'s introspection_endpoint. `none`: grants carry no user (ops still revoke by client).',
+      ),
   })
   .describe("NeonPanel's OAuth server, which the gateway reaches as one confidential client.")
 
@@ -368,6 +380,29 @@ const limitsSchema = z
 
 export type RateLimitRule = z.infer<typeof rateLimit>
 
+const grantsSchema = z
+  .strictObject({
+    maxIdleDays: z.number().int().min(1).max(3650).default(90).describe('A grant unused (no refresh) for this many days ends; the client must connect again.'),
+    maxAgeDays: z.number().int().min(1).max(3650).default(365).describe('A grant ends this many days after it was created, however much it is used.'),
+  })
+  .prefault({})
+  .refine((g) => g.maxIdleDays <= g.maxAgeDays, { message: 'must not be longer than grants.maxAgeDays', path: ['maxIdleDays'] })
+  .describe(
+    'Grants: one per connection (a code exchange and the refreshes after it), kept in the state file or Redis (docs/connections.md). A grant also ends with the upstream refresh token\'s own lifetime when the upstream tells it.',
+  )
+
+const stateSchema = z
+  .strictObject({
+    path: z
+      .string()
+      .min(1)
+      .default('data/gateway.sqlite')
+      .describe('The SQLite file; env GATEWAY_STATE_PATH. Its directory is created.')
+      .meta({ examples: ['/var/lib/oauth-gateway/state.sqlite'] }),
+  })
+  .prefault({})
+  .describe('Durable state without Redis: grants, blocks, revocations and the client list in a SQLite file (node:sqlite), created on first start. With Redis configured they live in Redis instead and this file is not used.')
+
 /**
  * Each sign-in leaves three or four entries in the memory store, each until it
  * expires: the consent answer's mark (when the page was shown) and its state's
@@ -514,6 +549,8 @@ export const configSchema = z
         'The shared store, used only when the environment names Redis: REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES (they may carry passwords, so never from the file; docs/redis.md). Without it state lives in memory and only one replica may run.',
       ),
     memoryStore: memoryStoreSchema,
+    grants: grantsSchema,
+    state: stateSchema,
     server: serverSchema,
     limits: limitsSchema,
     metrics: metricsSchema,

@@ -35,14 +35,22 @@ class ReplicationShortfall extends Error {
   override name = 'ReplicationShortfall'
 }
 
+export function replicationShortfall(acknowledged: number, wanted: number, timeoutMs: number): Error {
+  return new ReplicationShortfall(`only ${acknowledged} of ${wanted} replicas acknowledged the write within ${timeoutMs} ms`)
+}
+
+/** How durable writes wait for replicas: config redis.waitReplicas and redis.waitTimeoutMs. */
+export interface DurabilityOptions {
+  /** Replicas that must acknowledge a durable write; 0 writes without waiting. */
+  waitReplicas?: number
+  /** How long a durable write waits for them, in milliseconds. */
+  waitTimeoutMs?: number
+}
+
 /** Where each command's time and failure are told (http/metrics.ts). */
 export type CommandObserver = (command: string, seconds: number, failure?: RedisErrorKind) => void
 
-export interface RedisStoreOptions {
-  /** Replicas that must acknowledge a durable write (config redis.waitReplicas); 0 writes without waiting. */
-  waitReplicas?: number
-  /** How long a durable write waits for them, in milliseconds (config redis.waitTimeoutMs). */
-  waitTimeoutMs?: number
+export interface RedisStoreOptions extends DurabilityOptions {
   observe?: CommandObserver
 }
 
@@ -142,7 +150,7 @@ export class RedisStore implements Store {
       if (waitError) throw waitError
       if ((acknowledged as number) < this.#waitReplicas) {
         if (reply !== null) await undo?.().catch(() => {})
-        throw new ReplicationShortfall(`only ${acknowledged} of ${this.#waitReplicas} replicas acknowledged the write within ${this.#waitTimeoutMs} ms`)
+        throw replicationShortfall(acknowledged as number, this.#waitReplicas, this.#waitTimeoutMs)
       }
       return reply
     })

@@ -10,7 +10,8 @@
 import { createCipheriv, createDecipheriv, createHash, createHmac, createSecretKey, hkdfSync, randomBytes, timingSafeEqual, type KeyObject } from 'node:crypto'
 
 /** What a sealed value is for; bound as additional data so one purpose's value never opens as another's. */
-export type Purpose = 'client' | 'transaction' | 'code' | 'refresh' | 'pending' | 'csrf' | 'consent' | 'answer'
+/** 'refresh' is the refresh token issued before grants (accepted once, on upgrade); 'grant' the one that names its grant; 'stored' the upstream refresh token kept in a grant. */
+export type Purpose = 'client' | 'transaction' | 'code' | 'refresh' | 'grant' | 'stored' | 'pending' | 'csrf' | 'consent' | 'answer'
 
 /** Keys are KeyObjects, prepared once: a raw key buffer costs a key import on every seal and open. */
 interface Key {
@@ -19,7 +20,7 @@ interface Key {
   mac: KeyObject
 }
 
-const PURPOSES: Purpose[] = ['client', 'transaction', 'code', 'refresh', 'pending', 'csrf', 'consent', 'answer']
+const PURPOSES: Purpose[] = ['client', 'transaction', 'code', 'refresh', 'grant', 'stored', 'pending', 'csrf', 'consent', 'answer']
 const IV_BYTES = 12
 const TAG_BYTES = 16
 
