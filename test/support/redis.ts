@@ -181,13 +181,13 @@ export interface SentinelGroup {
 }
 
 /**
- * A master, a replica and three sentinels (quorum 2), the sentinels' config
- * files in a temporary directory (a sentinel rewrites its own). The master
- * is judged down after `downAfterMs` without an answer.
+ * A master, `replicas` replicas (default 1) and three sentinels (quorum 2),
+ * the sentinels' config files in a temporary directory (a sentinel rewrites
+ * its own). The master is judged down after `downAfterMs` without an answer.
  */
-export async function startSentinelGroup(t: Teardown, options: { downAfterMs?: number; args?: string[] } = {}): Promise<SentinelGroup> {
+export async function startSentinelGroup(t: Teardown, options: { replicas?: number; downAfterMs?: number; args?: string[] } = {}): Promise<SentinelGroup> {
   const masterName = 'gateway'
-  const { master, replicas } = await startReplicationGroup(t, 1, options.args ?? [])
+  const { master, replicas } = await startReplicationGroup(t, options.replicas ?? 1, options.args ?? [])
   const nodes = [master, ...replicas]
   const directory = mkdtempSync(join(tmpdir(), 'redis-sentinel-'))
   t.teardown(() => rmSync(directory, { recursive: true, force: true }))
@@ -218,7 +218,7 @@ export async function startSentinelGroup(t: Teardown, options: { downAfterMs?: n
     const views = await Promise.all(sentinelPorts.map(async (port) => {
       const [state] = (await ask(port, 'SENTINEL', 'MASTERS')) as string[][]
       const fields = Object.fromEntries(Array.from({ length: state!.length / 2 }, (_, i) => [state![2 * i], state![2 * i + 1]]))
-      return fields['num-slaves'] === '1' && fields['num-other-sentinels'] === '2'
+      return fields['num-slaves'] === String(replicas.length) && fields['num-other-sentinels'] === '2'
     }))
     return views.every(Boolean) || undefined
   })

@@ -6,11 +6,11 @@
  * way; a node that answers as a replica (a demoted master) is not ready.
  */
 import t, { type Test } from 'tap'
-import type { Grant } from '../../gateway/grants/grant.ts'
 import { connectRedis, createRedisClient } from '../../gateway/state/redis-connection.ts'
 import { RedisGrantStorage } from '../../gateway/state/redis-grant-storage.ts'
 import { RedisStore, type RedisErrorKind } from '../../gateway/state/redis-store.ts'
 import { StoreUnavailable } from '../../gateway/state/store.ts'
+import { grantRecord, revocationOf } from '../support/grant-fixture.ts'
 import { ask, randomPrefix, startReplicationGroup, until, type PrivateRedis } from '../support/redis.ts'
 
 const silent = { info() {}, warn() {} }
@@ -76,14 +76,10 @@ t.test('grant storage: every write waits for the replica; none acknowledging fai
   await ready(store)
   const storage = new RedisGrantStorage(client, { waitReplicas: 1, waitTimeoutMs: WAIT_MS })
   const now = Math.floor(Date.now() / 1000)
-  const grant: Grant = {
-    grantId: 'g_00000001', clientId: 'client-1', clientName: 'Client', unverified: true, redirectHost: 'chatgpt.com', preset: 'chatgpt',
-    user: { id: 'alice' }, scope: 'openid', createdAt: now, lastUsedAt: now, refreshCount: 0, expiresAt: now + 3600, activeUntil: now + 3600,
-    upstreamRefreshToken: 'sealed', generation: 0, accessTokens: [],
-  }
+  const grant = grantRecord(1)
   await storage.createGrant(grant)
   t.match(await ask(replica.port, 'HGET', `${prefix}{grants}:grant:g_00000001`, 'r'), /g_00000001/, 'the replica holds the grant when createGrant returns')
-  await storage.addRevocations([{ key: 'grant:g_0', reason: 'revoked_by_admin', endedAt: now, expiresAt: now + 60 }])
+  await storage.addRevocations([revocationOf('g_0')])
   t.ok(await ask(replica.port, 'GET', `${prefix}{grants}:rev:grant:g_0`), 'and the revocation')
 
   replica.pause()
