@@ -14,10 +14,9 @@
 import t from 'tap'
 import { connectRedis, createRedisClient } from '../../gateway/state/redis-connection.ts'
 import { RedisGrantStorage } from '../../gateway/state/redis-grant-storage.ts'
-import { grantRecord, revocationOf } from '../support/grant-fixture.ts'
 import { until, startSentinelGroup } from '../support/redis.ts'
 import { startCluster, register, type Replica } from '../support/replicas.ts'
-import { failoverLoad } from '../support/failover-load.ts'
+import { failoverLoad, failureCauses, grantWriter } from '../support/failover-load.ts'
 
 t.test('Sentinel: the master killed under load; 503 for the window, then served again, nothing redeemed twice, nothing acknowledged lost', async (t) => {
   const group = await startSentinelGroup(t, { replicas: 2 })
@@ -37,23 +36,7 @@ t.test('Sentinel: the master killed under load; 503 for the window, then served 
   const storage = new RedisGrantStorage(storageClient, { waitReplicas: 1, waitTimeoutMs: 250 })
   t.teardown(() => storageClient.disconnect())
   await until('the storage connected', async () => (storageClient.status === 'ready') || undefined)
-  const acknowledged = { grants: [] as Array<{ id: string; at: number }>, revocations: [] as Array<{ id: string; at: number }> }
-  let writing = true
-  let refusedWrites = 0
-  const writer = (async () => {
-    for (let n = 0; writing; n++) {
-      const grant = grantRecord(n)
-      try {
-        await storage.createGrant(grant)
-        acknowledged.grants.push({ id: grant.grantId, at: Date.now() })
-        await storage.addRevocations([revocationOf(grant.grantId)])
-        acknowledged.revocations.push({ id: grant.grantId, at: Date.now() })
-      } catch {
-        refusedWrites++
-        await new Promise((resolve) => setTimeout(resolve, 20))
-      }
-    }
-  })()
+  const writer = grantWriter(storage)
 
   const load = failoverLoad(cluster, client, [a, b], { workers: 3 })
   let killedAt: number
@@ -66,11 +49,11 @@ t.test('Sentinel: the master killed under load; 503 for the window, then served 
     t.comment(`Sentinel promoted 127.0.0.1:${promoted} ${Date.now() - killedAt} ms after the master (127.0.0.1:${formerMaster}) was killed`)
     answers = await load.untilServedAgain(killedAt)
   } finally {
-    writing = false
-    await writer
+    await writer.stop()
   }
 
   const window = load.report(t, answers, killedAt)
+  t.comment(`the 503s' causes: ${failureCauses([a, b], killedAt)}`)
   t.ok(window.unavailable > 0 || window.served > 0, 'requests ran through the failover')
 
   await t.test('both replicas serve again, without a restart', async (t) => {
@@ -89,14 +72,9 @@ t.test('Sentinel: the master killed under load; 503 for the window, then served 
   })
 
   await t.test('every grant and revocation acknowledged before the kill is still there', async (t) => {
-    const before = (list: Array<{ id: string; at: number }>) => list.filter((entry) => entry.at < killedAt)
-    t.ok(before(acknowledged.grants).length > 0, `${before(acknowledged.grants).length} grants acknowledged before the kill, ${acknowledged.grants.length} in all (${refusedWrites} writes refused during the failover)`)
-    const missingGrants: string[] = []
-    for (const { id } of acknowledged.grants) if ((await storage.getGrant(id)) === undefined) missingGrants.push(id)
-    t.same(missingGrants, [], 'no acknowledged grant is lost')
-    const missingRevocations: string[] = []
-    for (const { id } of acknowledged.revocations) if ((await storage.getRevocation(`grant:${id}`)) === undefined) missingRevocations.push(id)
-    t.same(missingRevocations, [], 'no acknowledged revocation is lost')
+    const before = writer.acknowledged.grants.filter((entry) => entry.at < killedAt).length
+    t.ok(before > 0, `${before} grants acknowledged before the kill, ${writer.acknowledged.grants.length} in all (${writer.refused} writes refused during the failover)`)
+    t.same(await writer.lost(), { grants: [], revocations: [] }, 'no acknowledged grant or revocation is lost')
   })
 
   await t.test('metrics tell the failover', async (t) => {

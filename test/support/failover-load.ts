@@ -6,8 +6,11 @@
  * every request sent is judged as it was answered. Afterwards: whether each
  * answer was a success or a proper 503 (JSON temporarily_unavailable with
  * Retry-After on /token, the error page in the browser), the 503 window,
- * and each redeemed code replayed once.
+ * and each redeemed code replayed once. Beside it, a writer of grants and
+ * revocations keeps which of its writes were acknowledged.
  */
+import type { GrantStorage } from '../../gateway/state/grant-storage.ts'
+import { grantRecord, revocationOf } from './grant-fixture.ts'
 import { pastRetryWindow } from './stack.ts'
 import { arriveAt, authorizeAndSignIn, codeFrom, redeem, refresh, type Cluster, type Replica, type SignedIn, type TestClient } from './replicas.ts'
 
@@ -167,6 +170,57 @@ export function failoverLoad(cluster: Cluster, client: TestClient, replicas: Rep
         const body = (await response.json()) as { error?: string; error_description?: string }
         return { status: response.status, error: body.error, description: body.error_description }
       }))
+    },
+  }
+}
+
+/** What the replicas logged as the cause of their failed requests since `since`, counted: `3× Command timed out, …`. */
+export function failureCauses(replicas: Replica[], since: number): string {
+  const causes = replicas.flatMap((replica) => replica.logs().filter((line) => line.msg === 'request failed' && line.time >= since).map((line) => String(line.err?.message ?? line.error ?? 'unknown')))
+  // The cause's first clause: `Redis: only 0 of 1 replicas acknowledged …`, `Redis: Command timed out`.
+  const counted = Object.entries(Object.groupBy(causes, (cause) => cause.split(/[:.](?= )/).slice(0, 2).join(':').replace(/\d+ of \d+/, 'n of m')))
+  return counted.map(([cause, list]) => `${list!.length}× ${cause}`).join(', ') || 'none logged'
+}
+
+/**
+ * Writes grants and their revocations through `storage` in a loop until
+ * stopped, keeping which writes were acknowledged and when; `lost(before)`
+ * names those acknowledged before a moment that storage no longer has.
+ */
+export function grantWriter(storage: GrantStorage) {
+  const acknowledged = { grants: [] as Array<{ id: string; at: number }>, revocations: [] as Array<{ id: string; at: number }> }
+  let writing = true
+  let refused = 0
+  const loop = (async () => {
+    for (let n = 0; writing; n++) {
+      const grant = grantRecord(n)
+      try {
+        await storage.createGrant(grant)
+        acknowledged.grants.push({ id: grant.grantId, at: Date.now() })
+        await storage.addRevocations([revocationOf(grant.grantId)])
+        acknowledged.revocations.push({ id: grant.grantId, at: Date.now() })
+      } catch {
+        refused++
+        await sleep(20)
+      }
+    }
+  })()
+  return {
+    acknowledged,
+    get refused() {
+      return refused
+    },
+    async stop() {
+      writing = false
+      await loop
+    },
+    /** Acknowledged grants and revocations that storage no longer has. */
+    async lost() {
+      const grants: string[] = []
+      for (const { id } of acknowledged.grants) if ((await storage.getGrant(id)) === undefined) grants.push(id)
+      const revocations: string[] = []
+      for (const { id } of acknowledged.revocations) if ((await storage.getRevocation(`grant:${id}`)) === undefined) revocations.push(id)
+      return { grants, revocations }
     },
   }
 }

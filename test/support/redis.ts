@@ -251,10 +251,16 @@ export interface RedisCluster {
   env: Record<string, string>
   /** A client of the cluster (no prefix), disconnected at teardown. */
   client(): Cluster
-  /** `master port → its replicas' ports`, as CLUSTER NODES says now. */
-  topology(): Promise<Map<number, number[]>>
   /** Resolves once every running node says cluster_state:ok (every slot served). */
   healthy(within?: number): Promise<void>
+  /** The port of the master that serves `key`'s slot now. */
+  masterFor(key: string): Promise<number>
+  /** SIGKILLs the node on `port`. */
+  kill(port: number): Promise<void>
+  /** Starts the node on `port` again, with its cluster config file: it rejoins the cluster (a failed master as a replica). */
+  restart(port: number): Promise<void>
+  /** Resolves with the new master's port once `key`'s slot is served by another node than `formerPort`, and the cluster is healthy. */
+  promoted(key: string, formerPort: number, within?: number): Promise<number>
 }
 
 /** `masters` masters with `replicasPerMaster` replicas each, made with `redis-cli --cluster create`. */
@@ -271,16 +277,6 @@ export async function startRedisCluster(t: Teardown, options: { masters?: number
     })
   }))
   await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 60_000 })
-  const topology = async () => {
-    const alive = nodes.filter((node) => node.running())
-    const text = String(await ask(alive[0]!.port, 'CLUSTER', 'NODES'))
-    const rows = text.trim().split('\n').map((line) => line.split(' '))
-    const portOf = (row: string[]) => Number(row[1]!.split('@')[0]!.split(':')[1])
-    const live = rows.filter((row) => !/fail|noaddr|handshake/.test(row[2]!))
-    const map = new Map<number, number[]>()
-    for (const row of live.filter((row) => row[2]!.includes('master'))) map.set(portOf(row), live.filter((other) => other[3] === row[0]).map(portOf))
-    return map
-  }
   const healthy = async (within = 30_000) => {
     await until('the cluster is healthy', async () => {
       const alive = nodes.filter((node) => node.running())
@@ -289,8 +285,31 @@ export async function startRedisCluster(t: Teardown, options: { masters?: number
     }, within)
   }
   await healthy()
+  const masterFor = async (key: string) => {
+    const alive = nodes.filter((node) => node.running())
+    const slot = Number(await ask(alive[0]!.port, 'CLUSTER', 'KEYSLOT', key))
+    const ranges = (await ask(alive[0]!.port, 'CLUSTER', 'SLOTS')) as Array<[number, number, [string, number, ...unknown[]], ...unknown[]]>
+    const range = ranges.find(([start, end]) => start <= slot && slot <= end)
+    if (!range) throw new Error(`no node serves slot ${slot}`)
+    return Number(range[2][1])
+  }
   return {
     nodes,
+    masterFor,
+    async kill(port) {
+      await nodes.find((node) => node.port === port)!.stop()
+    },
+    async restart(port) {
+      await nodes.find((node) => node.port === port)!.start()
+    },
+    async promoted(key, formerPort, within = 30_000) {
+      const port = await until(`a replica took over ${key}'s slot`, async () => {
+        const port = await masterFor(key)
+        return port === formerPort ? undefined : port
+      }, within)
+      await healthy(within)
+      return port
+    },
     env: { REDIS_CLUSTER_NODES: nodes.map((node) => `127.0.0.1:${node.port}`).join(',') },
     client() {
       const client = new Cluster(nodes.filter((node) => node.running()).map((node) => ({ host: '127.0.0.1', port: node.port })), { redisOptions: { maxRetriesPerRequest: 1 } })
@@ -298,7 +317,6 @@ export async function startRedisCluster(t: Teardown, options: { masters?: number
       t.teardown(() => client.disconnect())
       return client
     },
-    topology,
     healthy,
   }
 }
