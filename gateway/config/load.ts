@@ -71,13 +71,7 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
     ...settings,
     secrets,
     upstream: { ...settings.upstream, clientSecret, registrationToken },
-    redis: {
-      ...settings.redis,
-      // A mode with replicas waits for one by default; one node has none to wait for.
-      waitReplicas: settings.redis.waitReplicas ?? (redis.connection && redis.connection.mode !== 'single' ? 1 : 0),
-      waitTimeoutMs: settings.redis.waitTimeoutMs ?? Math.floor(settings.redis.commandTimeoutMs / 2),
-      connection: redis.connection,
-    },
+    redis: settleRedis(settings.redis, redis.connection),
     metrics: { ...settings.metrics, token: env.METRICS_TOKEN || undefined },
   }
   return deepFreeze(config)
@@ -99,6 +93,16 @@ export function parseSettings(file: unknown, env: NodeJS.ProcessEnv = {}, where 
 
 function isRedisUrl(value: string) {
   return URL.canParse(value) && ['redis:', 'rediss:'].includes(new URL(value).protocol)
+}
+
+/** The redis keys with their defaults that depend on the mode: a mode with replicas waits for one; one node has none to wait for. */
+export function settleRedis(redis: Settings['redis'], connection: RedisConnection | undefined): Config['redis'] {
+  return {
+    ...redis,
+    waitReplicas: redis.waitReplicas ?? (connection && connection.mode !== 'single' ? 1 : 0),
+    waitTimeoutMs: redis.waitTimeoutMs ?? Math.floor(redis.commandTimeoutMs / 2),
+    connection,
+  }
 }
 
 const REDIS_MODES = ['REDIS_URL', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const
