@@ -23,7 +23,7 @@ import type { ChainableCommander } from 'ioredis'
 import type { Block, ClientRecord, ClientSummary, Grant, Revocation } from '../grants/grant.ts'
 import { clientKey, type GrantFilter, type GrantStorage, type KeyPage } from './grant-storage.ts'
 import type { RedisClient } from './redis-connection.ts'
-import { replicationShortfall, type DurabilityOptions } from './redis-store.ts'
+import { redisErrorKind, replicationShortfall, type CommandObserver, type DurabilityOptions } from './redis-store.ts'
 import { StoreUnavailable } from './store.ts'
 
 const TAG = '{grants}'
@@ -72,15 +72,17 @@ export class RedisGrantStorage implements GrantStorage {
   readonly #client: RedisClient
   readonly #waitReplicas: number
   readonly #waitTimeoutMs: number
+  readonly #observe: CommandObserver
 
   /**
    * Shares the replica's connection (its key prefix applies); the RedisStore closes it. Every write waits
    * for `waitReplicas` replicas (config redis.waitReplicas) for at most `waitTimeoutMs`.
    */
-  constructor(client: RedisClient, options: DurabilityOptions = {}) {
+  constructor(client: RedisClient, options: DurabilityOptions & { observe?: CommandObserver } = {}) {
     this.#client = client
     this.#waitReplicas = options.waitReplicas ?? 0
     this.#waitTimeoutMs = options.waitTimeoutMs ?? 500
+    this.#observe = options.observe ?? (() => {})
   }
 
   async createGrant(grant: Grant): Promise<void> {
@@ -271,7 +273,7 @@ export class RedisGrantStorage implements GrantStorage {
    * write here is idempotent or compare-and-set).
    */
   async #write(build: (multi: ChainableCommander) => unknown): Promise<unknown[]> {
-    return this.#run(async () => {
+    return this.#run('grant-write', async () => {
       if (this.#waitReplicas === 0) {
         const multi = this.#client.multi()
         build(multi)
@@ -301,11 +303,16 @@ export class RedisGrantStorage implements GrantStorage {
     })
   }
 
-  /** Any failure of Redis is answered 503, as the short-lived store's are. */
-  async #run<T>(work: () => Promise<T>): Promise<T> {
+  /** Any failure of Redis is answered 503, as the short-lived store's are; each call's time goes to metrics. */
+  async #run<T>(command: string | (() => Promise<T>), work?: () => Promise<T>): Promise<T> {
+    const [name, run] = typeof command === 'string' ? [command, work!] : ['grant-read', command]
+    const started = performance.now()
     try {
-      return await work()
+      const result = await run()
+      this.#observe(name, (performance.now() - started) / 1000)
+      return result
     } catch (err) {
+      this.#observe(name, (performance.now() - started) / 1000, redisErrorKind(err))
       if (err instanceof StoreUnavailable) throw err
       throw new StoreUnavailable(`Redis: ${(err as Error).message}`, { cause: err })
     }
