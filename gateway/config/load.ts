@@ -21,26 +21,86 @@ const list = (value: string) =>
     .map((item) => item.trim())
     .filter(Boolean)
 
+/** An environment variable that overrides one key of the file. */
+export interface OverrideVariable {
+  name: string
+  /** The dotted key it sets. */
+  key: string
+  /** How the text is written, when not as the key's own value. */
+  format?: string
+  /** The value for the key; undefined leaves the file's value. */
+  read: (text: string) => unknown
+}
+
+/** An environment variable with no key in the file: the secrets and where the file is. */
+export interface EnvironmentOnlyVariable {
+  name: string
+  required?: boolean
+  description: string
+}
+
+const text = (value: string) => value || undefined
+const hopsOrList = (value: string) => (/^\d+$/.test(value) ? Number(value) : list(value))
+
+/** The environment variables that override the file, in the order they are documented. */
+export const OVERRIDE_VARIABLES: readonly OverrideVariable[] = [
+  { name: 'GATEWAY_PUBLIC_URL', key: 'publicUrl', read: text },
+  // An empty PORT is an error, not the file's port.
+  { name: 'PORT', key: 'port', read: (value) => (/^\d+$/.test(value) ? Number(value) : value) },
+  { name: 'HOST', key: 'host', read: text },
+  { name: 'MCP_RESOURCE', key: 'mcpResource', read: text },
+  { name: 'UPSTREAM_ISSUER', key: 'upstream.issuer', read: text },
+  { name: 'UPSTREAM_CLIENT_ID', key: 'upstream.clientId', read: text },
+  { name: 'ALLOWED_REDIRECT_URIS', key: 'allowedRedirectUris', format: 'comma-separated; replaces the list (edits of the file then have no effect)', read: (value) => (value ? list(value) : undefined) },
+  { name: 'GATEWAY_STATE_PATH', key: 'state.path', read: text },
+  { name: 'TRUST_PROXY', key: 'server.trustProxy', format: 'a number of hops, or comma-separated addresses and CIDR ranges', read: (value) => (value ? hopsOrList(value) : undefined) },
+]
+
+/** The environment variables that only the environment sets; parseConfig and configPath read them. */
+export const ENVIRONMENT_ONLY_VARIABLES: readonly EnvironmentOnlyVariable[] = [
+  { name: 'GATEWAY_CONFIG', description: `Path of the configuration file; default ${DEFAULT_CONFIG_PATH}.` },
+  {
+    name: 'GATEWAY_SECRET',
+    required: true,
+    description: 'Comma-separated keys of at least 32 characters each: the first seals and signs, every key opens and verifies, so a rotation puts the new key first and drops the old one later.',
+  },
+  { name: 'UPSTREAM_CLIENT_SECRET', required: true, description: "The secret of the gateway's client at the upstream (upstream.clientId)." },
+  { name: 'UPSTREAM_REGISTRATION_TOKEN', description: "RFC 7591 §3 initial access token for the upstream's registration endpoint, when registration.mode is upstream and the upstream wants one." },
+  {
+    name: 'REDIS_URL',
+    description:
+      'redis:// or rediss:// URL of the shared store, one node (it may carry a password). Set (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES; exactly one of the three): replicas share state and rate-limit counters through Redis. None: state lives in memory and only one replica may run. docs/redis.md.',
+  },
+  { name: 'REDIS_SENTINELS', description: 'Comma-separated host:port of Redis Sentinels; with REDIS_SENTINEL_MASTER the gateway uses the master they name and follows its failovers.' },
+  { name: 'REDIS_SENTINEL_MASTER', description: "The master's name in the sentinels' configuration; required with REDIS_SENTINELS." },
+  { name: 'REDIS_SENTINEL_PASSWORD', description: "The sentinels' own password, when they have one." },
+  { name: 'REDIS_CLUSTER_NODES', description: 'Comma-separated host:port seed nodes of a Redis Cluster; the other nodes are discovered.' },
+  { name: 'REDIS_USERNAME', description: "The Redis data nodes' ACL user, in every mode." },
+  { name: 'REDIS_PASSWORD', description: "The Redis data nodes' password, in every mode (with REDIS_URL: here or in the URL, not both)." },
+  { name: 'REDIS_TLS', description: '1: TLS to every Redis node and sentinel, the certificate verified (a rediss:// URL is TLS already).' },
+  { name: 'REDIS_CA_FILE', description: "PEM file of the CA that signed the Redis nodes' certificates; without it the system's CAs. A certificate that does not verify stops start-up." },
+  { name: 'METRICS_TOKEN', description: 'When set, GET /metrics requires `Authorization: Bearer <token>`.' },
+]
+
 /** Environment variables that override the file, mapped onto the file's shape. */
 function environmentOverrides(env: NodeJS.ProcessEnv, file: Record<string, any>) {
   const merged = structuredClone(file)
+  // A missing upstream section is reported key by key (upstream.issuer, upstream.clientId).
   merged.upstream ??= {}
-  if (env.PORT !== undefined) merged.port = /^\d+$/.test(env.PORT) ? Number(env.PORT) : env.PORT
-  if (env.HOST) merged.host = env.HOST
-  if (env.GATEWAY_PUBLIC_URL) merged.publicUrl = env.GATEWAY_PUBLIC_URL
-  if (env.MCP_RESOURCE) merged.mcpResource = env.MCP_RESOURCE
-  if (env.UPSTREAM_ISSUER) merged.upstream.issuer = env.UPSTREAM_ISSUER
-  if (env.UPSTREAM_CLIENT_ID) merged.upstream.clientId = env.UPSTREAM_CLIENT_ID
-  if (env.ALLOWED_REDIRECT_URIS) merged.allowedRedirectUris = list(env.ALLOWED_REDIRECT_URIS)
-  if (env.GATEWAY_STATE_PATH) {
-    merged.state ??= {}
-    merged.state.path = env.GATEWAY_STATE_PATH
-  }
-  if (env.TRUST_PROXY) {
-    merged.server ??= {}
-    merged.server.trustProxy = /^\d+$/.test(env.TRUST_PROXY) ? Number(env.TRUST_PROXY) : list(env.TRUST_PROXY)
+  for (const variable of OVERRIDE_VARIABLES) {
+    const raw = env[variable.name]
+    const value = raw === undefined ? undefined : variable.read(raw)
+    if (value !== undefined) setKey(merged, variable.key, value)
   }
   return merged
+}
+
+function setKey(target: Record<string, any>, key: string, value: unknown) {
+  const parts = key.split('.')
+  const last = parts.pop()!
+  let node = target
+  for (const part of parts) node = node[part] ??= {}
+  node[last] = value
 }
 
 function describeIssues(error: z.ZodError, where: string) {
@@ -80,7 +140,7 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
 /**
  * Validates a parsed config file plus the environment, without requiring or
  * reading any secret: for tools that check a deployment from the outside
- * (doctor.ts). parseConfig adds the secrets.
+ * (doctor/main.ts). parseConfig adds the secrets.
  */
 export function parseSettings(file: unknown, env: NodeJS.ProcessEnv = {}, where = 'config'): Settings {
   if (file === null || typeof file !== 'object' || Array.isArray(file)) {

@@ -17,17 +17,11 @@ const secureUrl = z
   }, 'must be https (plain http is accepted only for loopback hosts)')
   .refine((value) => !new URL(value).hash, 'must not have a fragment')
 
-/** The gateway's own issuer: no query, and no trailing slash (RFC 8414 §2). */
-const issuerUrl = secureUrl
-  .refine((value) => !new URL(value).search, 'must not have a query')
-  .transform((value) => value.replace(/\/+$/, ''))
+/** An issuer: no query (RFC 8414 §2). */
+const issuerUrl = secureUrl.refine((value) => !new URL(value).search, 'must not have a query')
 
-/**
- * The upstream's issuer, kept as written: discovery tolerates a trailing
- * slash either way, but without discovery it is compared with the `iss` the
- * upstream sends, exactly.
- */
-const upstreamIssuerUrl = secureUrl.refine((value) => !new URL(value).search, 'must not have a query')
+/** The gateway's own issuer has no trailing slash (RFC 8414 §2): one written is removed. */
+const withoutTrailingSlash = (value: string) => value.replace(/\/+$/, '')
 
 /** An RFC 8707 §2 resource indicator: an absolute URI without a fragment. */
 const resourceIndicator = z
@@ -89,7 +83,9 @@ const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a sc
 
 const upstreamSchema = z
   .strictObject({
-    issuer: upstreamIssuerUrl
+    // Kept as written: discovery tolerates a trailing slash either way, but without
+    // discovery it is compared with the `iss` the upstream sends, exactly.
+    issuer: issuerUrl
       .describe(
         "Issuer of NeonPanel's OAuth server. Discovered with RFC 8414, then OpenID discovery, each with the issuer as written and then with a trailing slash added or removed.",
       )
@@ -302,14 +298,14 @@ const serverSchema = z
       .min(100)
       .max(120_000)
       .default(10_000)
-      .describe('Time a client has to send its request headers, in milliseconds; then 408 and the connection is closed (slowloris).'),
+      .describe('Time a client has to send its request headers, in milliseconds; then 408 and the connection is closed (slowloris). At most server.requestTimeoutMs.'),
     requestTimeoutMs: z
       .number()
       .int()
       .min(100)
       .max(600_000)
       .default(30_000)
-      .describe('Time a client has to send its whole request, headers and body, in milliseconds; then 408 and the connection is closed.'),
+      .describe('Time a client has to send its whole request, headers and body, in milliseconds; then 408 and the connection is closed. Not a limit on the answer.'),
     keepAliveTimeoutMs: z
       .number()
       .int()
@@ -375,7 +371,7 @@ const limitsSchema = z
   })
   .prefault({})
   .describe(
-    'Rate limits per client address and per client id, in fixed windows, counted in Redis when Redis is configured (so across replicas), in memory otherwise. Excess requests get 429 temporarily_unavailable with Retry-After.',
+    'Rate limits per client address and per client id, in fixed windows of `windowSeconds` (default 60), counted in Redis when Redis is configured (so across replicas), in memory otherwise. Excess requests get 429 temporarily_unavailable with Retry-After; `max: 0` switches a rule off.',
   )
 
 export type RateLimitRule = z.infer<typeof rateLimit>
@@ -435,7 +431,10 @@ const metricsSchema = z
 
 export const configSchema = z
   .strictObject({
-    publicUrl: issuerUrl.describe("The gateway's issuer, exactly as clients see it: no path, no trailing slash.").meta({ examples: ['https://oauth.neonpanel.com'] }),
+    publicUrl: issuerUrl
+      .describe("The gateway's issuer, exactly as clients see it: no path, no trailing slash.")
+      .meta({ examples: ['https://oauth.neonpanel.com'] })
+      .transform(withoutTrailingSlash),
     port: z.number().int().min(0).max(65_535).default(8080).describe('Port to listen on.'),
     host: z.string().min(1).default('0.0.0.0').describe('Address to listen on.'),
     mcpResource: secureUrl

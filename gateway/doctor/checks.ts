@@ -4,7 +4,7 @@
  * upstream, the gateway's metadata and CORS, the way from the MCP URL to the
  * gateway, the redirect URIs, and one scripted connector flow up to the
  * upstream's sign-in page. Pure of printing and exit codes: it returns one
- * result per check (doctor.ts prints them).
+ * result per check (doctor/main.ts prints them).
  */
 import { settleRedis } from '../config/load.ts'
 import type { RedisConnection, Settings } from '../config/schema.ts'

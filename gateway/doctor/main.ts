@@ -1,5 +1,5 @@
 /**
- * `npm run doctor` (`node gateway/doctor.ts`): checks a deployment from the
+ * `npm run doctor` (`node gateway/doctor/main.ts`): checks a deployment from the
  * outside, over HTTP, as MCP clients and browsers meet it. It reads the
  * configuration the gateway reads (GATEWAY_CONFIG and the environment, no
  * secrets), prints a PASS/FAIL line per check with the fix for each failure
@@ -13,7 +13,7 @@ import type { Settings } from '../config/schema.ts'
 import { runChecks } from './checks.ts'
 import { formatResult, summarise } from './report.ts'
 
-const USAGE = `Usage: node gateway/doctor.ts [options]   (npm run doctor -- [options])
+const USAGE = `Usage: node gateway/doctor/main.ts [options]   (npm run doctor -- [options])
 
 Checks the deployment the gateway's configuration describes, from the outside:
 the upstream's discovery, endpoints and PKCE S256; the gateway's metadata
@@ -54,7 +54,7 @@ const OPTIONS = {
 } as const
 
 function usageError(message: string): never {
-  process.stderr.write(`${message}\n\nnode gateway/doctor.ts --help lists the options.\n`)
+  process.stderr.write(`${message}\n\nnode gateway/doctor/main.ts --help lists the options.\n`)
   process.exit(2)
 }
 

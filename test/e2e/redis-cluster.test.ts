@@ -25,7 +25,7 @@ t.test('Redis Cluster: flows across replicas, listings, and a master failed over
   // Rate limits on, counted on the cluster, but above what one test address sends.
   const cluster = await startCluster({
     replicas: 2,
-    redisEnv: redis.env,
+    env: redis.env,
     config: (file) => ({ ...file, lifetimes: { codeRetrySeconds: 1 }, limits: { register: { perIp: { max: 100_000 } }, authorize: GENEROUS, token: GENEROUS } }),
   })
   t.teardown(() => cluster.close())

@@ -66,7 +66,7 @@ function tally(commands: string[][], per: number): Record<string, number> {
 
 async function measure(t: { teardown: (fn: () => unknown) => void }, redisEnv: Record<string, string>, ports: number[]): Promise<Cost> {
   // A generous command timeout (WAIT gets half): the figures are counts, and a loaded machine must not turn them into 503s.
-  const cluster: Cluster = await startCluster({ replicas: 1, redisEnv, config: (file) => ({ ...file, redis: { ...file.redis, commandTimeoutMs: 3000 }, lifetimes: { codeRetrySeconds: 1 } }) })
+  const cluster: Cluster = await startCluster({ replicas: 1, env: redisEnv, config: (file) => ({ ...file, redis: { ...file.redis, commandTimeoutMs: 3000 }, lifetimes: { codeRetrySeconds: 1 } }) })
   try {
     return await measureOn(t, cluster, ports)
   } finally {

@@ -22,7 +22,7 @@ t.test('Sentinel: the master killed under load; 503 for the window, then served 
   const group = await startSentinelGroup(t, { replicas: 2 })
   // Codes answered again only within 1 s: the replays after the failover must meet the spent mark, not the remembered answer.
   // Rate limits off: the load comes from one address, faster than any person signs in.
-  const cluster = await startCluster({ replicas: 2, redisEnv: group.env, config: (file) => ({ ...file, lifetimes: { codeRetrySeconds: 1 }, limits: { enabled: false } }) })
+  const cluster = await startCluster({ replicas: 2, env: group.env, config: (file) => ({ ...file, lifetimes: { codeRetrySeconds: 1 }, limits: { enabled: false } }) })
   t.teardown(() => cluster.close())
   const [a, b] = cluster.replicas as [Replica, Replica]
   for (const replica of [a, b]) {

@@ -13,7 +13,7 @@ t.test('TLS: the CA verified; a wrong CA stops start-up with a clear message', a
   const files = await makeTlsFiles(t)
   const redis = await startTlsRedis(t, files)
   const url = `rediss://127.0.0.1:${redis.port}`
-  const cluster = await startCluster({ replicas: 1, redisEnv: { REDIS_URL: url, REDIS_CA_FILE: files.ca } })
+  const cluster = await startCluster({ replicas: 1, env: { REDIS_URL: url, REDIS_CA_FILE: files.ca } })
   t.teardown(() => cluster.close())
   const [replica] = cluster.replicas as [Replica]
   t.match(await replica.waitForLog((line) => line.msg === 'state is kept in Redis'), { mode: 'single', tls: true })

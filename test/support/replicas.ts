@@ -40,13 +40,13 @@ export interface Replica {
 
 export interface ClusterOptions {
   replicas: number
-  /** REDIS_URL of every replica; absent (and no redisEnv): each replica keeps state in memory. */
+  /** REDIS_URL of every replica; absent (and no Redis in `env`): each replica keeps state in memory. */
   redisUrl?: string
-  /** Other ways to Redis for every replica: REDIS_SENTINELS and REDIS_SENTINEL_MASTER, REDIS_CLUSTER_NODES, REDIS_TLS … */
-  redisEnv?: Record<string, string>
   /** Changes to the config file object (a random redis.keyPrefix is set already). */
   config?: (file: Record<string, any>) => Record<string, any>
   secret?: string
+  /** More environment for every replica (e.g. METRICS_TOKEN, or REDIS_SENTINELS and REDIS_SENTINEL_MASTER, REDIS_CLUSTER_NODES, REDIS_TLS). */
+  env?: Record<string, string>
 }
 
 export interface Cluster {
@@ -96,7 +96,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     GATEWAY_SECRET: options.secret ?? TEST_SECRET,
     UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
     ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
-    ...options.redisEnv,
+    ...options.env,
   }
   const startOne = async (extra: Record<string, string> = {}) => {
     const replica = await startReplica({ ...env, ...extra })

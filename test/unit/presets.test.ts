@@ -195,8 +195,8 @@ t.test('a refusal names the switched-off preset that would allow the URI', async
   t.match(refusalReason(new URL('https://evil.example/cb'), onlyClaude), /matches no enabled preset/)
 })
 
-t.test('the preset lists are the patterns the README and the config describe', async (t) => {
-  // A change here is a change of what clients may do: keep README "Supported clients" in step.
+t.test('the preset lists are the patterns the docs and the config describe', async (t) => {
+  // A change here is a change of what clients may do: keep README.md and docs/clients.md "Supported clients" in step.
   t.same(REDIRECT_PRESETS, {
     chatgpt: ['https://chatgpt.com/connector/oauth/*', 'https://chatgpt.com/connector_platform_oauth_redirect', 'https://chat.openai.com/aip/g-*/oauth/callback', 'https://chatgpt.com/aip/g-*/oauth/callback'],
     claude: ['https://claude.ai/api/mcp/auth_callback', 'https://claude.com/api/mcp/auth_callback'],
