@@ -418,7 +418,7 @@ const memoryStoreSchema = z
       .describe('Most live entries; with the default lifetimes 100,000 hold 75 to 135 sign-ins a second, sustained. When full, requests that need a new entry get 503 rather than forget a mark.'),
   })
   .prefault({})
-  .describe('The in-memory store, used when env REDIS_URL is not set (one replica only).')
+  .describe('The in-memory store, used when Redis is not configured (one replica only).')
 
 const metricsSchema = z
   .strictObject({
