@@ -26,7 +26,7 @@ export function redisErrorKind(err: unknown): RedisErrorKind {
   if (/^Command timed out/.test(message)) return 'timeout'
   if (/^READONLY/.test(message)) return 'readonly'
   if (/^(CLUSTERDOWN|MOVED|ASK|TRYAGAIN)|Too many Cluster redirections|Failed to refresh slots cache/.test(message)) return 'cluster'
-  if (/Stream isn't writeable|Connection is closed|max retries per request|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Socket timeout|None of the sentinels|All sentinels are unreachable|LOADING|MASTERDOWN/.test(message)) return 'unavailable'
+  if (/Stream isn't writeable|Connection is closed|connection close|max retries per request|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Socket timeout|None of the sentinels|All sentinels are unreachable|LOADING|MASTERDOWN/.test(message)) return 'unavailable'
   return 'other'
 }
 

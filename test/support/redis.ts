@@ -78,8 +78,11 @@ export async function startPrivateRedis(t: Teardown, options: PrivateRedisOption
   const port = options.port ?? (await freePort())
   let child: ChildProcess | undefined
 
+  // Its own directory: a replica's full sync writes an RDB file even without persistence, never into the repository.
+  const directory = mkdtempSync(join(tmpdir(), 'redis-server-'))
+  t.teardown(() => rmSync(directory, { recursive: true, force: true }))
   const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...(options.args ?? [])], { stdio: 'ignore' })
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', directory, ...(options.args ?? [])], { stdio: 'ignore' })
     await (options.probe ?? untilAnswering)(port)
   }
   const stop = async () => {
