@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import { ClientMetadataDocuments } from './clients/metadata-documents.ts'
 import { ClientRegistry } from './clients/registry.ts'
 import type { Config } from './config/schema.ts'
+import { GrantRegistry } from './grants/registry.ts'
 import { PATHS, type Gateway, type RouteFacts } from './context.ts'
 import { shuttingDown } from './errors.ts'
 import { allowCrossOrigin, answerPreflights } from './http/cors.ts'
@@ -22,7 +23,9 @@ import { checkReadiness } from './routes/health.ts'
 import { routes } from './routes/index.ts'
 import type { RedisClient } from './state/redis-connection.ts'
 import { RedisStore } from './state/redis-store.ts'
+import type { GrantStorage } from './state/grant-storage.ts'
 import { Sealer } from './state/seal.ts'
+import { SqliteGrantStorage } from './state/sqlite-grant-storage.ts'
 import { MemoryStore, type Store } from './state/store.ts'
 import { createClientMetadataFetcher, type ClientMetadataFetcher } from './upstream/document-fetcher.ts'
 import { createUpstream } from './upstream/index.ts'
@@ -38,6 +41,11 @@ export interface GatewayOptions {
   /** Short-lived shared state; a RedisStore on `redis` when that is given, else MemoryStore (one replica). The app closes it. */
   store?: Store
   /**
+   * Where grants, blocks, revocations and the client list are kept: server.ts passes the
+   * state file (SQLite) or Redis; absent, a SQLite database in memory (tests). The app closes it.
+   */
+  grantStorage?: GrantStorage
+  /**
    * The replica's Redis connection (state/redis-connection.ts): the store, unless `store` is given, and what needs
    * Redis beyond the Store (rate limits). The app closes it (through the store it builds).
    */
@@ -47,6 +55,9 @@ export interface GatewayOptions {
   /** Node's process metrics (memory, event loop, GC) in /metrics; the process-wide collectors suit one app per process. */
   processMetrics?: boolean
 }
+
+/** How often expired grants are ended. */
+const PURGE_MS = 60_000
 
 /** Trusts the nearest `hops` proxies: X-Forwarded-For is read from its right end, that many entries deep. */
 function trustHops(hops: number) {
@@ -96,11 +107,28 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     ? createClientMetadataFetcher({ timeoutMs: documents.timeoutMs, allowLoopback: documents.developmentAllowLoopback })
     : undefined
   const clients = new ClientRegistry(sealer, fetcher && new ClientMetadataDocuments(fetcher, store, documents, (document, outcome) => metrics.documentFetched(document, outcome)))
+  const grantStorage = options.grantStorage ?? new SqliteGrantStorage(':memory:')
+  const grants = new GrantRegistry({
+    storage: grantStorage,
+    sealer,
+    settings: config.grants,
+    observer: metrics,
+    log: app.log,
+    async revokeUpstream(refreshToken, clientId) {
+      // In registration passthrough the grant's refresh token belongs to the client's own upstream client.
+      const found = await clients.find(clientId)
+      return upstream.revokeRefreshToken(refreshToken, found.ok ? found.client.upstream : undefined)
+    },
+  })
+  metrics.watchGrants(grants)
+  // Ends expired grants (and revokes their upstream tokens) now and then; every replica may, each grant ends once.
+  const purger = setInterval(() => void grants.purgeExpired().catch((err: Error) => app.log.warn({ err: err.message }, 'expired grants not purged; next try in a minute')), PURGE_MS).unref()
   metrics.watchReadiness(store instanceof MemoryStore ? 'memory' : options.redis ? 'redis' : 'other', () => checkReadiness({ upstream, store }))
   app.decorate('gateway', {
     config,
     sealer,
     clients,
+    grants,
     allowlist: new RedirectAllowlist(allowlistSources(config.redirectPresets, config.allowedRedirectUris)),
     consent: new ConsentPolicy(sealer, config),
     store,
@@ -165,7 +193,13 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     closing = true
     await mcpProxy?.close()
   })
+  app.addHook('onReady', async () => {
+    await grants.start()
+  })
   app.addHook('onClose', async () => {
+    clearInterval(purger)
+    grants.close()
+    await grantStorage.close()
     await upstream.close()
     await fetcher?.close()
     await store.close()

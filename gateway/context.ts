@@ -5,6 +5,7 @@
  */
 import type { ClientRegistry } from './clients/registry.ts'
 import type { Config } from './config/schema.ts'
+import type { GrantRegistry } from './grants/registry.ts'
 import type { Metrics } from './http/metrics.ts'
 import type { ConsentPolicy } from './policy/consent.ts'
 import type { RedirectAllowlist } from './policy/redirect-uri.ts'
@@ -27,6 +28,8 @@ export interface Gateway {
   config: Config
   sealer: Sealer
   clients: ClientRegistry
+  /** Every connection (grant), block and client met, kept durably. */
+  grants: GrantRegistry
   /** Replaced when the configuration file is reloaded (reload.ts): read it per request, never keep a reference. */
   allowlist: RedirectAllowlist
   consent: ConsentPolicy

@@ -69,7 +69,7 @@ export const ENVIRONMENT_ONLY_VARIABLES: readonly EnvironmentOnlyVariable[] = [
   {
     name: 'REDIS_URL',
     description:
-      'redis:// or rediss:// URL of the shared store, one node (it may carry a password). Set (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES; exactly one of the three): replicas share state and rate-limit counters through Redis. None: state lives in memory and only one replica may run. docs/redis.md.',
+      'redis:// or rediss:// URL of the shared store, one node (it may carry a password). Set (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES; exactly one of the three): replicas share state, rate-limit counters, grants, blocks and revocations through Redis (which then needs AOF persistence; docs/redis.md). None: short-lived state lives in memory, grants in the state file (state.path), and only one replica may run.',
   },
   { name: 'REDIS_SENTINELS', description: 'Comma-separated host:port of Redis Sentinels; with REDIS_SENTINEL_MASTER the gateway uses the master they name and follows its failovers.' },
   { name: 'REDIS_SENTINEL_MASTER', description: "The master's name in the sentinels' configuration; required with REDIS_SENTINELS." },

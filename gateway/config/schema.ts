@@ -105,6 +105,8 @@ const upstreamSchema = z
         token_endpoint: secureUrl.describe("The upstream's token endpoint."),
         revocation_endpoint: secureUrl.optional().describe("The upstream's RFC 7009 revocation endpoint, which /revoke calls."),
         registration_endpoint: secureUrl.optional().describe("The upstream's RFC 7591 registration endpoint, used when registration.mode is `upstream`."),
+        userinfo_endpoint: secureUrl.optional().describe("The upstream's OpenID Connect userinfo endpoint, for the users of grants (upstream.identitySource)."),
+        introspection_endpoint: secureUrl.optional().describe("The upstream's RFC 7662 introspection endpoint, for upstream.identitySource: introspection."),
       })
       .optional()
       .describe("Endpoints of an upstream without discovery; when set, discovery is skipped and `issuer` must be written exactly as the upstream's `iss` reads.")
@@ -143,12 +145,12 @@ const upstreamSchema = z
       .min(1)
       .max(100)
       .default('sub')
-      .describe('The claim that identifies the user a grant belongs to, read from the identity source; e.g. `email` or `preferred_username` where `sub` is not stable.'),
+      .describe('The claim that names the user a grant belongs to, read from the identity source (identitySource); e.g. `email` or `preferred_username` where `sub` is not what the upstream keeps stable.'),
     identitySource: z
       .enum(['auto', 'id_token', 'userinfo', 'introspection', 'none'])
       .default('auto')
       .describe(
-        'Where the user of a grant comes from. `auto`: the ID token when the upstream is OpenID (it sends one), else the userinfo endpoint when its metadata names one. `introspection`: RFC 7662 on the access token, at the upstream\'s introspection_endpoint. `none`: grants carry no user (ops still revoke by client).',
+        "Where the user of a grant comes from. `auto`: the ID token when the upstream is OpenID (it sends one; name and email from userinfo when the ID token lacks them), else the userinfo endpoint when its metadata names one. `introspection`: RFC 7662 on the access token at the upstream's introspection_endpoint. `none`: grants carry no user (ops still revoke them by client). `npm run doctor` names the source in use.",
       ),
   })
   .describe("NeonPanel's OAuth server, which the gateway reaches as one confidential client.")
@@ -376,29 +378,6 @@ const limitsSchema = z
 
 export type RateLimitRule = z.infer<typeof rateLimit>
 
-const grantsSchema = z
-  .strictObject({
-    maxIdleDays: z.number().int().min(1).max(3650).default(90).describe('A grant unused (no refresh) for this many days ends; the client must connect again.'),
-    maxAgeDays: z.number().int().min(1).max(3650).default(365).describe('A grant ends this many days after it was created, however much it is used.'),
-  })
-  .prefault({})
-  .refine((g) => g.maxIdleDays <= g.maxAgeDays, { message: 'must not be longer than grants.maxAgeDays', path: ['maxIdleDays'] })
-  .describe(
-    'Grants: one per connection (a code exchange and the refreshes after it), kept in the state file or Redis (docs/connections.md). A grant also ends with the upstream refresh token\'s own lifetime when the upstream tells it.',
-  )
-
-const stateSchema = z
-  .strictObject({
-    path: z
-      .string()
-      .min(1)
-      .default('data/gateway.sqlite')
-      .describe('The SQLite file; env GATEWAY_STATE_PATH. Its directory is created.')
-      .meta({ examples: ['/var/lib/oauth-gateway/state.sqlite'] }),
-  })
-  .prefault({})
-  .describe('Durable state without Redis: grants, blocks, revocations and the client list in a SQLite file (node:sqlite), created on first start. With Redis configured they live in Redis instead and this file is not used.')
-
 /**
  * Each sign-in leaves three or four entries in the memory store, each until it
  * expires: the consent answer's mark (when the page was shown) and its state's
@@ -419,6 +398,30 @@ const memoryStoreSchema = z
   })
   .prefault({})
   .describe('The in-memory store, used when Redis is not configured (one replica only).')
+
+const grantsSchema = z
+  .strictObject({
+    maxIdleDays: z.number().int().min(1).max(3650).default(90).describe('A grant not refreshed for this many days ends; its client must connect again.'),
+    maxAgeDays: z.number().int().min(1).max(3650).default(365).describe('A grant ends this many days after it was created, however much it is used.'),
+  })
+  .prefault({})
+  .refine((g) => g.maxIdleDays <= g.maxAgeDays, { message: 'must not be longer than grants.maxAgeDays', path: ['maxIdleDays'] })
+  .describe(
+    "Grants: one per connection (a code exchange and the refreshes after it), which ops and users can list and end (docs/connections.md). A grant also ends with the upstream refresh token's own lifetime when the upstream tells it.",
+  )
+
+const stateSchema = z
+  .strictObject({
+    path: z
+      .string()
+      .min(1)
+      .default('data/gateway.sqlite')
+      .describe('The SQLite file, created on first start with its directory; keep it on a persistent volume.'),
+  })
+  .prefault({})
+  .describe(
+    'Durable state without Redis: grants, blocks, revocations and the client list in a SQLite file (node:sqlite, no server to run), so only one replica may run. With Redis configured (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES) they live in Redis instead, which then needs AOF persistence.',
+  )
 
 const metricsSchema = z
   .strictObject({

@@ -13,7 +13,7 @@ import { checkGatewayMetadata, checkGatewayResourceMetadata, checkMcpDiscovery, 
 import { requester } from './http.ts'
 import { checkRedis } from './redis.ts'
 import { Report, type CheckResult } from './report.ts'
-import { checkUpstreamDiscovery, checkUpstreamEndpoints, checkUpstreamPkce } from './upstream.ts'
+import { checkGrantIdentity, checkUpstreamDiscovery, checkUpstreamEndpoints, checkUpstreamPkce } from './upstream.ts'
 
 export type { CheckResult, Status } from './report.ts'
 
@@ -43,6 +43,7 @@ export async function runChecks(options: DoctorOptions): Promise<CheckResult[]> 
   const upstream = await checkUpstreamDiscovery(report, http, settings.upstream)
   if (upstream) {
     checkUpstreamPkce(report, upstream)
+    checkGrantIdentity(report, upstream, settings.upstream)
     await checkUpstreamEndpoints(report, http, upstream, settings.registration.mode)
   }
 

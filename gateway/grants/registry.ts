@@ -97,6 +97,8 @@ export class GrantRegistry {
   #blocks: Block[] = []
   #blocksLoadedAt = 0
   #blocksLoading: Promise<void> | undefined
+  /** Told once when reloading starts failing, not twice a second while storage is away. */
+  #blocksFailing = false
   readonly #blockTimer: NodeJS.Timeout
 
   constructor(options: RegistryOptions) {
@@ -141,7 +143,8 @@ export class GrantRegistry {
       flow: input.flow,
       resource: input.resource,
     }
-    await this.#storage.createGrant(grant)
+    // A client that holds a grant is in the client list, even one that never registered here (a metadata document).
+    await Promise.all([this.#storage.createGrant(grant), this.recordClient(input.client)])
     this.#observer?.grantCreated()
     return grant
   }
@@ -189,10 +192,25 @@ export class GrantRegistry {
     return next
   }
 
-  /** Front mode: whether an access token was issued under a grant that has ended by revocation or block. */
+  /**
+   * Front mode: whether an access token was issued under a grant that has
+   * ended by revocation or block. While storage does not answer (Redis away)
+   * it says no, logged once: the MCP server still checks every token with
+   * the upstream, and MCP traffic does not stop with Redis.
+   */
   async isAccessTokenRevoked(accessToken: string): Promise<boolean> {
-    return (await this.#storage.getRevocation(`access:${tokenHash(accessToken)}`)) !== undefined
+    try {
+      const revoked = (await this.#storage.getRevocation(`access:${tokenHash(accessToken)}`)) !== undefined
+      this.#revocationsFailing = false
+      return revoked
+    } catch (err) {
+      if (!this.#revocationsFailing) this.#log?.warn({ err: (err as Error).message }, 'revoked access tokens cannot be checked while storage does not answer; the MCP server still checks tokens with the upstream')
+      this.#revocationsFailing = true
+      return false
+    }
   }
+
+  #revocationsFailing = false
 
   /**
    * Upgrade: a refresh token issued before grants is accepted once. True the
@@ -341,10 +359,12 @@ export class GrantRegistry {
         this.#blocks = blocks
         this.#blocksLoadedAt = Date.now()
         this.#blocksLoading = undefined
+        this.#blocksFailing = false
       },
       (err: unknown) => {
         this.#blocksLoading = undefined
-        this.#log?.warn({ err: (err as Error).message }, 'the blocks could not be reloaded; the last ones known still apply')
+        if (!this.#blocksFailing) this.#log?.warn({ err: (err as Error).message }, 'the blocks could not be reloaded; the last ones known still apply until storage answers')
+        this.#blocksFailing = true
         throw err
       },
     )
@@ -370,9 +390,9 @@ export class GrantRegistry {
     return this.#storage.countGrants()
   }
 
-  /** Loads the blocks before the first request needs them. */
+  /** Loads the blocks before the first request needs them; storage not reachable yet (Redis connecting) is retried by the timer. */
   async start(): Promise<void> {
-    await this.#reloadBlocks()
+    await this.#reloadBlocks().catch(() => {})
   }
 
   close(): void {

@@ -11,6 +11,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { PRESET_NAMES } from '../policy/presets.ts'
+import { END_REASONS, type EndReason } from '../grants/grant.ts'
 
 /** Latency buckets in seconds: sub-millisecond metadata up to the upstream timeout. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -128,6 +129,19 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  private readonly grantsCreated = new Counter({
+    name: 'oauth_gateway_grants_created_total',
+    help: 'Grants created: code exchanges that gave a refresh token, and refresh tokens from before grants taken over',
+    registers: [this.registry],
+  })
+
+  private readonly grantsEnded = new Counter({
+    name: 'oauth_gateway_grants_ended_total',
+    help: 'Grants ended, per reason (revoked_by_user, revoked_by_admin, block, expired; upgrade: a refresh token from before grants replaced by a grant)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  })
+
   constructor(options: { processMetrics: boolean }) {
     // The per-preset series exist from the start at 0, so that rate() sees a replica's first flows
     // (a counter that appears already at 1 shows no increase) and the sign-in ratios have a denominator.
@@ -135,6 +149,36 @@ export class Metrics {
       for (const counter of [this.flowsStarted, this.flowsCompleted, this.registrations]) counter.inc({ preset }, 0)
     }
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'oauth_gateway_' })
+    // Every reason from the start, at 0, so a rate() over it has a series before the first end.
+    for (const reason of END_REASONS) this.grantsEnded.inc({ reason }, 0)
+  }
+
+  grantCreated() {
+    this.grantsCreated.inc()
+  }
+
+  grantEnded(reason: EndReason, count = 1) {
+    this.grantsEnded.inc({ reason }, count)
+  }
+
+  /** Live grants and blocks, read at each scrape (from storage: every replica reports the same figures). */
+  watchGrants(source: { countGrants(): Promise<number>; readonly blockCount: number }) {
+    new Gauge({
+      name: 'oauth_gateway_grants_active',
+      help: 'Grants that live (connections that may refresh), in the state file or Redis; the same on every replica',
+      registers: [this.registry],
+      async collect() {
+        this.set(await source.countGrants())
+      },
+    })
+    new Gauge({
+      name: 'oauth_gateway_blocks',
+      help: 'Blocks in force (client ids, redirect hosts, client name patterns)',
+      registers: [this.registry],
+      collect() {
+        this.set(source.blockCount)
+      },
+    })
   }
 
   readonly #requests = new RequestSeries()

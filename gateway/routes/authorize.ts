@@ -128,6 +128,8 @@ const findClient = step('findClient', async (gateway: Gateway, request: FastifyR
   const found = await gateway.clients.find(clientId)
   if (!found.ok) throw new OAuthError(400, 'invalid_client', found.reason, { hint: found.hint })
   request.oauthClient = { name: found.client.client_name, handle: clientHandle(found.client.client_id) }
+  // A metadata document client never registers: the client list meets it here.
+  if (found.client.metadata_document) await gateway.grants.recordClient(found.client)
   return found.client
 })
 

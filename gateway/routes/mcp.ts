@@ -1,12 +1,16 @@
 /**
  * Front mode: the MCP endpoint (the path of MCP_RESOURCE), proxied to the
- * unchanged MCP server. The gateway checks no token here (the MCP server
- * does); it only adds what clients need to find the gateway: the RFC 9728
- * challenge on 401s that lack it, and CORS (the app-wide policy, which
- * answers OPTIONS preflights without authentication and exposes
- * WWW-Authenticate and Mcp-Session-Id).
+ * unchanged MCP server. The MCP server checks the token; the gateway only
+ * refuses access tokens issued under a grant that was revoked or blocked
+ * (it keeps their hashes until they expire, grants/registry.ts), which the
+ * upstream may still accept. It adds what clients need to find the gateway:
+ * the RFC 9728 challenge on 401s that lack it, and CORS (the app-wide
+ * policy, which answers OPTIONS preflights without authentication and
+ * exposes WWW-Authenticate and Mcp-Session-Id).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { GrantRegistry } from '../grants/registry.ts'
+import { OAuthError, step } from '../errors.ts'
 import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, withResourceMetadata } from '../policy/proxy-headers.ts'
 import type { McpProxy } from '../upstream/mcp-proxy.ts'
 
@@ -14,7 +18,7 @@ import type { McpProxy } from '../upstream/mcp-proxy.ts'
 const METHODS = ['GET', 'POST', 'DELETE', 'PUT', 'PATCH']
 
 export async function mcp(app: FastifyInstance) {
-  const { config, mcpProxy } = app.gateway
+  const { config, mcpProxy, grants } = app.gateway
   if (!mcpProxy) return
   const publicUrl = new URL(config.mcpResource)
   const metadataUrl = resourceMetadataUrl(config.mcpResource)
@@ -26,9 +30,22 @@ export async function mcp(app: FastifyInstance) {
   app.route({
     method: METHODS,
     url: publicUrl.pathname,
-    handler: (request, reply) => proxy(mcpProxy, request, reply, { publicUrl, metadataUrl }),
+    handler: async (request, reply) => {
+      await refuseEndedGrantToken(grants, request, metadataUrl)
+      return proxy(mcpProxy, request, reply, { publicUrl, metadataUrl })
+    },
   })
 }
+
+/** RFC 6750 §3.1: a token of a grant that ended is invalid_token, with the challenge that leads the client back to sign-in. */
+const refuseEndedGrantToken = step('checkGrant', async (grants: GrantRegistry, request: FastifyRequest, metadataUrl: string) => {
+  const token = /^Bearer +([\x21-\x7E]+)\s*$/i.exec(request.headers.authorization ?? '')?.[1]
+  if (token === undefined || !(await grants.isAccessTokenRevoked(token))) return
+  const description = 'the access token was issued under a connection that has been revoked or blocked'
+  throw new OAuthError(401, 'invalid_token', description, {
+    headers: { 'www-authenticate': withResourceMetadata(`Bearer error="invalid_token", error_description="${description}"`, metadataUrl) },
+  })
+})
 
 async function proxy(mcpProxy: McpProxy, request: FastifyRequest, reply: FastifyReply, where: { publicUrl: URL; metadataUrl: string }) {
   const clientGone = new AbortController()

@@ -57,6 +57,8 @@ export async function register(app: FastifyInstance) {
     if (!registered) throw invalidClientMetadata('redirect_uris: the registration is too large for a client id; use fewer or shorter redirect URIs')
     const { client, clientSecret } = registered
     request.oauthClient = { name: client.client_name, handle: clientHandle(client.client_id) }
+    // The client list (grants/registry.ts) names every client that registered, from its first_seen on.
+    await gateway.grants.recordClient(client)
     const preset = presetOf(client.redirect_uris[0]!)
     gateway.metrics.clientRegistered(preset)
     logStep(request, 'register', 'registered', 'client registered', { preset, auth_method: client.token_endpoint_auth_method, mode: gateway.config.registration.mode })

@@ -1,10 +1,14 @@
 /**
  * The token endpoint. `authorization_code`: the gateway code is checked
  * (client, redirect URI, PKCE, resource) before the upstream code inside it
- * is exchanged, once; `refresh_token`: brokered to the upstream, once for
- * concurrent refreshes of one token. The upstream's access token reaches the
- * client unchanged; its refresh token is sealed and bound to the client, so
- * only that client can use it here.
+ * is exchanged, once, and the exchange becomes a grant (grants/registry.ts)
+ * holding the upstream refresh token; `refresh_token`: through the grant the
+ * client's refresh token names, brokered to the upstream, once for concurrent
+ * refreshes of one token. The upstream's access token reaches the client
+ * unchanged; the refresh token the client gets names its grant and is sealed
+ * and bound to the client, so only that client can use it here, and only
+ * while the grant lives. A refresh token issued before grants (a sealed
+ * upstream refresh token) is accepted once and becomes a grant.
  *
  * Retries are absorbed (single-flight.ts): the same code with the same
  * code_verifier from the same client (ChatGPT posts twice) gets the first
@@ -26,12 +30,24 @@ import { isValidVerifier, verifierMatches } from '../policy/pkce.ts'
 import { normaliseRedirectUri, sameRedirectUri } from '../policy/redirect-uri.ts'
 import { checkResource } from '../policy/resource.ts'
 import { grantedClientScope, scopeNames, upstreamScope } from '../policy/scopes.ts'
+import type { Grant } from '../grants/grant.ts'
 import { hashOf, singleFlight } from '../state/single-flight.ts'
 import { slotTag } from '../state/store.ts'
 import type { TokenSet } from '../upstream/index.ts'
 import type { CodeGrant } from './callback.ts'
 
-/** A refresh token as the client holds it: the upstream's, sealed and bound to the client. */
+/** A refresh token as the client holds it (seal purpose 'grant'): it names its grant, and the generation it was issued at. */
+export interface GrantRefreshToken {
+  g: string
+  n: number
+  c: string
+  /** The scope granted, in the client's names. */
+  sc?: string | undefined
+  /** The flow it came from, for the log (log.ts). */
+  f?: string | undefined
+}
+
+/** A refresh token as the gateway issued it before grants (seal purpose 'refresh'): the upstream's, sealed and bound to the client. */
 export interface RefreshGrant {
   /** The upstream refresh token. */
   rt: string
@@ -137,33 +153,64 @@ const exchangeCodeOnce = step('exchangeCodeOnce', async (gateway: Gateway, clien
   }
 })
 
-const exchangeUpstreamCode = step('exchangeUpstreamCode', async (gateway: Gateway, client: RegisteredClient, grant: CodeGrant) => {
-  const tokens = await gateway.upstream.exchangeCode({ code: grant.uc, iss: grant.i, codeVerifier: grant.v, client: client.upstream })
+const exchangeUpstreamCode = step('exchangeUpstreamCode', async (gateway: Gateway, client: RegisteredClient, code: CodeGrant) => {
+  const { tokens, identity } = await gateway.upstream.exchangeCode({ code: code.uc, iss: code.i, codeVerifier: code.v, client: client.upstream })
   // Counted here, once per code: a retried exchange gets the same answer without completing another flow.
-  gateway.metrics.flowCompleted(presetOf(grant.r))
-  return clientTokens(gateway, client, tokens, grant.sc, grant)
+  gateway.metrics.flowCompleted(presetOf(code.r))
+  const answer = clientScope(gateway, tokens, code.sc)
+  if (typeof tokens.refresh_token !== 'string') return answer
+  const grant = await createGrant(gateway, client, code, tokens, identity)
+  return withRefreshToken(gateway, client, answer, grant, code)
 })
 
-async function refreshTokenGrant(gateway: Gateway, request: FastifyRequest, client: RegisteredClient, parameters: Parameters): Promise<TokenSet> {
-  const grant = openRefreshToken(gateway, client, parameters)
-  request.flow = grant.f ?? null
-  checkResourceParameter(gateway, parameters)
-  const scope = checkRefreshScope(gateway, grant, parameters)
-  return refreshOnce(gateway, client, grant, scope)
+/** RFC 6749 §5.1 `refresh_token_expires_in` is no standard, but several upstreams send it: the grant ends with its upstream token. */
+function upstreamRefreshLifetime(tokens: TokenSet): number | undefined {
+  const lifetime = tokens.refresh_token_expires_in
+  return typeof lifetime === 'number' && Number.isFinite(lifetime) && lifetime > 0 ? lifetime : undefined
 }
 
-const openRefreshToken = step('openRefreshToken', (gateway: Gateway, client: RegisteredClient, parameters: Parameters): RefreshGrant => {
+const createGrant = step('createGrant', (gateway: Gateway, client: RegisteredClient, code: CodeGrant, tokens: TokenSet, identity: Grant['user']) =>
+  gateway.grants.create({
+    client,
+    redirectUri: code.r,
+    scope: code.sc,
+    user: identity,
+    upstreamRefreshToken: tokens.refresh_token!,
+    upstreamRefreshExpiresIn: upstreamRefreshLifetime(tokens),
+    accessToken: { token: tokens.access_token, expiresIn: tokens.expires_in },
+    flow: code.f,
+    resource: code.res,
+  }),
+)
+
+async function refreshTokenGrant(gateway: Gateway, request: FastifyRequest, client: RegisteredClient, parameters: Parameters): Promise<TokenSet> {
+  const token = openRefreshToken(gateway, client, parameters)
+  request.flow = token.f ?? null
+  checkResourceParameter(gateway, parameters)
+  const scope = checkRefreshScope(gateway, token, parameters)
+  return refreshOnce(gateway, client, token, scope)
+}
+
+/** A refresh token this gateway issued to this client: one that names its grant, or one from before grants. */
+type OpenedRefreshToken = ({ kind: 'grant' } & GrantRefreshToken) | ({ kind: 'legacy' } & RefreshGrant)
+
+const openRefreshToken = step('openRefreshToken', (gateway: Gateway, client: RegisteredClient, parameters: Parameters): OpenedRefreshToken => {
   if (!client.grant_types.includes('refresh_token')) {
     throw new OAuthError(400, 'unauthorized_client', 'grant_type: refresh_token is not among the grant_types this client registered')
   }
-  const grant = gateway.sealer.open<RefreshGrant>('refresh', required(parameters, 'refresh_token', 8192))
-  if (!grant) throw invalidGrant('refresh_token: is not a refresh token this gateway issued (or it was sealed with a key the gateway no longer has)')
-  if (grant.c !== clientHandle(client.client_id)) throw invalidGrant('refresh_token: was issued to another client (RFC 9700 §4.14)')
-  return grant
+  const value = required(parameters, 'refresh_token', 8192)
+  const bound = gateway.sealer.open<GrantRefreshToken>('grant', value)
+  const legacy = bound ? undefined : gateway.sealer.open<RefreshGrant>('refresh', value)
+  const token: OpenedRefreshToken | undefined = bound && typeof bound.g === 'string' && Number.isInteger(bound.n)
+    ? { kind: 'grant', ...bound }
+    : legacy && typeof legacy.rt === 'string' ? { kind: 'legacy', ...legacy } : undefined
+  if (!token) throw invalidGrant('refresh_token: is not a refresh token this gateway issued (or it was sealed with a key the gateway no longer has)')
+  if (token.c !== clientHandle(client.client_id)) throw invalidGrant('refresh_token: was issued to another client (RFC 9700 §4.14)')
+  return token
 })
 
 /** RFC 6749 §6: a narrower scope may be asked for, never one that was not granted. */
-const checkRefreshScope = step('checkRefreshScope', (gateway: Gateway, grant: RefreshGrant, parameters: Parameters): string | undefined => {
+const checkRefreshScope = step('checkRefreshScope', (gateway: Gateway, grant: OpenedRefreshToken, parameters: Parameters): string | undefined => {
   const asked = scopeNames(optional(parameters, 'scope'))
   if (!asked.length) return undefined
   const allowed = grant.sc === undefined ? gateway.config.scopes.supported : scopeNames(grant.sc)
@@ -172,10 +219,15 @@ const checkRefreshScope = step('checkRefreshScope', (gateway: Gateway, grant: Re
   return [...new Set(asked)].join(' ')
 })
 
-/** Concurrent refreshes of one refresh token make one upstream call; the others get its answer. */
-const refreshOnce = step('refreshOnce', async (gateway: Gateway, client: RegisteredClient, grant: RefreshGrant, scope: string | undefined) => {
+/**
+ * Concurrent refreshes of one refresh token make one upstream call; the
+ * others get its answer. The grant is read inside the flight, so a retry
+ * within the window gets the first answer even though that answer moved the
+ * grant on to a new generation.
+ */
+const refreshOnce = step('refreshOnce', async (gateway: Gateway, client: RegisteredClient, token: OpenedRefreshToken, scope: string | undefined) => {
   const { config } = gateway
-  const key = hashOf(grant.rt)
+  const key = token.kind === 'grant' ? hashOf(`${token.g}\n${token.n}`) : hashOf(token.rt)
   const outcome = await singleFlight(
     gateway,
     {
@@ -183,10 +235,10 @@ const refreshOnce = step('refreshOnce', async (gateway: Gateway, client: Registe
       lockSeconds: Math.ceil(waitMs(config) / 1000) + 1,
       answerKey: `refresh-answer:${slotTag(key)}`,
       answerSeconds: config.lifetimes.refreshRetrySeconds,
-      binding: `${grant.c}\n${scope ?? ''}`,
+      binding: `${token.c}\n${scope ?? ''}`,
       waitMs: waitMs(config),
     },
-    () => refreshAtUpstream(gateway, client, grant, scope),
+    () => (token.kind === 'grant' ? refreshGrantAtUpstream(gateway, client, token, scope) : upgradeLegacyToken(gateway, client, token, scope)),
   )
   switch (outcome.kind) {
     case 'answered':
@@ -199,21 +251,65 @@ const refreshOnce = step('refreshOnce', async (gateway: Gateway, client: Registe
   }
 })
 
-const refreshAtUpstream = step('refreshAtUpstream', async (gateway: Gateway, client: RegisteredClient, grant: RefreshGrant, scope: string | undefined) => {
-  const parameters = scope === undefined ? undefined : { scope: upstreamScope(gateway.config.scopes, scope, { refreshTokens: true }) }
-  const tokens = await gateway.upstream.refreshGrant(grant.rt, parameters, client.upstream)
-  // An upstream that does not rotate answers without a refresh token: the client keeps the one it has.
-  return clientTokens(gateway, client, tokens, scope ?? grant.sc, grant)
+/** RFC 6749 §6 at the upstream with the grant's refresh token; the grant remembers what came back. */
+const refreshGrantAtUpstream = step('refreshAtUpstream', async (gateway: Gateway, client: RegisteredClient, token: GrantRefreshToken, scope: string | undefined) => {
+  const { grant, upstreamRefreshToken } = await gateway.grants.openForRefresh(token.g, token.n)
+  const tokens = await gateway.upstream.refreshGrant(upstreamRefreshToken, upstreamParameters(gateway, scope), client.upstream)
+  const rotated = typeof tokens.refresh_token === 'string' && tokens.refresh_token !== upstreamRefreshToken
+  const next = await gateway.grants.refreshed(grant, {
+    upstreamRefreshToken: rotated ? tokens.refresh_token : undefined,
+    upstreamRefreshExpiresIn: upstreamRefreshLifetime(tokens),
+    accessToken: { token: tokens.access_token, expiresIn: tokens.expires_in },
+  })
+  const answer = clientScope(gateway, withoutRefreshToken(tokens), scope ?? token.sc)
+  // An upstream that does not rotate answers without a new refresh token: the client keeps the one it has.
+  return rotated ? withRefreshToken(gateway, client, answer, next, token) : answer
 })
 
 /**
- * The answer in the client's terms: the scope in its names, and the refresh
- * token sealed and bound to it, keeping the grant's scope and resource.
+ * No mass logout on upgrade: a refresh token from before grants is refreshed
+ * once at the upstream and becomes a grant; the client gets a refresh token
+ * naming it. The same token presented again later is refused (it is marked
+ * spent for grants.maxAgeDays).
  */
-function clientTokens(gateway: Gateway, client: RegisteredClient, tokens: TokenSet, askedScope: string | undefined, origin: { sc?: string | undefined; res?: string | undefined; f?: string | undefined }): TokenSet {
+const upgradeLegacyToken = step('upgradeLegacyToken', async (gateway: Gateway, client: RegisteredClient, token: RefreshGrant, scope: string | undefined) => {
+  if (!(await gateway.grants.adoptLegacyToken(token.rt))) {
+    throw invalidGrant('refresh_token: was issued before this gateway kept grants and has already been exchanged for a new one; use that one')
+  }
+  const tokens = await gateway.upstream.refreshGrant(token.rt, upstreamParameters(gateway, scope), client.upstream)
+  const grant = await gateway.grants.create({
+    client,
+    // The redirect URI was not kept in tokens of that time: the client's first one stands for it.
+    redirectUri: client.redirect_uris[0] ?? '',
+    scope: token.sc,
+    upstreamRefreshToken: typeof tokens.refresh_token === 'string' ? tokens.refresh_token : token.rt,
+    upstreamRefreshExpiresIn: upstreamRefreshLifetime(tokens),
+    accessToken: { token: tokens.access_token, expiresIn: tokens.expires_in },
+    flow: token.f,
+    resource: token.res,
+  })
+  gateway.grants.upgraded()
+  return withRefreshToken(gateway, client, clientScope(gateway, withoutRefreshToken(tokens), scope ?? token.sc), grant, token)
+})
+
+function upstreamParameters(gateway: Gateway, scope: string | undefined) {
+  return scope === undefined ? undefined : { scope: upstreamScope(gateway.config.scopes, scope, { refreshTokens: true }) }
+}
+
+function withoutRefreshToken(tokens: TokenSet): TokenSet {
+  const { refresh_token: _upstream, ...rest } = tokens
+  return rest
+}
+
+/** The answer's scope in the client's names. */
+function clientScope(gateway: Gateway, tokens: TokenSet, askedScope: string | undefined): TokenSet {
   const scope = askedScope === undefined ? tokens.scope : grantedClientScope(gateway.config.scopes, askedScope, tokens.scope)
-  const answer: TokenSet = scope === undefined ? tokens : { ...tokens, scope }
-  if (typeof tokens.refresh_token !== 'string') return answer
-  const bound: RefreshGrant = { rt: tokens.refresh_token, c: clientHandle(client.client_id), sc: origin.sc, res: origin.res, f: origin.f }
-  return { ...answer, refresh_token: gateway.sealer.seal('refresh', bound) }
+  const answer = scope === undefined ? tokens : { ...tokens, scope }
+  return typeof answer.refresh_token === 'string' ? withoutRefreshToken(answer) : answer
+}
+
+/** The refresh token the client gets: it names the grant at its current generation, sealed and bound to the client. */
+function withRefreshToken(gateway: Gateway, client: RegisteredClient, answer: TokenSet, grant: Grant, origin: { sc?: string | undefined; f?: string | undefined }): TokenSet {
+  const bound: GrantRefreshToken = { g: grant.grantId, n: grant.generation, c: clientHandle(client.client_id), sc: origin.sc, f: origin.f }
+  return { ...answer, refresh_token: gateway.sealer.seal('grant', bound) }
 }

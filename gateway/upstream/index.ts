@@ -10,6 +10,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import * as oidc from 'openid-client'
 import { Agent } from 'undici'
 import type { Config } from '../config/schema.ts'
+import { identityFrom, identitySourceFor, type Identity, type IdentitySourceInUse } from '../policy/identity.ts'
 import { isLoopbackHost } from '../policy/redirect-uri.ts'
 import { OAuthError } from '../errors.ts'
 import { upstreamResourceParameters } from '../policy/resource.ts'
@@ -19,6 +20,7 @@ import { readRegistrationResponse, upstreamClientMetadata, type RegistrationRequ
 import { boundedFetch, codesOf, recordingExchange, type Exchange } from './fetch.ts'
 
 export type { UpstreamClient, UpstreamRegistration } from './registration.ts'
+export type { Identity, IdentitySourceInUse } from '../policy/identity.ts'
 
 export interface TokenSet {
   access_token: string
@@ -31,6 +33,13 @@ export interface TokenSet {
 
 export type UpstreamMetadata = Readonly<oidc.ServerMetadata>
 
+/** A code exchanged: the tokens, and who signed in (undefined when the upstream tells nothing). */
+export interface Exchanged {
+  tokens: TokenSet
+  identity: Identity | undefined
+}
+
+
 /**
  * Every call acts as the gateway's own upstream client, or, given an
  * UpstreamClient (registration passthrough), as that client.
@@ -41,9 +50,17 @@ export interface Upstream {
   /** The upstream authorization URL the browser is sent to. */
   /** `clientId`: the client's own upstream client (registration passthrough); the gateway's client otherwise. */
   authorizationUrl(parameters: Record<string, string>, clientId?: string): Promise<URL>
-  exchangeCode(input: { code: string; iss?: string | undefined; codeVerifier: string; parameters?: Record<string, string>; client?: UpstreamClient | undefined }): Promise<TokenSet>
+  /** The code exchanged for tokens, with who signed in (the connections page signs users in with it too). */
+  exchangeCode(input: { code: string; iss?: string | undefined; codeVerifier: string; parameters?: Record<string, string>; client?: UpstreamClient | undefined }): Promise<Exchanged>
   refreshGrant(refreshToken: string, parameters?: Record<string, string>, client?: UpstreamClient): Promise<TokenSet>
   revokeToken(token: string, tokenTypeHint?: string, client?: UpstreamClient): Promise<void>
+  /**
+   * RFC 7009 for a grant's refresh token when the upstream has a revocation
+   * endpoint ('revoked'); 'unsupported' when it names none. Failures throw.
+   */
+  revokeRefreshToken(refreshToken: string, client?: UpstreamClient): Promise<'revoked' | 'unsupported'>
+  /** Which source identities come from with this upstream's metadata and upstream.identitySource. */
+  identitySource(): Promise<IdentitySourceInUse>
   /** RFC 7591 at the upstream: a new upstream client whose one redirect URI is the gateway's callback. */
   registerClient(request: RegistrationRequest): Promise<UpstreamRegistration>
   close(): Promise<void>
@@ -219,6 +236,47 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
     return endpoint
   }
 
+  /**
+   * Who signed in: the ID token openid-client validated (iss, aud, exp, nonce),
+   * else userinfo, else RFC 7662 introspection, as upstream.identitySource
+   * says. A source that fails leaves the grant without a user (logged): the
+   * sign-in itself succeeded.
+   */
+  async function identify(configuration_: oidc.Configuration, answer: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers): Promise<Identity | undefined> {
+    const source = identitySourceFor(upstream.identitySource, serverMetadata(configuration_), answer.id_token !== undefined)
+    try {
+      if (source === 'id_token') return await withDisplayClaims(configuration_, answer, identityFrom(answer.claims(), upstream.userClaim))
+      if (source === 'userinfo') {
+        const claims = answer.claims()
+        return identityFrom(await oidc.fetchUserInfo(configuration_, answer.access_token, claims?.sub ?? oidc.skipSubjectCheck), upstream.userClaim)
+      }
+      if (source === 'introspection') {
+        const introspected = await oidc.tokenIntrospection(configuration_, answer.access_token, { token_type_hint: 'access_token' })
+        return introspected.active ? identityFrom(introspected, upstream.userClaim) : undefined
+      }
+    } catch (err) {
+      log.warn({ upstream: { call: source }, err: (err as Error).message }, 'the upstream told no identity; the grant has no user')
+    }
+    return undefined
+  }
+
+  /**
+   * OpenID Connect §5.4: an ID token often carries only `sub` (oidc-provider's
+   * default), the name and email being userinfo's. Asked once per connection,
+   * for the pages that show the user; a failure leaves them out.
+   */
+  async function withDisplayClaims(configuration_: oidc.Configuration, answer: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers, identity: Identity | undefined): Promise<Identity | undefined> {
+    const subject = answer.claims()?.sub
+    if (!identity || identity.name !== undefined || identity.email !== undefined || !subject || !serverMetadata(configuration_).userinfo_endpoint) return identity
+    try {
+      const more = identityFrom({ ...(await oidc.fetchUserInfo(configuration_, answer.access_token, subject)), [upstream.userClaim]: identity.id }, upstream.userClaim)
+      return { ...identity, name: more?.name, email: more?.email }
+    } catch (err) {
+      log.info({ upstream: { call: 'userinfo' }, err: (err as Error).message }, 'userinfo told no name or email; the grant shows the user id only')
+      return identity
+    }
+  }
+
   return {
     async metadata() {
       return serverMetadata(await configuration())
@@ -235,9 +293,10 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
       const response = new URL(callbackUrl)
       response.searchParams.set('code', code)
       if (iss !== undefined) response.searchParams.set('iss', iss)
-      return call('token (authorization_code)', async (configuration_) =>
-        toTokenSet(await oidc.authorizationCodeGrant(configuration_, response, { pkceCodeVerifier: codeVerifier }, { ...parameters, ...resourceParameters })),
-      client)
+      return call('token (authorization_code)', async (configuration_) => {
+        const answer = await oidc.authorizationCodeGrant(configuration_, response, { pkceCodeVerifier: codeVerifier }, { ...parameters, ...resourceParameters })
+        return { tokens: toTokenSet(answer), identity: await identify(configuration_, answer) }
+      }, client)
     },
 
     refreshGrant(refreshToken, parameters, client) {
@@ -248,6 +307,16 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
 
     revokeToken(token, tokenTypeHint, client) {
       return call('revocation', (configuration_) => oidc.tokenRevocation(configuration_, token, tokenTypeHint ? { token_type_hint: tokenTypeHint } : undefined), client)
+    },
+
+    async revokeRefreshToken(refreshToken, client) {
+      if (!serverMetadata(await configuration()).revocation_endpoint) return 'unsupported'
+      await call('revocation', (configuration_) => oidc.tokenRevocation(configuration_, refreshToken, { token_type_hint: 'refresh_token' }), client)
+      return 'revoked'
+    },
+
+    async identitySource() {
+      return identitySourceFor(upstream.identitySource, serverMetadata(await configuration()))
     },
     async registerClient(request) {
       const metadata = serverMetadata(await configuration())

@@ -9,8 +9,8 @@ import t from 'tap'
 import { clientHandle } from '../../gateway/clients/registry.ts'
 import { Sealer } from '../../gateway/state/seal.ts'
 import type { CodeGrant } from '../../gateway/routes/callback.ts'
-import type { RefreshGrant } from '../../gateway/routes/token.ts'
 import { basicAuth, obtainCode, postForm, registerClient } from '../support/flow.ts'
+import { upstreamRefreshTokenOf } from '../support/grants.ts'
 import { capturedLog } from '../support/log-capture.ts'
 import { sample } from '../support/metrics.ts'
 import { CHATGPT_REDIRECT, failsWith, startStack, TEST_SECRET } from '../support/stack.ts'
@@ -40,12 +40,15 @@ t.test('one complete flow: a shared flow id, a line per step, no secret in the l
   const exchanged = await postForm(`${stack.gatewayUrl}/token`, { grant_type: 'authorization_code', code: obtained.code, code_verifier: obtained.verifier, redirect_uri: CHATGPT_REDIRECT }, auth)
   t.equal(exchanged.status, 200)
   const tokens = (await exchanged.json()) as { access_token: string; refresh_token: string }
+  // What must never be written includes the upstream's refresh tokens, kept (sealed) in the grant: read them while it lives.
+  const upstreamRefresh = await upstreamRefreshTokenOf(stack.gateway, tokens.refresh_token)
   const refreshed = await postForm(`${stack.gatewayUrl}/token`, { grant_type: 'refresh_token', refresh_token: tokens.refresh_token }, auth)
   t.equal(refreshed.status, 200)
   const renewed = (await refreshed.json()) as { access_token: string; refresh_token: string }
+  const renewedUpstreamRefresh = await upstreamRefreshTokenOf(stack.gateway, renewed.refresh_token)
   const revoked = await postForm(`${stack.gatewayUrl}/revoke`, { token: renewed.refresh_token, token_type_hint: 'refresh_token' }, auth)
   t.equal(revoked.status, 200)
-  // A refused refresh (the token was revoked upstream) is a step line too, and an upstream error in /metrics.
+  // A refused refresh (its grant ended with the revocation) is a step line too; it never reaches the upstream.
   await failsWith(t, await postForm(`${stack.gatewayUrl}/token`, { grant_type: 'refresh_token', refresh_token: renewed.refresh_token }, auth), 400, 'invalid_grant')
 
   const log = parsed()
@@ -71,7 +74,6 @@ t.test('one complete flow: a shared flow id, a line per step, no secret in the l
   // What must never be written: open the sealed code and refresh tokens to know the upstream's too.
   const sealer = new Sealer([TEST_SECRET])
   const grant = sealer.open<CodeGrant>('code', obtained.code)!
-  const upstreamRefresh = sealer.open<RefreshGrant>('refresh', tokens.refresh_token)!.rt
   const secrets = {
     'client secret': clientSecret,
     'gateway code': obtained.code,
@@ -82,6 +84,7 @@ t.test('one complete flow: a shared flow id, a line per step, no secret in the l
     'second access token': renewed.access_token,
     'refresh token': tokens.refresh_token,
     'upstream refresh token': upstreamRefresh,
+    'rotated upstream refresh token': renewedUpstreamRefresh,
     'state sent by the client': obtained.state,
     'Basic credentials': auth.authorization.slice(6),
     'gateway secret': TEST_SECRET,
@@ -103,8 +106,13 @@ t.test('one complete flow: a shared flow id, a line per step, no secret in the l
   t.equal(sample(body, 'oauth_gateway_http_requests_total', { route: '/token', method: 'POST', status: '400' }), 1)
   t.equal(sample(body, 'oauth_gateway_http_request_duration_seconds_count', { route: '/register', method: 'POST', status: '201' }), 1, 'latency per endpoint')
   t.equal(sample(body, 'oauth_gateway_upstream_request_duration_seconds_count', { call: 'token (authorization_code)', outcome: 'ok' }), 1, 'upstream latency per call')
-  t.equal(sample(body, 'oauth_gateway_upstream_request_duration_seconds_count', { call: 'token (refresh_token)', outcome: 'refused' }), 1)
-  t.equal(sample(body, 'oauth_gateway_upstream_errors_total', { call: 'token (refresh_token)', error: 'invalid_grant' }), 1, 'upstream errors per call')
+  t.equal(sample(body, 'oauth_gateway_upstream_request_duration_seconds_count', { call: 'token (refresh_token)', outcome: 'ok' }), 1, 'one refresh reached the upstream')
+  t.equal(sample(body, 'oauth_gateway_upstream_request_duration_seconds_count', { call: 'token (refresh_token)', outcome: 'refused' }), 0, 'the refresh of the ended grant did not')
+  t.equal(sample(body, 'oauth_gateway_upstream_request_duration_seconds_count', { call: 'revocation', outcome: 'ok' }), 1, 'the revocation did')
+  t.equal(sample(body, 'oauth_gateway_grants_created_total', {}), 1, 'the grant created, counted')
+  t.equal(sample(body, 'oauth_gateway_grants_ended_total', { reason: 'revoked_by_user' }), 1, 'and ended by the revocation')
+  t.equal(sample(body, 'oauth_gateway_grants_ended_total', { reason: 'block' }), 0, 'every reason has a series')
+  t.equal(sample(body, 'oauth_gateway_grants_active', {}), 0, 'no grant lives')
 })
 
 t.test('X-Request-Id: a plain caller id is kept, anything else is replaced', async (t) => {

@@ -86,7 +86,10 @@ t.test('a code or a sign-in used on one replica is refused on every other', asyn
   t.teardown(() => raw.disconnect())
   const keys = await keysWithTtl(raw, cluster.keyPrefix)
   t.ok(keys.size > 0, 'the marks are in Redis under the configured prefix')
-  t.ok([...keys.values()].every((ttl) => ttl > 0), 'every key has a TTL')
+  // Grants are durable (they end by revocation, block or purge, not by a TTL); every short-lived mark expires.
+  const durable = [...keys.keys()].filter((key) => key.startsWith(`${cluster.keyPrefix}{grants}:`))
+  t.ok(durable.some((key) => key.includes(':grant:')), 'the grant is in Redis, shared')
+  t.ok([...keys].filter(([key]) => !durable.includes(key)).every(([, ttl]) => ttl > 0), 'every short-lived key has a TTL')
 })
 
 t.test('a refresh raced on two replicas: one upstream call, both get the same new tokens, nothing is revoked', async (t) => {

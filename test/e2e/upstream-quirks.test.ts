@@ -9,6 +9,7 @@ import { clientHandle } from '../../gateway/clients/registry.ts'
 import { Sealer } from '../../gateway/state/seal.ts'
 import type { RefreshGrant } from '../../gateway/routes/token.ts'
 import { CookieBrowser, signInAndFollow } from '../support/browser.ts'
+import { upstreamRefreshTokenOf } from '../support/grants.ts'
 import { authorizeUrl, obtainCode, pkcePair, postForm, registerClient, type RegisteredClient } from '../support/flow.ts'
 import { ConnectorProvider } from '../support/mcp-client.ts'
 import { connectWithSdk, type Connection } from '../support/sdk-flow.ts'
@@ -225,7 +226,7 @@ t.test('expires_in sent as a string arrives as a number', async (t) => {
   t.type(connection.tokens.expires_in, 'number', 'after the code exchange')
   t.type(connection.refreshed.expires_in, 'number', 'after the refresh')
   // The control: the upstream itself does answer with a string.
-  const upstreamToken = sealer.open<RefreshGrant>('refresh', connection.refreshed.refresh_token)!.rt
+  const upstreamToken = await upstreamRefreshTokenOf(stack.gateway, connection.refreshed.refresh_token!)
   const raw = await fetch(`${stack.upstream.issuer}/token`, {
     method: 'POST',
     headers: { authorization: `Basic ${btoa(`${stack.upstream.clientId}:${stack.upstream.clientSecret}`)}`, 'content-type': 'application/x-www-form-urlencoded' },

@@ -64,7 +64,8 @@ export async function startGatewayProcess(options: GatewayProcessOptions): Promi
   writeFileSync(configPath, JSON.stringify(options.config))
   const port = options.port ?? (await freePort())
   const probe = options.memoryProbe ? ['--expose-gc', '--import', './test/support/memory-probe.ts'] : []
-  const env = { PATH: process.env.PATH ?? '', ...options.env, GATEWAY_CONFIG: configPath, PORT: String(port), HOST: '127.0.0.1' }
+  // Grants go to a state file of this process's own unless the test names one (to restart on it).
+  const env = { PATH: process.env.PATH ?? '', GATEWAY_STATE_PATH: join(dir, 'state.sqlite'), ...options.env, GATEWAY_CONFIG: configPath, PORT: String(port), HOST: '127.0.0.1' }
   const child = spawn(...underLauncher(options.launcher, [...probe, ...(options.nodeArgs ?? []), 'gateway/server.ts']), { env, stdio: ['ignore', 'pipe', 'pipe'] })
   const logs: Array<Record<string, any>> = []
   const waiters = new Set<{ match: (entry: Record<string, any>) => boolean; resolve: (entry: Record<string, any>) => void }>()

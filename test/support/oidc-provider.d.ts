@@ -94,6 +94,12 @@ declare module 'oidc-provider' {
     static find(id: string): Promise<Grant | undefined>;
   }
 
+  /** A refresh token as oidc-provider stores it; `jti` is its opaque value (tests seed one with a known value). */
+  export class RefreshToken {
+    constructor(properties: { jti?: string; accountId: string; clientId: string; grantId: string; scope: string; gty: string; [key: string]: unknown });
+    save(): Promise<string>;
+  }
+
   /** The parts of Koa's context the stand-in's middleware reads and writes. */
   export interface KoaContext {
     method: string;
@@ -118,6 +124,7 @@ declare module 'oidc-provider' {
     readonly issuer: string;
     proxy: boolean;
     readonly Grant: typeof Grant;
+    readonly RefreshToken: typeof RefreshToken;
     callback(): (req: IncomingMessage, res: ServerResponse) => Promise<void>;
     interactionDetails(req: IncomingMessage, res: ServerResponse): Promise<Interaction>;
     interactionFinished(

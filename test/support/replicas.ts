@@ -55,6 +55,8 @@ export interface Cluster {
   upstream: StandInUpstream
   mcp: StandInMcpServer
   configFile: string
+  /** The state file (SQLite) the replicas use without Redis. */
+  statePath: string
   keyPrefix: string
   /** The replicas started first. */
   replicas: Replica[]
@@ -95,6 +97,8 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     GATEWAY_CONFIG: configFile,
     GATEWAY_SECRET: options.secret ?? TEST_SECRET,
     UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
+    // Without Redis, grants live in this file, which a restart of the cluster keeps.
+    GATEWAY_STATE_PATH: join(directory, 'state.sqlite'),
     ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
     ...options.env,
   }
@@ -129,6 +133,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     upstream,
     mcp,
     configFile,
+    statePath: env.GATEWAY_STATE_PATH!,
     keyPrefix,
     replicas,
     running: () => [...running],

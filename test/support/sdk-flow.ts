@@ -31,7 +31,7 @@ export function isRedirectTo(redirectUrl: string) {
 
 export async function connectWithSdk(stack: Stack, provider: ConnectorProvider, options: { bendAuthorizationUrl?: (url: URL) => void } = {}): Promise<Connection> {
   const first = mcpClient()
-  const refused = await first.connect(transportFor(stack.mcp.url, provider)).then(
+  const refused = await first.connect(transportFor(stack.mcpUrl, provider)).then(
     () => undefined,
     (err: Error) => err,
   )
@@ -46,19 +46,20 @@ export async function connectWithSdk(stack: Stack, provider: ConnectorProvider, 
   const code = redirect.searchParams.get('code')
   if (!code) throw new Error(`no code came back: ${redirect.href}`)
 
-  await auth(provider, { serverUrl: stack.mcp.url, authorizationCode: code })
+  await auth(provider, { serverUrl: stack.mcpUrl, authorizationCode: code })
   const tokens = provider.saved!
   const whoami = await callWhoami(stack, provider)
 
-  if ((await auth(provider, { serverUrl: stack.mcp.url })) !== 'AUTHORIZED') throw new Error('the refresh did not authorize')
+  if ((await auth(provider, { serverUrl: stack.mcpUrl })) !== 'AUTHORIZED') throw new Error('the refresh did not authorize')
   const refreshed = provider.saved!
   const whoamiAfterRefresh = await callWhoami(stack, provider)
   return { redirect, authorizationUrl, tokens, refreshed, whoami, whoamiAfterRefresh }
 }
 
-async function callWhoami(stack: Stack, provider: ConnectorProvider): Promise<string> {
+/** The whoami tool, called with the provider's current tokens (at the gateway's /mcp in front mode). */
+export async function callWhoami(stack: Stack, provider: ConnectorProvider): Promise<string> {
   const client = mcpClient()
-  await client.connect(transportFor(stack.mcp.url, provider))
+  await client.connect(transportFor(stack.mcpUrl, provider))
   try {
     return textOf(await client.callTool({ name: 'whoami', arguments: {} }))
   } finally {

@@ -49,6 +49,8 @@ export interface UpstreamOptions {
   refreshTokensNeedOfflineAccess?: boolean;
   /** Scopes beyond the OIDC ones, e.g. 'neonpanel.api'. */
   extraScopes?: string[];
+  /** false: no revocation endpoint (RFC 7009), so the metadata names none. */
+  revocation?: boolean;
   /** RFC 8707 resource indicators the upstream accepts; any other (and, without this, every one) is invalid_target. */
   resources?: string[] | ((resource: string) => boolean);
 }
@@ -215,7 +217,7 @@ function providerConfiguration(opts: UpstreamOptions, issuerPath: string, offlin
     cookies: { keys: COOKIE_KEYS },
     features: {
       devInteractions: { enabled: false },
-      revocation: { enabled: true, allowedPolicy: revocationAllowed },
+      revocation: { enabled: opts.revocation ?? true, allowedPolicy: revocationAllowed },
       introspection: { enabled: true, allowedPolicy: introspectionAllowed },
       registration: registrationFeature(opts.registration),
       registrationManagement: { enabled: Boolean(opts.registration) },

@@ -11,10 +11,8 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 import type { Grant, Revocation } from '../../gateway/grants/grant.ts'
 import type { GrantStorage } from '../../gateway/state/grant-storage.ts'
-import { RedisGrantStorage } from '../../gateway/state/redis-grant-storage.ts'
-import { createRedisClient, connectRedis } from '../../gateway/state/redis-connection.ts'
 import { SqliteGrantStorage } from '../../gateway/state/sqlite-grant-storage.ts'
-import { deletePrefix, randomPrefix, SHARED_REDIS_URL } from '../support/redis.ts'
+import { redisGrantStorage } from '../support/grants.ts'
 
 const now = Math.floor(Date.now() / 1000)
 
@@ -45,18 +43,6 @@ const revocationsOf = (grant: Grant): Revocation[] => [
   ...grant.accessTokens.map((mark): Revocation => ({ key: `access:${mark.hash}`, reason: 'revoked_by_admin', endedAt: now, expiresAt: mark.expiresAt })),
 ]
 
-async function redisStorage(t: Test): Promise<GrantStorage> {
-  const prefix = randomPrefix()
-  const client = createRedisClient({ connection: { mode: 'single', url: SHARED_REDIS_URL, tls: false }, keyPrefix: prefix, commandTimeoutMs: 2000 })
-  connectRedis(client, { info() {}, warn() {} })
-  await new Promise((resolve) => client.once('ready', resolve))
-  t.teardown(async () => {
-    client.disconnect()
-    await deletePrefix(prefix)
-  })
-  return new RedisGrantStorage(client)
-}
-
 const kinds: Array<[string, (t: Test) => Promise<GrantStorage>]> = [
   ['sqlite in memory', async () => new SqliteGrantStorage(':memory:')],
   ['sqlite file', async (t) => {
@@ -64,7 +50,7 @@ const kinds: Array<[string, (t: Test) => Promise<GrantStorage>]> = [
     t.teardown(() => rmSync(dir, { recursive: true, force: true }))
     return new SqliteGrantStorage(join(dir, 'nested', 'state.sqlite'))
   }],
-  ['redis', redisStorage],
+  ['redis', (t) => redisGrantStorage(t)],
 ]
 
 for (const [name, open] of kinds) {

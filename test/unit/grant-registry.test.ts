@@ -1,0 +1,164 @@
+/**
+ * The grant registry's rules on real storage (SQLite in memory): lifetimes
+ * (idle, age, the upstream token's own), generations, who may end what,
+ * opaque cursors that refuse anything they did not make, cached blocks, the
+ * client list.
+ */
+import t, { type Test } from 'tap'
+import type { RegisteredClient } from '../../gateway/clients/client.ts'
+import type { UpstreamRevocation } from '../../gateway/grants/grant.ts'
+import { GrantRegistry, type NewGrant } from '../../gateway/grants/registry.ts'
+import { Sealer } from '../../gateway/state/seal.ts'
+import { SqliteGrantStorage } from '../../gateway/state/sqlite-grant-storage.ts'
+
+const DAY = 86_400
+
+function setup(t: Test, settings = { maxIdleDays: 30, maxAgeDays: 90 }, revocation: UpstreamRevocation = 'revoked') {
+  const storage = new SqliteGrantStorage(':memory:')
+  const revoked: Array<{ token: string; clientId: string }> = []
+  const ended: string[] = []
+  const registry = new GrantRegistry({
+    storage,
+    sealer: new Sealer(['registry-test-secret-0123456789abcdef']),
+    settings,
+    observer: { grantCreated() {}, grantEnded: (reason) => void ended.push(reason) },
+    async revokeUpstream(token, clientId) {
+      revoked.push({ token, clientId })
+      return revocation
+    },
+  })
+  t.teardown(async () => {
+    registry.close()
+    await storage.close()
+  })
+  return { registry, storage, revoked, ended }
+}
+
+function client(id: string, name = 'ChatGPT', extra: Partial<RegisteredClient> = {}): RegisteredClient {
+  return { client_id: id, redirect_uris: ['https://chatgpt.com/connector/oauth/x'], token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], client_name: name, client_id_issued_at: 0, ...extra }
+}
+
+function newGrant(overrides: Partial<NewGrant> = {}): NewGrant {
+  return { client: client('c1'), redirectUri: 'https://chatgpt.com/connector/oauth/x', user: { id: 'u1' }, scope: 'openid', upstreamRefreshToken: 'upstream-rt-1', accessToken: { token: 'at-1', expiresIn: 60 }, ...overrides }
+}
+
+/** An OAuthError with this code, as the error handler would answer it. */
+function isOAuthError(code: string) {
+  return { name: 'OAuthError', error: code }
+}
+
+t.test('a grant: its fields, its lifetimes, its generations', async (t) => {
+  const { registry, storage, revoked, ended } = setup(t)
+  const grant = await registry.create(newGrant({ upstreamRefreshExpiresIn: 10 * DAY }))
+  t.match(grant, { clientId: 'c1', clientName: 'ChatGPT', unverified: true, redirectHost: 'chatgpt.com', preset: 'chatgpt', refreshCount: 0, generation: 0 })
+  t.equal(grant.expiresAt - grant.createdAt, 10 * DAY, "the upstream token's shorter lifetime ends it")
+  t.equal(grant.activeUntil, grant.expiresAt, 'idle time never reaches past it')
+  t.notMatch(JSON.stringify(await storage.getGrant(grant.grantId)), /upstream-rt-1/, 'the upstream refresh token is sealed at rest')
+  t.notMatch(JSON.stringify(await storage.getGrant(grant.grantId)), /at-1/, 'the access token is kept only as a hash')
+
+  const opened = await registry.openForRefresh(grant.grantId, 0)
+  t.equal(opened.upstreamRefreshToken, 'upstream-rt-1')
+  const same = await registry.refreshed(opened.grant, { accessToken: { token: 'at-2' } })
+  t.equal(same.generation, 0, 'no rotation, same generation')
+  const rotated = await registry.refreshed(same, { upstreamRefreshToken: 'upstream-rt-2' })
+  t.equal(rotated.generation, 1, 'rotation: the next generation')
+  t.equal(rotated.refreshCount, 2)
+  await t.rejects(registry.openForRefresh(grant.grantId, 0), isOAuthError('invalid_grant'), 'an older generation is refused')
+  await t.rejects(registry.refreshed(same, {}), isOAuthError('invalid_grant'), 'a refresh that lost the race writes nothing')
+  t.equal((await registry.openForRefresh(grant.grantId, 1)).upstreamRefreshToken, 'upstream-rt-2')
+
+  // Idle past its time: refused, ended as expired, its upstream token revoked.
+  await storage.updateGrant({ ...rotated, activeUntil: Math.floor(Date.now() / 1000) - 1 }, 1)
+  await t.rejects(registry.openForRefresh(grant.grantId, 1), { error: 'invalid_grant', message: /expired/ })
+  t.same(ended, ['expired'])
+  t.same(revoked, [{ token: 'upstream-rt-2', clientId: 'c1' }])
+  await t.rejects(registry.openForRefresh(grant.grantId, 1), { error: 'invalid_grant', message: /grant has ended \(it expired\)/ }, 'and says so later')
+})
+
+t.test('ending: only the owner, once; the purge', async (t) => {
+  const { registry, storage, revoked, ended } = setup(t, { maxIdleDays: 30, maxAgeDays: 90 }, 'unsupported')
+  const grant = await registry.create(newGrant())
+  t.same(await registry.revokeGrant(grant.grantId, 'user', { user: 'u2' }), { ended: false, upstreamRevocation: 'unsupported' })
+  t.ok(await registry.get(grant.grantId), 'still there')
+  t.same(await registry.revokeGrant(grant.grantId, 'user', { user: 'u1' }), { ended: true, upstreamRevocation: 'unsupported' })
+  t.same(ended, ['revoked_by_user'])
+  t.ok(await registry.isAccessTokenRevoked('at-1'), 'its access token is refused from now on')
+  t.notOk(await registry.isAccessTokenRevoked('at-unknown'))
+  t.same((await registry.revokeGrant(grant.grantId, 'admin')).ended, false, 'once')
+
+  const old = await registry.create(newGrant({ upstreamRefreshToken: 'old-rt' }))
+  await storage.updateGrant({ ...old, activeUntil: Math.floor(Date.now() / 1000) - 1 }, 0)
+  t.equal(await registry.purgeExpired(), 1)
+  t.equal(await registry.get(old.grantId), undefined)
+  t.ok(revoked.some((call) => call.token === 'old-rt'), 'the purge revokes upstream too')
+})
+
+t.test('cursors and limits', async (t) => {
+  const { registry } = setup(t)
+  for (let i = 0; i < 7; i++) await registry.create(newGrant({ client: client(`c${i % 2}`), user: { id: i < 4 ? 'u1' : 'u2' } }))
+  const seen: string[] = []
+  let cursor: string | undefined
+  do {
+    const page = await registry.list({}, { limit: 3, cursor })
+    t.ok(page.items.length <= 3)
+    seen.push(...page.items.map((grant) => grant.grantId))
+    cursor = page.nextCursor
+  } while (cursor)
+  t.equal(seen.length, 7, 'every grant once')
+  t.equal((await registry.listForUser('u2')).items.length, 3)
+  t.equal((await registry.list({ user: 'u1', clientId: 'c0' })).items.length, 2)
+  for (const bad of ['', 'not a cursor!', 'eyJ4IjoxfQ', Buffer.from('{"a":5}').toString('base64url'), 'x'.repeat(2000), Buffer.from('[').toString('base64url')]) {
+    await t.rejects(registry.list({}, { cursor: bad }), isOAuthError('invalid_request'), `cursor ${bad.slice(0, 20)} is refused`)
+  }
+  await t.rejects(registry.listClients({ cursor: 'garbage%' }), isOAuthError('invalid_request'))
+  for (const limit of [0, -1, 1.5, 1001]) await t.rejects(registry.list({}, { limit }), isOAuthError('invalid_request'), `limit ${limit}`)
+})
+
+t.test('blocks: kept, matched, cached', async (t) => {
+  const { registry } = setup(t)
+  const victim = await registry.create(newGrant({ client: client('c9', 'Evil Helper Bot') }))
+  await registry.create(newGrant({ client: client('c8', 'Fine') }))
+  const { block, ended } = await registry.addBlock({ kind: 'client_name_pattern', value: 'evil*bot', reason: 'phishing' })
+  t.equal(ended, 1, 'it ended the grant it matches')
+  t.equal(await registry.get(victim.grantId), undefined)
+  t.match(await registry.isBlocked({ clientName: 'EVIL little BOT' }), { blockId: block.blockId, reason: 'phishing' }, 'case-insensitive, whole name')
+  t.equal(await registry.isBlocked({ clientName: 'not an evil bot really' }), undefined)
+  t.equal(await registry.isBlocked({ clientName: 'Fine' }), undefined)
+  t.equal(registry.blockCount, 1)
+  t.ok(await registry.removeBlock(block.blockId))
+  t.notOk(await registry.removeBlock(block.blockId), 'an unknown block id')
+  t.equal(await registry.isBlocked({ clientName: 'Evil Bot' }), undefined)
+  t.same(await registry.listBlocks(), [])
+})
+
+t.test('the client list', async (t) => {
+  const { registry } = setup(t)
+  await registry.recordClient(client('https://app.example/client.json', 'Doc client', { metadata_document: true }))
+  await registry.create(newGrant({ client: client('c1') }))
+  await registry.create(newGrant({ client: client('c1') }))
+  const clients = (await registry.listClients()).items
+  t.equal(clients.length, 2)
+  t.equal(clients.find((record) => record.clientId === 'c1')?.grants, 2, 'with its grant count')
+  t.equal(clients.find((record) => record.clientId !== 'c1')?.grants, 0)
+})
+
+t.test('front mode checks fail open while storage does not answer, told once', async (t) => {
+  const storage = new SqliteGrantStorage(':memory:')
+  const warnings: string[] = []
+  const registry = new GrantRegistry({
+    storage,
+    sealer: new Sealer(['registry-test-secret-0123456789abcdef']),
+    settings: { maxIdleDays: 30, maxAgeDays: 90 },
+    log: { warn: (_details, message) => void warnings.push(message) },
+    revokeUpstream: async () => 'revoked',
+  })
+  t.teardown(() => registry.close())
+  const grant = await registry.create(newGrant())
+  await registry.revokeGrant(grant.grantId, 'admin')
+  t.ok(await registry.isAccessTokenRevoked('at-1'))
+  await storage.close()
+  t.equal(await registry.isAccessTokenRevoked('at-1'), false, 'storage gone: the MCP server decides')
+  t.equal(await registry.isAccessTokenRevoked('at-1'), false)
+  t.equal(warnings.filter((line) => /cannot be checked/.test(line)).length, 1, 'one warning, not one per request')
+  await t.rejects(registry.openForRefresh(grant.grantId, 0), { name: 'StoreUnavailable' }, 'a refresh does fail: it needs its grant')
+})
