@@ -4,7 +4,6 @@
  */
 import formbody from '@fastify/formbody'
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import type { Redis } from 'ioredis'
 import { ClientMetadataDocuments } from './clients/metadata-documents.ts'
 import { ClientRegistry } from './clients/registry.ts'
 import type { Config } from './config/schema.ts'
@@ -23,6 +22,8 @@ import { RedirectAllowlist } from './policy/redirect-uri.ts'
 import { UserSessions } from './policy/user-session.ts'
 import { checkReadiness } from './routes/health.ts'
 import { routes } from './routes/index.ts'
+import type { RedisClient } from './state/redis-connection.ts'
+import { RedisStore } from './state/redis-store.ts'
 import type { GrantStorage } from './state/grant-storage.ts'
 import { Sealer } from './state/seal.ts'
 import { SqliteGrantStorage } from './state/sqlite-grant-storage.ts'
@@ -38,15 +39,18 @@ function hooksOf<T>(hooks: T | T[] | undefined): T[] {
 
 export interface GatewayOptions {
   config: Config
-  /** Short-lived shared state; MemoryStore (one replica) when absent. The app closes it. */
+  /** Short-lived shared state; a RedisStore on `redis` when that is given, else MemoryStore (one replica). The app closes it. */
   store?: Store
   /**
    * Where grants, blocks, revocations and the client list are kept: server.ts passes the
    * state file (SQLite) or Redis; absent, a SQLite database in memory (tests). The app closes it.
    */
   grantStorage?: GrantStorage
-  /** The replica's Redis connection (REDIS_URL), for what needs Redis beyond the Store (rate limits). The store owns and closes it. */
-  redis?: Redis
+  /**
+   * The replica's Redis connection (state/redis-connection.ts): the store, unless `store` is given, and what needs
+   * Redis beyond the Store (rate limits). The app closes it (through the store it builds).
+   */
+  redis?: RedisClient
   /** Production: LOGGER_OPTIONS with a stream. */
   logger?: GatewayLoggerOptions | false
   /** Node's process metrics (memory, event loop, GC) in /metrics; the process-wide collectors suit one app per process. */
@@ -92,8 +96,10 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const endpoints = Object.freeze(
     Object.fromEntries(Object.entries(PATHS).map(([name, path]) => [name, config.publicUrl + path])),
   ) as Gateway['endpoints']
-  const store = options.store ?? new MemoryStore(config.memoryStore.maxEntries)
   const metrics = new Metrics({ processMetrics: options.processMetrics ?? false })
+  const store = options.store ?? (options.redis
+    ? new RedisStore(options.redis, { waitReplicas: config.redis.waitReplicas, waitTimeoutMs: config.redis.waitTimeoutMs, observe: metrics.redisCommand })
+    : new MemoryStore(config.memoryStore.maxEntries))
   if (store instanceof MemoryStore) metrics.watchMemoryStore(store)
   const upstream = createUpstream(config, endpoints.callback, { log: app.log, observe: (call, seconds, failure) => metrics.upstreamCall(call, seconds, failure) })
   const mcpProxy = config.front.enabled ? createMcpProxy(config.front) : undefined

@@ -100,7 +100,8 @@ export interface RedirectBack {
 /** Maps anything thrown to an OAuthError; unknown faults become a fixed `server_error`. */
 export function toOAuthError(err: unknown): OAuthError {
   if (err instanceof OAuthError) return err
-  if (err instanceof StoreUnavailable) return new OAuthError(503, 'temporarily_unavailable', 'the gateway state store is unavailable; try again shortly', { cause: err })
+  // A Redis outage or failover lasts seconds: the client is told when to come back.
+  if (err instanceof StoreUnavailable) return new OAuthError(503, 'temporarily_unavailable', 'the gateway state store is unavailable; try again shortly', { cause: err, headers: { 'retry-after': '1' } })
   const fastifyError = err as Partial<FastifyError>
   if (typeof fastifyError.statusCode === 'number' && fastifyError.statusCode >= 400 && fastifyError.statusCode < 500) {
     // Fastify's own client errors: bad JSON, unsupported media type, body too large, schema failures.

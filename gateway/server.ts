@@ -1,8 +1,9 @@
 /**
  * Starts the gateway: configuration from GATEWAY_CONFIG and the environment,
- * the shared store and the grants on Redis when REDIS_URL is set (otherwise
- * short-lived state in memory and grants in the state file, one replica),
- * then listen. A bad configuration stops start-up with a message
+ * the shared store and the grants on Redis when the environment names one
+ * (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES; otherwise short-lived
+ * state in memory and grants in the state file, one replica), then listen. A
+ * Redis certificate that does not verify stops start-up. A bad configuration stops start-up with a message
  * naming the field. The configuration file is watched and SIGHUP re-reads it
  * (reload.ts). SIGTERM and SIGINT close the server: new requests get 503, in-flight
  * ones finish within server.shutdownTimeoutMs.
@@ -19,8 +20,8 @@ import { buildGateway } from './app.ts'
 import { ConfigError, configPath, loadConfig } from './config/load.ts'
 import type { Config } from './config/schema.ts'
 import { LOGGER_OPTIONS } from './http/log.ts'
+import { connectRedis, createRedisClient, firstContact } from './state/redis-connection.ts'
 import { RedisGrantStorage } from './state/redis-grant-storage.ts'
-import { connectRedis, createRedisClient, RedisStore } from './state/redis-store.ts'
 import { SqliteGrantStorage } from './state/sqlite-grant-storage.ts'
 import { watchConfig } from './config/reload.ts'
 
@@ -33,20 +34,31 @@ try {
   process.exit(78) // EX_CONFIG
 }
 
-const { url: redisUrl, ...redisOptions } = config.redis
-const redis = redisUrl ? createRedisClient({ url: redisUrl, ...redisOptions }) : undefined
+const { connection: redisConnection, keyPrefix, commandTimeoutMs } = config.redis
+const redis = redisConnection ? createRedisClient({ connection: redisConnection, keyPrefix, commandTimeoutMs }) : undefined
 // Lines go out without blocking the request that wrote them; whatever is still buffered is written on exit.
 const logger = { ...LOGGER_OPTIONS, level: config.server.logLevel, stream: destination({ dest: 1, sync: false }) }
 let grantStorage
 try {
-  grantStorage = redis ? new RedisGrantStorage(redis) : new SqliteGrantStorage(config.state.path)
+  // Grants, blocks and revocations wait for redis.waitReplicas replicas, as the code's spent mark does (docs/redis.md).
+  grantStorage = redis ? new RedisGrantStorage(redis, { waitReplicas: config.redis.waitReplicas, waitTimeoutMs: config.redis.waitTimeoutMs }) : new SqliteGrantStorage(config.state.path)
 } catch (err) {
   process.stderr.write(`${(err as Error).message}\n`)
   process.exit(73) // EX_CANTCREAT
 }
-const app = await buildGateway({ config, logger, processMetrics: true, grantStorage, ...(redis ? { redis, store: new RedisStore(redis) } : {}) })
-if (redis) connectRedis(redis, app.log)
-else app.log.warn({ state: config.state.path }, 'REDIS_URL is not set: short-lived state is kept in memory and grants in the state file, so run only one replica')
+const app = await buildGateway({ config, logger, processMetrics: true, grantStorage, ...(redis ? { redis } : {}) })
+if (redis) {
+  const contact = firstContact(redis, Math.max(commandTimeoutMs * 2, 1000) + 1000)
+  connectRedis(redis, app.log, app.gateway.metrics.redisConnection())
+  // A certificate that does not verify is a configuration to fix, not an outage to wait out.
+  const refused = await contact
+  if (refused) {
+    process.stderr.write(`${refused}\n`)
+    redis.disconnect()
+    process.exit(78) // EX_CONFIG
+  }
+  app.log.info({ mode: redisConnection!.mode, tls: redisConnection!.tls, waitReplicas: config.redis.waitReplicas }, 'state is kept in Redis')
+} else app.log.warn({ state: config.state.path }, 'Redis is not configured (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES): short-lived state is kept in memory and grants in the state file, so run only one replica')
 
 process.on('unhandledRejection', (reason) => {
   app.log.error({ err: reason }, 'unhandled promise rejection; still serving')

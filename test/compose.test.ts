@@ -234,7 +234,7 @@ t.test('the gateway replicas share one public URL, one Redis and one set of keys
   t.ok(configFile && existsSync(configFile), `${shared.GATEWAY_CONFIG} is copied into the image`)
   for (const [name, env] of gateways.map(([name], i) => [name, environments[i]!] as const)) {
     const config = parseConfigText(readFileSync(configFile!, 'utf8'), env, configFile!)
-    t.equal(config.redis.url, shared.REDIS_URL, `${name} starts with a valid configuration, on Redis`)
+    t.same(config.redis.connection, { mode: 'single', url: shared.REDIS_URL, tls: false },  `${name} starts with a valid configuration, on Redis`)
     t.equal(config.publicUrl, shared.GATEWAY_PUBLIC_URL)
     t.equal(config.server.trustProxy, 1, `${name} believes the one proxy in front, so rate limits count clients, not the load balancer`)
   }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import type { z } from 'zod'
-import { configSchema, type Config, type Settings } from './schema.ts'
+import { configSchema, type Config, type RedisConnection, type RedisNode, type Settings } from './schema.ts'
 
 export const DEFAULT_CONFIG_PATH = 'config/gateway.yaml'
 
@@ -68,8 +68,17 @@ export const ENVIRONMENT_ONLY_VARIABLES: readonly EnvironmentOnlyVariable[] = [
   { name: 'UPSTREAM_REGISTRATION_TOKEN', description: "RFC 7591 §3 initial access token for the upstream's registration endpoint, when registration.mode is upstream and the upstream wants one." },
   {
     name: 'REDIS_URL',
-    description: 'redis:// or rediss:// URL of the shared store (it may carry a password). Set: replicas share state, rate-limit counters, grants, blocks and revocations through Redis (which then needs AOF persistence). Unset: short-lived state lives in memory, grants in the state file (state.path), and only one replica may run.',
+    description:
+      'redis:// or rediss:// URL of the shared store, one node (it may carry a password). Set (or REDIS_SENTINELS, or REDIS_CLUSTER_NODES; exactly one of the three): replicas share state, rate-limit counters, grants, blocks and revocations through Redis (which then needs AOF persistence; docs/redis.md). None: short-lived state lives in memory, grants in the state file (state.path), and only one replica may run.',
   },
+  { name: 'REDIS_SENTINELS', description: 'Comma-separated host:port of Redis Sentinels; with REDIS_SENTINEL_MASTER the gateway uses the master they name and follows its failovers.' },
+  { name: 'REDIS_SENTINEL_MASTER', description: "The master's name in the sentinels' configuration; required with REDIS_SENTINELS." },
+  { name: 'REDIS_SENTINEL_PASSWORD', description: "The sentinels' own password, when they have one." },
+  { name: 'REDIS_CLUSTER_NODES', description: 'Comma-separated host:port seed nodes of a Redis Cluster; the other nodes are discovered.' },
+  { name: 'REDIS_USERNAME', description: "The Redis data nodes' ACL user, in every mode." },
+  { name: 'REDIS_PASSWORD', description: "The Redis data nodes' password, in every mode (with REDIS_URL: here or in the URL, not both)." },
+  { name: 'REDIS_TLS', description: '1: TLS to every Redis node and sentinel, the certificate verified (a rediss:// URL is TLS already).' },
+  { name: 'REDIS_CA_FILE', description: "PEM file of the CA that signed the Redis nodes' certificates; without it the system's CAs. A certificate that does not verify stops start-up." },
   { name: 'METRICS_TOKEN', description: 'When set, GET /metrics requires `Authorization: Bearer <token>`.' },
   {
     name: 'ADMIN_TOKEN',
@@ -117,9 +126,8 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
   }
   const clientSecret = env.UPSTREAM_CLIENT_SECRET ?? ''
   if (!clientSecret) problems.push('  UPSTREAM_CLIENT_SECRET: is required (the gateway client secret at the upstream)')
-  const redisUrl = env.REDIS_URL || undefined
-  // The URL may carry a password: the message names the variable, never its value.
-  if (redisUrl !== undefined && !isRedisUrl(redisUrl)) problems.push('  REDIS_URL: must be a redis:// or rediss:// URL')
+  const redis = redisConnection(env)
+  problems.push(...redis.problems.map((problem) => `  ${problem}`))
   const adminToken = env.ADMIN_TOKEN || undefined
   // The message names the rule, never the value.
   if (adminToken !== undefined) problems.push(...adminTokenProblems(adminToken))
@@ -130,7 +138,7 @@ export function parseConfig(file: unknown, env: NodeJS.ProcessEnv = {}, where = 
     ...settings,
     secrets,
     upstream: { ...settings.upstream, clientSecret, registrationToken },
-    redis: { ...settings.redis, url: redisUrl },
+    redis: settleRedis(settings.redis, redis.connection),
     metrics: { ...settings.metrics, token: env.METRICS_TOKEN || undefined },
     admin: { token: adminToken },
   }
@@ -160,6 +168,77 @@ function adminTokenProblems(token: string): string[] {
 
 function isRedisUrl(value: string) {
   return URL.canParse(value) && ['redis:', 'rediss:'].includes(new URL(value).protocol)
+}
+
+/** The redis keys with their defaults that depend on the mode: a mode with replicas waits for one; one node has none to wait for. */
+export function settleRedis(redis: Settings['redis'], connection: RedisConnection | undefined): Config['redis'] {
+  return {
+    ...redis,
+    waitReplicas: redis.waitReplicas ?? (connection && connection.mode !== 'single' ? 1 : 0),
+    waitTimeoutMs: redis.waitTimeoutMs ?? Math.floor(redis.commandTimeoutMs / 2),
+    connection,
+  }
+}
+
+const REDIS_MODES = ['REDIS_URL', 'REDIS_SENTINELS', 'REDIS_CLUSTER_NODES'] as const
+
+/** `host:port` or `[v6 address]:port`, port 1–65535. */
+function parseNode(value: string): RedisNode | undefined {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^\s:[\]]+)):(\d{1,5})$/.exec(value)
+  const port = Number(match?.[3])
+  if (!match || port < 1 || port > 65_535) return undefined
+  return { host: (match[1] ?? match[2])!, port }
+}
+
+function parseNodes(name: string, value: string, problems: string[]): RedisNode[] {
+  const items = list(value)
+  const nodes = items.map(parseNode)
+  const bad = items.filter((_, index) => nodes[index] === undefined)
+  if (items.length === 0) problems.push(`${name}: must list at least one host:port`)
+  else if (bad.length) problems.push(`${name}: ${bad.map((item) => JSON.stringify(item)).join(', ')} ${bad.length === 1 ? 'is' : 'are'} not host:port`)
+  return nodes.filter((node) => node !== undefined)
+}
+
+/**
+ * How to reach Redis, from the environment: exactly one of REDIS_URL,
+ * REDIS_SENTINELS (+ REDIS_SENTINEL_MASTER) and REDIS_CLUSTER_NODES, with the
+ * passwords and TLS settings all modes share. No connection when none is set.
+ * Messages name variables, never their values where those can carry a password.
+ */
+export function redisConnection(env: NodeJS.ProcessEnv): { connection?: RedisConnection | undefined; problems: string[] } {
+  const problems: string[] = []
+  const set = REDIS_MODES.filter((name) => env[name])
+  if (set.length > 1) problems.push(`${set.join(', ')}: set only one of ${REDIS_MODES.join(', ')} (one node, Sentinel or Cluster)`)
+  const tlsValue = (env.REDIS_TLS ?? '').trim().toLowerCase()
+  if (!['', '0', '1', 'true', 'false'].includes(tlsValue)) problems.push('REDIS_TLS: must be 1 (TLS on) or 0 (off)')
+  const url = env.REDIS_URL || undefined
+  if (url !== undefined && !isRedisUrl(url)) problems.push('REDIS_URL: must be a redis:// or rediss:// URL')
+  const tls = tlsValue === '1' || tlsValue === 'true' || (url !== undefined && isRedisUrl(url) && new URL(url).protocol === 'rediss:')
+  const password = env.REDIS_PASSWORD || undefined
+  if (url !== undefined && isRedisUrl(url) && new URL(url).password && password !== undefined) {
+    problems.push('REDIS_URL, REDIS_PASSWORD: the URL carries a password already; set it in one place')
+  }
+  const masterName = env.REDIS_SENTINEL_MASTER || undefined
+  if (env.REDIS_SENTINELS && masterName === undefined) problems.push('REDIS_SENTINEL_MASTER: is required with REDIS_SENTINELS (the master\'s name in the sentinels\' configuration)')
+  if (!env.REDIS_SENTINELS && masterName !== undefined) problems.push('REDIS_SENTINEL_MASTER: is only read with REDIS_SENTINELS')
+  if (!env.REDIS_SENTINELS && env.REDIS_SENTINEL_PASSWORD) problems.push('REDIS_SENTINEL_PASSWORD: is only read with REDIS_SENTINELS')
+  let ca: string | undefined
+  if (env.REDIS_CA_FILE) {
+    if (!tls) problems.push('REDIS_CA_FILE: TLS is off; set REDIS_TLS=1 (or use a rediss:// URL)')
+    try {
+      ca = readFileSync(env.REDIS_CA_FILE, 'utf8')
+      if (!ca.includes('-----BEGIN CERTIFICATE-----')) problems.push(`REDIS_CA_FILE: ${env.REDIS_CA_FILE} holds no PEM certificate`)
+    } catch (err) {
+      problems.push(`REDIS_CA_FILE: cannot read ${env.REDIS_CA_FILE}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+  }
+  const sentinels = env.REDIS_SENTINELS ? parseNodes('REDIS_SENTINELS', env.REDIS_SENTINELS, problems) : []
+  const nodes = env.REDIS_CLUSTER_NODES ? parseNodes('REDIS_CLUSTER_NODES', env.REDIS_CLUSTER_NODES, problems) : []
+  if (problems.length || set.length === 0) return { problems }
+  const common = { username: env.REDIS_USERNAME || undefined, password, tls, ca }
+  if (url !== undefined) return { connection: { mode: 'single', url, ...common }, problems }
+  if (sentinels.length) return { connection: { mode: 'sentinel', sentinels, masterName: masterName!, sentinelPassword: env.REDIS_SENTINEL_PASSWORD || undefined, ...common }, problems }
+  return { connection: { mode: 'cluster', nodes, ...common }, problems }
 }
 
 /** Where the configuration file is: GATEWAY_CONFIG, default config/gateway.yaml. */

@@ -169,7 +169,7 @@ const redisSchema = z.strictObject({
     .max(64)
     .regex(/^[\x21-\x7E]+$/, 'must be printable ASCII without spaces')
     .default('oauth-gateway:')
-    .describe('Put before every key the gateway writes to Redis, so several gateways (or other applications) can share one Redis.'),
+    .describe('Put before every key the gateway writes to Redis, so several gateways (or other applications) can share one Redis; on a cluster too.'),
   commandTimeoutMs: z
     .number()
     .int()
@@ -177,7 +177,56 @@ const redisSchema = z.strictObject({
     .max(30_000)
     .default(1000)
     .describe('How long a request waits for Redis before it is answered 503 temporarily_unavailable, in milliseconds.'),
+  waitReplicas: z
+    .number()
+    .int()
+    .min(0)
+    .max(16)
+    .optional()
+    .describe(
+      'Replicas that must acknowledge a durable write (a code\'s spent mark, grants, revocations, blocks) before the gateway reports it done: written to the master, then `WAIT waitReplicas waitTimeoutMs`; fewer acknowledgements answer 503 rather than a success a failover could forget. Default: 1 with REDIS_SENTINELS or REDIS_CLUSTER_NODES, 0 with REDIS_URL (one node, no replica to wait for). 0 turns the wait off.',
+    )
+    .meta({ examples: [1] }),
+  waitTimeoutMs: z
+    .number()
+    .int()
+    .min(1)
+    .max(30_000)
+    .optional()
+    .describe('How long a durable write waits for its replicas, in milliseconds; shorter than commandTimeoutMs. Default: half of commandTimeoutMs (500 with its default).')
+    .meta({ examples: [500] }),
 })
+  .refine((redis) => redis.waitTimeoutMs === undefined || redis.waitTimeoutMs < redis.commandTimeoutMs, {
+    message: 'must be shorter than redis.commandTimeoutMs (the WAIT itself must not time out)',
+    path: ['waitTimeoutMs'],
+  })
+
+/** A Redis node or sentinel, from REDIS_SENTINELS or REDIS_CLUSTER_NODES. */
+export interface RedisNode {
+  host: string
+  port: number
+}
+
+/**
+ * How the gateway reaches Redis, from the environment only (it carries passwords):
+ * exactly one of REDIS_URL, REDIS_SENTINELS (+ REDIS_SENTINEL_MASTER), REDIS_CLUSTER_NODES.
+ */
+export type RedisConnection = (
+  /** REDIS_URL: one node, redis:// or rediss://. */
+  | { mode: 'single'; url: string }
+  /** REDIS_SENTINELS + REDIS_SENTINEL_MASTER: the master the sentinels name, followed through failovers. */
+  | { mode: 'sentinel'; sentinels: readonly RedisNode[]; masterName: string; sentinelPassword?: string | undefined }
+  /** REDIS_CLUSTER_NODES: seed nodes of a Redis Cluster; the rest is discovered. */
+  | { mode: 'cluster'; nodes: readonly RedisNode[] }
+) & {
+  /** REDIS_USERNAME / REDIS_PASSWORD: the data nodes' ACL user and password. */
+  username?: string | undefined
+  password?: string | undefined
+  /** REDIS_TLS=1 (or a rediss:// URL): TLS to every node and sentinel, the certificate verified. */
+  tls: boolean
+  /** REDIS_CA_FILE's content (PEM): the CA that signed the nodes' certificates, instead of the system's. */
+  ca?: string | undefined
+}
 
 /** A preset switch: off unless switched on; the shipped file switches every preset on. */
 const preset = (description: string) => z.boolean().default(false).describe(description).meta({ examples: [true] })
@@ -365,7 +414,7 @@ const limitsSchema = z
   })
   .prefault({})
   .describe(
-    'Rate limits per client address, client id, client family and overall, in fixed windows of `windowSeconds` (default 60), counted in Redis when REDIS_URL is set (so across replicas), in memory otherwise. Excess requests get 429 temporarily_unavailable with Retry-After and a description naming the limit; `max: 0` switches a rule off.',
+    'Rate limits per client address, client id, client family and overall, in fixed windows of `windowSeconds` (default 60), counted in Redis when Redis is configured (so across replicas), in memory otherwise. Excess requests get 429 temporarily_unavailable with Retry-After and a description naming the limit; `max: 0` switches a rule off.',
   )
 
 export type RateLimitRule = z.infer<typeof rateLimit>
@@ -389,7 +438,7 @@ const memoryStoreSchema = z
       .describe('Most live entries; with the default lifetimes 100,000 hold 75 to 135 sign-ins a second, sustained. When full, requests that need a new entry get 503 rather than forget a mark.'),
   })
   .prefault({})
-  .describe('The in-memory store, used when env REDIS_URL is not set (one replica only).')
+  .describe('The in-memory store, used when Redis is not configured (one replica only).')
 
 const grantsSchema = z
   .strictObject({
@@ -412,7 +461,7 @@ const stateSchema = z
   })
   .prefault({})
   .describe(
-    'Durable state without Redis: grants, blocks, revocations and the client list in a SQLite file (node:sqlite, no server to run), so only one replica may run. With env REDIS_URL they live in Redis instead, which then needs AOF persistence.',
+    'Durable state without Redis: grants, blocks, revocations and the client list in a SQLite file (node:sqlite, no server to run), so only one replica may run. With Redis configured (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES) they live in Redis instead, which then needs AOF persistence.',
   )
 
 const metricsSchema = z
@@ -540,7 +589,9 @@ export const configSchema = z
     clientMetadataDocuments: clientMetadataDocumentsSchema,
     redis: redisSchema
       .prefault({})
-      .describe('The shared store, used only when env REDIS_URL is set (its URL may carry a password, so it is never read from the file); without it state lives in memory and only one replica may run.'),
+      .describe(
+        'The shared store, used only when the environment names Redis: REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES (they may carry passwords, so never from the file; docs/redis.md). Without it state lives in memory and only one replica may run.',
+      ),
     memoryStore: memoryStoreSchema,
     grants: grantsSchema,
     state: stateSchema,
@@ -583,8 +634,11 @@ export type Config = Readonly<
       /** RFC 7591 §3 initial access token for the upstream's registration endpoint; env UPSTREAM_REGISTRATION_TOKEN only. */
       registrationToken?: string | undefined
     }
-    /** `url` from env REDIS_URL: set means several replicas share Redis. */
-    redis: z.infer<typeof redisSchema> & { url?: string | undefined }
+    /**
+     * `connection` from the environment (REDIS_URL, REDIS_SENTINELS or REDIS_CLUSTER_NODES): set means several
+     * replicas share Redis. `waitReplicas` and `waitTimeoutMs` are settled by then: the file's, else their defaults.
+     */
+    redis: Omit<z.infer<typeof redisSchema>, 'waitReplicas' | 'waitTimeoutMs'> & { waitReplicas: number; waitTimeoutMs: number; connection?: RedisConnection | undefined }
     /** `token` from env METRICS_TOKEN. */
     metrics: z.infer<typeof metricsSchema> & { token?: string | undefined }
     /** The Admin API (routes/admin/): on only when env ADMIN_TOKEN is set, the bearer token every call must send. */

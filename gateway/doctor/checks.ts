@@ -1,14 +1,17 @@
 /**
- * The doctor's checks, in the order a connector meets the deployment: the
+ * The doctor's checks: Redis when the environment names one (mode, master,
+ * replication, persistence), then in the order a connector meets the deployment: the
  * upstream, the gateway's metadata and CORS, the way from the MCP URL to the
  * gateway, the redirect URIs, and one scripted connector flow up to the
  * upstream's sign-in page. Pure of printing and exit codes: it returns one
  * result per check (doctor/main.ts prints them).
  */
-import type { Settings } from '../config/schema.ts'
+import { settleRedis } from '../config/load.ts'
+import type { RedisConnection, Settings } from '../config/schema.ts'
 import { checkConnectorFlow, checkRedirectUris, redirectCandidates } from './flow.ts'
 import { checkGatewayMetadata, checkGatewayResourceMetadata, checkMcpDiscovery, checkPreflight } from './gateway.ts'
 import { requester } from './http.ts'
+import { checkRedis } from './redis.ts'
 import { Report, type CheckResult } from './report.ts'
 import { checkGrantIdentity, checkUpstreamDiscovery, checkUpstreamEndpoints, checkUpstreamPkce } from './upstream.ts'
 
@@ -17,6 +20,8 @@ export type { CheckResult, Status } from './report.ts'
 export interface DoctorOptions {
   /** The deployment as configured: what the gateway reads (config/load.ts), without secrets. */
   settings: Settings
+  /** How the gateway reaches Redis (config/load.ts redisConnection), when the environment names one: then Redis is checked too. */
+  redis?: RedisConnection | undefined
   /** Redirect URIs of particular clients, checked beyond the presets and allowedRedirectUris. */
   redirectUris?: readonly string[] | undefined
   /** Deadline of each request, in milliseconds. */
@@ -29,6 +34,11 @@ export async function runChecks(options: DoctorOptions): Promise<CheckResult[]> 
   const { settings, timeoutMs } = options
   const report = new Report(options.onResult)
   const http = requester(timeoutMs)
+
+  if (options.redis) {
+    const { keyPrefix, waitReplicas } = settleRedis(settings.redis, options.redis)
+    await checkRedis(report, { connection: options.redis, keyPrefix, waitReplicas, timeoutMs })
+  }
 
   const upstream = await checkUpstreamDiscovery(report, http, settings.upstream)
   if (upstream) {

@@ -8,7 +8,7 @@
  */
 import { isAbsolute, relative } from 'node:path'
 import { parseArgs } from 'node:util'
-import { ConfigError, configPath, loadSettings } from '../config/load.ts'
+import { ConfigError, configPath, loadSettings, redisConnection } from '../config/load.ts'
 import type { Settings } from '../config/schema.ts'
 import { runChecks } from './checks.ts'
 import { formatResult, summarise } from './report.ts'
@@ -19,11 +19,15 @@ Checks the deployment the gateway's configuration describes, from the outside:
 the upstream's discovery, endpoints and PKCE S256; the gateway's metadata
 (issuer, endpoints, PKCE), CORS and preflights; the protected resource metadata
 for the MCP URL; every enabled preset's redirect URI; and a scripted connector
-flow up to the upstream's sign-in page (no sign-in). No secret is needed.
+flow up to the upstream's sign-in page (no sign-in). No secret is needed
+(beyond Redis's own password, to check Redis).
 
 It reads GATEWAY_CONFIG (default config/gateway.yaml) and the environment
 variables the gateway reads (GATEWAY_PUBLIC_URL, MCP_RESOURCE, UPSTREAM_ISSUER,
-ALLOWED_REDIRECT_URIS, ...). Options override them:
+ALLOWED_REDIRECT_URIS, ...). With REDIS_URL, REDIS_SENTINELS or
+REDIS_CLUSTER_NODES (and their passwords) it also checks Redis: the mode, the
+master, replication against redis.waitReplicas, and AOF persistence.
+Options override them:
 
   --config FILE        the configuration file (instead of GATEWAY_CONFIG)
   --gateway URL        the gateway's public URL, its issuer (publicUrl)
@@ -84,6 +88,11 @@ try {
   process.stderr.write(`${err.message}\n`)
   process.exit(2)
 }
+const redis = redisConnection(env)
+if (redis.problems.length) {
+  process.stderr.write(`invalid configuration (environment):\n${redis.problems.map((problem) => `  ${problem}`).join('\n')}\n`)
+  process.exit(2)
+}
 
 if (!values.json) {
   const path = relative(process.cwd(), configPath(env))
@@ -92,6 +101,7 @@ if (!values.json) {
 }
 const results = await runChecks({
   settings,
+  redis: redis.connection,
   redirectUris: values['redirect-uri'],
   timeoutMs,
   onResult: values.json ? undefined : (result) => process.stdout.write(`${formatResult(result)}\n`),

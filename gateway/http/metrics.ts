@@ -3,9 +3,10 @@
  * and status, upstream calls and their failures, flows started and completed
  * and registrations per client preset, redirect URIs refused per preset, rate
  * limit refusals, client metadata document fetches, the readiness checks, the
- * in-memory store's fill, plus Node's process metrics. deploy/prometheus/ and
- * deploy/grafana/ read these names, and test/deploy/ proves they still exist.
- * Also grants and blocks, and Admin API calls. Labels come from closed sets (route patterns,
+ * in-memory store's fill, Redis commands, their failures, reconnects and
+ * failovers, grants and blocks, Admin API calls, plus Node's process metrics.
+ * deploy/prometheus/ and deploy/grafana/ read these names, and test/deploy/
+ * proves they still exist. Labels come from closed sets (route patterns,
  * preset names, upstream call names), never from what a client sends, so the
  * series stay few.
  */
@@ -72,6 +73,33 @@ export class Metrics {
     name: 'oauth_gateway_registrations_total',
     help: 'Clients registered (RFC 7591), per client preset of their first redirect URI',
     labelNames: ['preset'] as const,
+    registers: [this.registry],
+  })
+
+  private readonly redisSeconds = new Histogram({
+    name: 'oauth_gateway_redis_command_duration_seconds',
+    help: 'Time of each store command sent to Redis (a durable write includes its WAIT), per command and outcome (ok, failed)',
+    labelNames: ['command', 'outcome'] as const,
+    buckets: [0.0005, ...BUCKETS.slice(0, 11)],
+    registers: [this.registry],
+  })
+
+  private readonly redisErrors = new Counter({
+    name: 'oauth_gateway_redis_errors_total',
+    help: 'Store commands that failed, per kind: unavailable, timeout, readonly, cluster, replication (too few replicas acknowledged), other',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  })
+
+  private readonly redisReconnects = new Counter({
+    name: 'oauth_gateway_redis_reconnects_total',
+    help: 'Times the connection to Redis was back after it was lost',
+    registers: [this.registry],
+  })
+
+  private readonly redisFailovers = new Counter({
+    name: 'oauth_gateway_redis_failovers_total',
+    help: 'Times another Redis node became master (Sentinel promoted a replica, or a cluster slot moved to a new master)',
     registers: [this.registry],
   })
 
@@ -186,6 +214,17 @@ export class Metrics {
     this.registrations.inc({ preset })
   }
 
+  /** For RedisStore: each command's time, and the kind of its failure. */
+  readonly redisCommand = (command: string, seconds: number, failure?: string) => {
+    this.redisSeconds.observe({ command, outcome: failure === undefined ? 'ok' : 'failed' }, seconds)
+    if (failure !== undefined) this.redisErrors.inc({ kind: failure })
+  }
+
+  /** For connectRedis: reconnects and failovers seen. */
+  redisConnection() {
+    return { reconnected: () => this.redisReconnects.inc(), failedOver: () => this.redisFailovers.inc() }
+  }
+
   /** Every error answer, from the one error handler (JSON, page or redirect alike). */
   errorAnswered(endpoint: string, error: string) {
     this.errorAnswers.inc({ endpoint, error: OAUTH_ERRORS.has(error) ? error : 'other' })
@@ -211,7 +250,7 @@ export class Metrics {
   watchReadiness(storeKind: string, checks: () => Promise<Readiness>) {
     new Gauge({
       name: 'oauth_gateway_ready',
-      help: 'Readiness checks of /readyz at scrape time, per check (upstream_metadata: the upstream metadata is loaded; store: the state store answers), with the store in use (redis, memory): 1 passes, 0 fails',
+      help: 'Readiness checks of /readyz at scrape time, per check (upstream_metadata: the upstream metadata is loaded; store: the state store answers and takes writes), with the store in use (redis, memory): 1 passes, 0 fails',
       labelNames: ['check', 'store'] as const,
       registers: [this.registry],
       async collect() {

@@ -19,6 +19,7 @@
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Redis } from 'ioredis'
+import type { RedisClient } from '../state/redis-connection.ts'
 import { createHash } from 'node:crypto'
 import type { Config, RateLimitRule } from '../config/schema.ts'
 import type { ClientRegistry } from '../clients/registry.ts'
@@ -77,13 +78,15 @@ export type LimitCheck = (request: FastifyRequest) => Promise<void>
 export async function rateLimitChecks(
   app: FastifyInstance,
   config: Config,
-  redis: Redis | undefined,
+  redis: RedisClient | undefined,
   clients: Pick<ClientRegistry, 'registeredRedirectUris'>,
   refused: (endpoint: LimitedEndpoint, rule: LimitRule) => void = () => {},
 ): Promise<Partial<Record<LimitedEndpoint, LimitCheck>>> {
   const { limits } = config
   if (!limits.enabled) return {}
-  await app.register(rateLimit, { global: false, skipOnError: true, nameSpace: 'rate-limit:', ...(redis ? { redis } : {}) })
+  // Each counter is one key and its script touches only that key, so it runs on one node of a cluster too;
+  // the plugin types its client as a single node, which a Cluster stands in for.
+  await app.register(rateLimit, { global: false, skipOnError: true, nameSpace: 'rate-limit:', ...(redis ? { redis: redis as Redis } : {}) })
 
   const counter = (endpoint: LimitedEndpoint, rule: LimitRule, who: Counter['who'], keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
     const limit = (limits[endpoint] as Partial<Record<LimitRule, RateLimitRule>>)[rule]!

@@ -33,6 +33,7 @@ import { acceptedResources, checkResource } from '../policy/resource.ts'
 import { grantedClientScope, scopeNames, upstreamScope } from '../policy/scopes.ts'
 import type { Grant } from '../grants/grant.ts'
 import { hashOf, singleFlight } from '../state/single-flight.ts'
+import { slotTag } from '../state/store.ts'
 import type { TokenSet } from '../upstream/index.ts'
 import type { CodeGrant } from './callback.ts'
 
@@ -136,10 +137,12 @@ const exchangeCodeOnce = step('exchangeCodeOnce', async (gateway: Gateway, clien
   const outcome = await singleFlight(
     gateway,
     {
-      lockKey: `code:${grant.j}`,
+      // One hash tag: the lock and the answer live on one shard of a cluster.
+      lockKey: `code:${slotTag(grant.j)}`,
       lockSeconds: spentSeconds,
       doneSeconds: spentSeconds,
-      answerKey: `code-answer:${hashOf(code)}`,
+      durable: true,
+      answerKey: `code-answer:${slotTag(grant.j)}:${hashOf(code)}`,
       answerSeconds: lifetimes.codeRetrySeconds,
       binding: `${grant.c}\n${verifier}`,
       waitMs: waitMs(gateway.config),
@@ -236,9 +239,9 @@ const refreshOnce = step('refreshOnce', async (gateway: Gateway, client: Registe
   const outcome = await singleFlight(
     gateway,
     {
-      lockKey: `refresh-lock:${key}`,
+      lockKey: `refresh-lock:${slotTag(key)}`,
       lockSeconds: Math.ceil(waitMs(config) / 1000) + 1,
-      answerKey: `refresh-answer:${key}`,
+      answerKey: `refresh-answer:${slotTag(key)}`,
       answerSeconds: config.lifetimes.refreshRetrySeconds,
       binding: `${token.c}\n${scope ?? ''}`,
       waitMs: waitMs(config),

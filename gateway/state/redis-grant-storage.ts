@@ -16,12 +16,14 @@
  *                              {grants}:client-first hold its record and first_seen
  *
  * Grants, blocks and revocations are only as durable as Redis: run it with
- * AOF persistence (appendonly yes). Every write goes through `#write`, the
- * one place where a replication wait belongs.
+ * AOF persistence (appendonly yes). Every write goes through `#write`, which
+ * waits for replicas to acknowledge it (redis.waitReplicas; docs/redis.md).
  */
-import type { ChainableCommander, Redis } from 'ioredis'
+import type { ChainableCommander } from 'ioredis'
 import type { Block, ClientRecord, ClientSummary, Grant, Revocation } from '../grants/grant.ts'
 import { clientKey, type GrantFilter, type GrantStorage, type KeyPage } from './grant-storage.ts'
+import type { RedisClient } from './redis-connection.ts'
+import { redisErrorKind, replicationShortfall, type CommandObserver, type DurabilityOptions } from './redis-store.ts'
 import { StoreUnavailable } from './store.ts'
 
 const TAG = '{grants}'
@@ -67,11 +69,20 @@ function parse<T>(text: string | null | undefined): T | undefined {
 }
 
 export class RedisGrantStorage implements GrantStorage {
-  readonly #client: Redis
+  readonly #client: RedisClient
+  readonly #waitReplicas: number
+  readonly #waitTimeoutMs: number
+  readonly #observe: CommandObserver
 
-  /** Shares the replica's connection (its key prefix applies); the RedisStore closes it. */
-  constructor(client: Redis) {
+  /**
+   * Shares the replica's connection (its key prefix applies); the RedisStore closes it. Every write waits
+   * for `waitReplicas` replicas (config redis.waitReplicas) for at most `waitTimeoutMs`.
+   */
+  constructor(client: RedisClient, options: DurabilityOptions & { observe?: CommandObserver } = {}) {
     this.#client = client
+    this.#waitReplicas = options.waitReplicas ?? 0
+    this.#waitTimeoutMs = options.waitTimeoutMs ?? 500
+    this.#observe = options.observe ?? (() => {})
   }
 
   async createGrant(grant: Grant): Promise<void> {
@@ -254,25 +265,54 @@ export class RedisGrantStorage implements GrantStorage {
   /**
    * Every write of grants, blocks, revocations and clients: one MULTI built by
    * `build` (commands and scripts, all in the {grants} slot), answered with
-   * each command's result. The one place where a wait for replicas (WAIT) goes.
+   * each command's result. With `waitReplicas`, a WAIT follows the EXEC in the
+   * same pipeline: one round trip, on the connection (the cluster node) that
+   * took the write, which is what WAIT counts for. Fewer acknowledgements
+   * fail the write (503): the change is on the master, but a failover could
+   * forget it, so the caller is not told it is done (a retry is safe: every
+   * write here is idempotent or compare-and-set).
    */
   async #write(build: (multi: ChainableCommander) => unknown): Promise<unknown[]> {
-    return this.#run(async () => {
-      const multi = this.#client.multi()
-      build(multi)
-      const answers = (await multi.exec()) ?? []
-      return answers.map(([err, value]) => {
-        if (err) throw err
+    return this.#run('grant-write', async () => {
+      if (this.#waitReplicas === 0) {
+        const multi = this.#client.multi()
+        build(multi)
+        const answers = (await multi.exec()) ?? []
+        return answers.map(([err, value]) => {
+          if (err) throw err
+          return value
+        })
+      }
+      const pipeline = this.#client.pipeline()
+      // MULTI inside the pipeline: ioredis has it at run time, its types leave it out of a pipeline.
+      ;(pipeline as unknown as { multi(): void }).multi()
+      build(pipeline)
+      // Inside a pipeline after multi(), exec() queues the EXEC command (ioredis), and the pipeline goes on.
+      void pipeline.exec()
+      pipeline.wait(this.#waitReplicas, this.#waitTimeoutMs)
+      const answers = (await pipeline.exec()) ?? []
+      const [execError, results] = answers.at(-2) ?? []
+      const [waitError, acknowledged] = answers.at(-1) ?? []
+      if (execError) throw execError
+      if (waitError) throw waitError
+      if ((acknowledged as number) < this.#waitReplicas) throw replicationShortfall(acknowledged as number, this.#waitReplicas, this.#waitTimeoutMs)
+      return (results as unknown[]).map((value) => {
+        if (value instanceof Error) throw value
         return value
       })
     })
   }
 
-  /** Any failure of Redis is answered 503, as the short-lived store's are. */
-  async #run<T>(work: () => Promise<T>): Promise<T> {
+  /** Any failure of Redis is answered 503, as the short-lived store's are; each call's time goes to metrics. */
+  async #run<T>(command: string | (() => Promise<T>), work?: () => Promise<T>): Promise<T> {
+    const [name, run] = typeof command === 'string' ? [command, work!] : ['grant-read', command]
+    const started = performance.now()
     try {
-      return await work()
+      const result = await run()
+      this.#observe(name, (performance.now() - started) / 1000)
+      return result
     } catch (err) {
+      this.#observe(name, (performance.now() - started) / 1000, redisErrorKind(err))
       if (err instanceof StoreUnavailable) throw err
       throw new StoreUnavailable(`Redis: ${(err as Error).message}`, { cause: err })
     }

@@ -1,81 +1,57 @@
 /**
  * The shared store for several replicas: the Store interface on Redis
- * (ioredis). Every key carries a TTL, so Redis never fills with marks nobody
- * reads. A request never waits for an unreachable Redis: with the offline
- * queue off a command fails at once while the connection is down, a command
- * Redis does not answer fails after `commandTimeoutMs`, and either becomes
- * StoreUnavailable (503 `temporarily_unavailable`). The client reconnects
- * with backoff in the background, so the gateway recovers by itself.
+ * (ioredis), in any of the three modes (state/redis-connection.ts). Every key
+ * carries a TTL, so Redis never fills with marks nobody reads. Every command
+ * touches one key, so each runs on one node of a cluster; keys that belong
+ * together (a flow's lock and its answer) share a hash tag (store.ts
+ * `slotTag`), so they live on one shard and a shard's failover takes both or
+ * neither. Any failure of Redis becomes StoreUnavailable (503
+ * `temporarily_unavailable`).
+ *
+ * Durable writes go to the master and then wait for `waitReplicas` replicas
+ * to acknowledge them (WAIT): a failover promotes a replica that has them.
+ * Fewer acknowledgements within `waitTimeoutMs` fail the write (503) rather
+ * than report a success that a failover could forget.
  */
-import { Redis } from 'ioredis'
-import { StoreUnavailable, type Store } from './store.ts'
+import { Cluster } from 'ioredis'
+import { StoreUnavailable, type Store, type WriteOptions } from './store.ts'
+import type { RedisClient } from './redis-connection.ts'
 
-export interface RedisClientOptions {
-  /** redis:// or rediss:// URL, possibly with a password; from REDIS_URL only, never logged. */
-  url: string
-  /** Put before every key by the client itself, so the store and anything sharing the client stay in one namespace. */
-  keyPrefix: string
-  /** How long a command may wait for Redis before the request gets a 503. */
-  commandTimeoutMs: number
+/** Why a Redis command failed, for metrics: a closed set. */
+export type RedisErrorKind = 'unavailable' | 'timeout' | 'readonly' | 'cluster' | 'replication' | 'other'
+
+export function redisErrorKind(err: unknown): RedisErrorKind {
+  if (err instanceof ReplicationShortfall) return 'replication'
+  const message = err instanceof Error ? err.message : String(err)
+  if (/^Command timed out/.test(message)) return 'timeout'
+  if (/^READONLY/.test(message)) return 'readonly'
+  if (/^(CLUSTERDOWN|MOVED|ASK|TRYAGAIN)|Too many Cluster redirections|Failed to refresh slots cache/.test(message)) return 'cluster'
+  if (/Stream isn't writeable|Connection is closed|connection close|max retries per request|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|Socket timeout|None of the sentinels|All sentinels are unreachable|LOADING|MASTERDOWN/.test(message)) return 'unavailable'
+  return 'other'
 }
 
-/** Where connection changes are told; a Fastify (pino) logger fits. */
-export interface ConnectionLog {
-  info(details: object, message: string): void
-  warn(details: object, message: string): void
+/** Fewer replicas acknowledged a durable write than `waitReplicas`. */
+class ReplicationShortfall extends Error {
+  override name = 'ReplicationShortfall'
 }
 
-/** Reconnect backoff: 50 ms, 100 ms, … capped at 2 s, so a restarted Redis is found again within seconds. */
-export function reconnectDelay(attempt: number): number {
-  return Math.min(50 * 2 ** Math.min(attempt - 1, 6), 2000)
+export function replicationShortfall(acknowledged: number, wanted: number, timeoutMs: number): Error {
+  return new ReplicationShortfall(`only ${acknowledged} of ${wanted} replicas acknowledged the write within ${timeoutMs} ms`)
 }
 
-/**
- * The one Redis connection of a replica, shared by the store and anything
- * else that needs Redis (rate limits). Not connected yet: `connectRedis`
- * starts it once there is a logger to tell about it.
- */
-export function createRedisClient(options: RedisClientOptions): Redis {
-  return new Redis(options.url, {
-    lazyConnect: true,
-    keyPrefix: options.keyPrefix,
-    enableOfflineQueue: false,
-    commandTimeout: options.commandTimeoutMs,
-    // A connection that stops answering (a network partition, a paused server) is dropped and
-    // reconnected, instead of timing out every later command one by one.
-    socketTimeout: options.commandTimeoutMs * 2,
-    connectTimeout: Math.max(options.commandTimeoutMs * 2, 1000),
-    // A command in flight when the connection drops fails at once rather than being resent later:
-    // the client gets a 503 and retries, instead of a resent SET NX reporting its own first write as a replay.
-    maxRetriesPerRequest: 0,
-    retryStrategy: reconnectDelay,
-    connectionName: 'oauth-gateway',
-  })
+/** How durable writes wait for replicas: config redis.waitReplicas and redis.waitTimeoutMs. */
+export interface DurabilityOptions {
+  /** Replicas that must acknowledge a durable write; 0 writes without waiting. */
+  waitReplicas?: number
+  /** How long a durable write waits for them, in milliseconds. */
+  waitTimeoutMs?: number
 }
 
-/**
- * Connects in the background and keeps reconnecting for as long as the
- * process runs; until the connection is ready, commands fail fast and
- * /readyz says not ready. Logs one line when Redis goes away and one when it
- * is back, not one per reconnect attempt.
- */
-export function connectRedis(client: Redis, log: ConnectionLog): void {
-  let down = false
-  const lost = (reason: string) => {
-    if (down) return
-    down = true
-    log.warn({ reason }, 'Redis is unreachable; requests that need it are answered 503 until it is back')
-  }
-  client.on('ready', () => {
-    down = false
-    log.info({}, 'Redis connected')
-  })
-  // ioredis emits 'error' on every failed attempt; without a listener Node would end the process.
-  client.on('error', (err: Error) => lost(err.message))
-  // Only an unintended loss reconnects; quit() at shutdown does not.
-  client.on('reconnecting', () => lost('the connection was lost'))
-  // A failed first attempt is retried by retryStrategy like any later one.
-  client.connect().catch(() => {})
+/** Where each command's time and failure are told (http/metrics.ts). */
+export type CommandObserver = (command: string, seconds: number, failure?: RedisErrorKind) => void
+
+export interface RedisStoreOptions extends DurabilityOptions {
+  observe?: CommandObserver
 }
 
 /** PX takes whole milliseconds; a TTL is never shorter than 1 ms, so a key never lives forever. */
@@ -84,39 +60,63 @@ function ttlMilliseconds(ttlSeconds: number): number {
 }
 
 export class RedisStore implements Store {
-  readonly #client: Redis
+  readonly #client: RedisClient
+  readonly #waitReplicas: number
+  readonly #waitTimeoutMs: number
+  readonly #observe: CommandObserver
 
   /** Takes ownership of the client: `close()` ends its connection. */
-  constructor(client: Redis) {
+  constructor(client: RedisClient, options: RedisStoreOptions = {}) {
     this.#client = client
+    this.#waitReplicas = options.waitReplicas ?? 0
+    this.#waitTimeoutMs = options.waitTimeoutMs ?? 500
+    this.#observe = options.observe ?? (() => {})
   }
 
-  async useOnce(key: string, ttlSeconds: number): Promise<boolean> {
-    return this.setIfAbsent(key, '1', ttlSeconds)
+  async useOnce(key: string, ttlSeconds: number, options?: WriteOptions): Promise<boolean> {
+    return this.setIfAbsent(key, '1', ttlSeconds, options)
   }
 
-  async setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean> {
+  async setIfAbsent(key: string, value: string, ttlSeconds: number, options?: WriteOptions): Promise<boolean> {
     // SET NX PX is atomic: of two replicas racing for the same key, exactly one gets OK.
-    return (await this.#run(() => this.#client.set(key, value, 'PX', ttlMilliseconds(ttlSeconds), 'NX'))) === 'OK'
+    const args = [key, value, 'PX', ttlMilliseconds(ttlSeconds), 'NX'] as const
+    if (!this.#durable(options)) return (await this.#run('set', () => this.#client.set(...args))) === 'OK'
+    // Not held by enough replicas: taken back, so that a retry can take it again (nothing was done under it yet).
+    return (await this.#durably('set', (pipeline) => pipeline.set(...args), () => this.#client.del(key))) === 'OK'
   }
 
-  async set(key: string, value: string, ttlSeconds: number): Promise<void> {
-    await this.#run(() => this.#client.set(key, value, 'PX', ttlMilliseconds(ttlSeconds)))
+  async set(key: string, value: string, ttlSeconds: number, options?: WriteOptions): Promise<void> {
+    const args = [key, value, 'PX', ttlMilliseconds(ttlSeconds)] as const
+    if (this.#durable(options)) await this.#durably('set', (pipeline) => pipeline.set(...args))
+    else await this.#run('set', () => this.#client.set(...args))
   }
 
   async get(key: string): Promise<string | undefined> {
-    return (await this.#run(() => this.#client.get(key))) ?? undefined
+    return (await this.#run('get', () => this.#client.get(key))) ?? undefined
   }
 
-  async delete(key: string): Promise<void> {
-    await this.#run(() => this.#client.del(key))
+  async delete(key: string, options?: WriteOptions): Promise<void> {
+    if (this.#durable(options)) await this.#durably('del', (pipeline) => pipeline.del(key))
+    else await this.#run('del', () => this.#client.del(key))
   }
 
-  async ping(): Promise<boolean> {
+  /**
+   * Not ready when Redis does not answer, when the node answers as a replica
+   * (a demoted master, which refuses writes with READONLY), or when the
+   * cluster says it cannot serve every slot.
+   */
+  async notReadyBecause(): Promise<string | undefined> {
+    const client = this.#client
     try {
-      return (await this.#client.ping()) === 'PONG'
+      if (client instanceof Cluster) {
+        const info = String(await this.#run('cluster', () => client.cluster('INFO')))
+        const state = /cluster_state:(\w+)/.exec(info)?.[1]
+        return state === 'ok' ? undefined : `the Redis cluster cannot serve every slot (cluster_state:${state ?? 'unknown'})`
+      }
+      const [role] = (await this.#run('role', () => client.role())) as [string, ...unknown[]]
+      return role === 'master' ? undefined : `the state store is read-only: Redis answers as ${role === 'slave' ? 'a replica' : role} (a demoted master?)`
     } catch {
-      return false
+      return 'the state store does not answer'
     }
   }
 
@@ -130,11 +130,41 @@ export class RedisStore implements Store {
     this.#client.disconnect()
   }
 
-  /** Any failure of Redis (down, timed out, out of memory) is answered 503; the cause goes to the log. */
-  async #run<T>(command: () => Promise<T>): Promise<T> {
+  #durable(options: WriteOptions | undefined): boolean {
+    return options?.durable === true && this.#waitReplicas > 0
+  }
+
+  /**
+   * The write and a WAIT in one pipeline: one round trip, on the connection
+   * (the cluster node) that took the write, which is what WAIT counts for.
+   * Returns the write's reply.
+   */
+  async #durably(command: string, write: (pipeline: ReturnType<RedisClient['pipeline']>) => unknown, undo?: () => Promise<unknown>): Promise<unknown> {
+    return this.#run(command, async () => {
+      const pipeline = this.#client.pipeline()
+      write(pipeline)
+      pipeline.wait(this.#waitReplicas, this.#waitTimeoutMs)
+      const results = (await pipeline.exec()) ?? []
+      const [[writeError, reply] = [], [waitError, acknowledged] = []] = results
+      if (writeError) throw writeError
+      if (waitError) throw waitError
+      if ((acknowledged as number) < this.#waitReplicas) {
+        if (reply !== null) await undo?.().catch(() => {})
+        throw replicationShortfall(acknowledged as number, this.#waitReplicas, this.#waitTimeoutMs)
+      }
+      return reply
+    })
+  }
+
+  /** Any failure of Redis (down, timed out, read-only, out of memory) is answered 503; the cause goes to the log. */
+  async #run<T>(command: string, run: () => Promise<T>): Promise<T> {
+    const started = performance.now()
     try {
-      return await command()
+      const result = await run()
+      this.#observe(command, (performance.now() - started) / 1000)
+      return result
     } catch (err) {
+      this.#observe(command, (performance.now() - started) / 1000, redisErrorKind(err))
       throw new StoreUnavailable(`Redis: ${(err as Error).message}`, { cause: err })
     }
   }

@@ -21,6 +21,12 @@ export interface Flight {
    * lock is released (refresh tokens: the upstream judges a later repeat).
    */
   doneSeconds?: number
+  /**
+   * The lock is taken with a durable write (Store WriteOptions): once the work
+   * starts, a Redis failover cannot forget that it did, so single-use work
+   * (codes) is never done twice.
+   */
+  durable?: boolean
   answerKey: string
   /** How long the answer is given again. */
   answerSeconds: number
@@ -63,7 +69,7 @@ export async function singleFlight<T>(shared: { store: Store; sealer: Sealer }, 
   for (;;) {
     const remembered = await recall(shared, flight)
     if (remembered) return replay<T>(remembered, flight)
-    if (await shared.store.setIfAbsent(flight.lockKey, RUNNING, flight.lockSeconds)) return lead(shared, flight, work)
+    if (await shared.store.setIfAbsent(flight.lockKey, RUNNING, flight.lockSeconds, { durable: flight.durable === true })) return lead(shared, flight, work)
     if ((await shared.store.get(flight.lockKey)) === DONE) {
       // The answer is written before the lock is marked done: look once more.
       const late = await recall(shared, flight)

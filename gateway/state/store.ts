@@ -6,15 +6,34 @@
  */
 export interface Store {
   /** Marks `key` as used for `ttlSeconds`; true the first time, false on every later call while the mark lives. */
-  useOnce(key: string, ttlSeconds: number): Promise<boolean>
+  useOnce(key: string, ttlSeconds: number, options?: WriteOptions): Promise<boolean>
   /** Writes `value` only when `key` is absent; true when it was written (a lock, or the first answer). */
-  setIfAbsent(key: string, value: string, ttlSeconds: number): Promise<boolean>
-  set(key: string, value: string, ttlSeconds: number): Promise<void>
+  setIfAbsent(key: string, value: string, ttlSeconds: number, options?: WriteOptions): Promise<boolean>
+  set(key: string, value: string, ttlSeconds: number, options?: WriteOptions): Promise<void>
   get(key: string): Promise<string | undefined>
-  delete(key: string): Promise<void>
-  /** Whether the store answers (readiness). */
-  ping(): Promise<boolean>
+  delete(key: string, options?: WriteOptions): Promise<void>
+  /** Why the store cannot serve now (unreachable, read-only), or undefined when it can (readiness). */
+  notReadyBecause(): Promise<string | undefined>
   close(): Promise<void>
+}
+
+export interface WriteOptions {
+  /**
+   * A write a failover must not forget (a code's spent mark, grants, revocations,
+   * blocks): on Redis it returns only once `redis.waitReplicas` replicas hold it,
+   * and fails with StoreUnavailable otherwise. The memory store is one process: no change.
+   */
+  durable?: boolean
+}
+
+/**
+ * A hash tag for keys that belong together (a flow's lock and its answer, a
+ * grant's records): Redis Cluster places keys whose `{…}` part is equal on one
+ * slot, so a multi-key operation is allowed and a shard's failover takes
+ * all of them or none. `id` is a hash or random id, without braces.
+ */
+export function slotTag(id: string): string {
+  return `{${id}}`
 }
 
 /** Thrown when the store cannot be reached or is full; answered as 503 `temporarily_unavailable`. */
@@ -86,8 +105,8 @@ export class MemoryStore implements Store {
     this.#marks.delete(key)
   }
 
-  async ping(): Promise<boolean> {
-    return true
+  async notReadyBecause(): Promise<string | undefined> {
+    return undefined
   }
 
   async close(): Promise<void> {

@@ -15,7 +15,8 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import type { GrantStorage } from '../../gateway/state/grant-storage.ts'
 import { RedisGrantStorage } from '../../gateway/state/redis-grant-storage.ts'
-import { connectRedis, createRedisClient, RedisStore } from '../../gateway/state/redis-store.ts'
+import { connectRedis, createRedisClient, type RedisClient } from '../../gateway/state/redis-connection.ts'
+import { RedisStore } from '../../gateway/state/redis-store.ts'
 import { SqliteGrantStorage } from '../../gateway/state/sqlite-grant-storage.ts'
 import { MemoryStore, type Store } from '../../gateway/state/store.ts'
 import { exchangeCode, obtainCode, postForm, registerClient } from '../support/flow.ts'
@@ -64,11 +65,11 @@ const total = (counts: Map<string, number>) => [...counts.values()].reduce((sum,
 export async function measureRefreshes(kind: 'sqlite' | 'redis', refreshes: number): Promise<RefreshFigures> {
   const dir = mkdtempSync(join(tmpdir(), 'bench-refresh-'))
   const prefix = randomPrefix()
-  let redis: Redis | undefined
+  let redis: RedisClient | undefined
   let store: Store
   let storage: GrantStorage
   if (kind === 'redis') {
-    redis = createRedisClient({ url: SHARED_REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 5000 })
+    redis = createRedisClient({ connection: { mode: 'single', url: SHARED_REDIS_URL, tls: false }, keyPrefix: prefix, commandTimeoutMs: 5000 })
     connectRedis(redis, { info() {}, warn() {} })
     await new Promise((resolve) => redis!.once('ready', resolve))
     store = new RedisStore(redis)

@@ -139,7 +139,7 @@ t.test('concurrent refreshes of one refresh token (the upstream rotates)', async
       set: (key, value, ttl) => store.set(key, value, ttl),
       get: (key) => store.get(key),
       delete: (key) => store.delete(key),
-      ping: () => store.ping(),
+      notReadyBecause: () => store.notReadyBecause(),
       close: async () => undefined,
     }
     const replica = await buildGateway({ config: stack.config, store: view })

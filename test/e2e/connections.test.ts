@@ -6,7 +6,8 @@
  * no session. (The page itself, in a browser: test/browser/connections.test.ts.)
  */
 import t from 'tap'
-import { connectRedis, createRedisClient, RedisStore } from '../../gateway/state/redis-store.ts'
+import { connectRedis, createRedisClient } from '../../gateway/state/redis-connection.ts'
+import { RedisStore } from '../../gateway/state/redis-store.ts'
 import { CookieBrowser, signInAndFollow } from '../support/browser.ts'
 import { postForm } from '../support/flow.ts'
 import { deletePrefix, keysWithTtl, randomPrefix, rawClient, SHARED_REDIS_URL } from '../support/redis.ts'
@@ -118,11 +119,11 @@ t.test('an identity the upstream does not tell: the page says it is unavailable,
 
 t.test('with Redis: the single-use marks and a sign-out live in the shared store, each with a TTL no longer than it must', async (t) => {
   const prefix = randomPrefix()
-  const client = createRedisClient({ url: SHARED_REDIS_URL, keyPrefix: prefix, commandTimeoutMs: 1000 })
+  const client = createRedisClient({ connection: { mode: 'single', url: SHARED_REDIS_URL, tls: false }, keyPrefix: prefix, commandTimeoutMs: 1000 })
   connectRedis(client, { info() {}, warn() {} })
   const store = new RedisStore(client)
   // Connected before the first request, which would otherwise be answered 503.
-  while (!(await store.ping().catch(() => false))) await new Promise((resolve) => setTimeout(resolve, 50))
+  while ((await store.notReadyBecause().catch(() => 'unreachable')) !== undefined) await new Promise((resolve) => setTimeout(resolve, 50))
   const shared = await startStack({ store })
   const raw = rawClient()
   t.teardown(async () => {

@@ -103,13 +103,13 @@ t.test('the readiness checks are read at each scrape', async (t) => {
   t.equal(sample(text, 'oauth_gateway_ready', { check: 'store', store: 'memory' }), 1)
   // A store that stops answering shows at the next scrape, as /readyz does.
   const store = stack.gateway.gateway.store
-  const ping = store.ping
-  store.ping = async () => false
+  const notReadyBecause = store.notReadyBecause
+  store.notReadyBecause = async () => 'the state store does not answer'
   try {
     t.equal(sample(await metrics(), 'oauth_gateway_ready', { check: 'store', store: 'memory' }), 0)
     t.equal((await fetch(`${stack.gatewayUrl}/readyz`)).status, 503)
   } finally {
-    store.ping = ping
+    store.notReadyBecause = notReadyBecause
   }
   t.equal(sample(await metrics(), 'oauth_gateway_ready', { check: 'store', store: 'memory' }), 1)
 })

@@ -6,7 +6,8 @@
  * on one Redis share their counters.
  */
 import t, { type Test } from 'tap'
-import { connectRedis, createRedisClient, RedisStore } from '../../gateway/state/redis-store.ts'
+import { connectRedis, createRedisClient } from '../../gateway/state/redis-connection.ts'
+import { RedisStore } from '../../gateway/state/redis-store.ts'
 import { pkcePair, postForm, postJson, registerClient } from '../support/flow.ts'
 import { capturedLog } from '../support/log-capture.ts'
 import { deletePrefix, randomPrefix, SHARED_REDIS_URL } from '../support/redis.ts'
@@ -101,7 +102,7 @@ t.test('two replicas on one Redis share their counters', async (t) => {
   const keyPrefix = randomPrefix()
   t.teardown(() => deletePrefix(keyPrefix))
   const replica = async () => {
-    const redis = createRedisClient({ url: SHARED_REDIS_URL, keyPrefix, commandTimeoutMs: 1000 })
+    const redis = createRedisClient({ connection: { mode: 'single', url: SHARED_REDIS_URL, tls: false }, keyPrefix, commandTimeoutMs: 1000 })
     connectRedis(redis, { info() {}, warn() {} })
     await new Promise((resolve) => redis.once('ready', resolve))
     return limitedStack(t, {}, { redis, store: new RedisStore(redis) })

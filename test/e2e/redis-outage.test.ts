@@ -5,10 +5,11 @@
  * the browser; readiness says no. Redis comes back (empty, as a Redis without
  * persistence does) and the replicas recover by themselves with nothing
  * corrupted: a code issued before the outage is redeemed once, and a sign-in
- * interrupted by the outage completes.
+ * interrupted by the outage completes. A master demoted to a replica under
+ * the connection makes the replica not ready until it is master again.
  */
 import t from 'tap'
-import { startPrivateRedis } from '../support/redis.ts'
+import { ask, startPrivateRedis } from '../support/redis.ts'
 import { arriveAt, authorizeAndSignIn, codeFrom, isActive, redeem, register, registration, startCluster, type Replica } from '../support/replicas.ts'
 import { failsWith } from '../support/stack.ts'
 
@@ -102,4 +103,23 @@ t.test('Redis stopped mid-run: 503 at once; restarted: the replicas recover and 
   const forgotten = await failsWith(t, await redeem(b, client, redeemedCode, redeemed), 400, 'invalid_grant')
   t.not(forgotten.error_description, 'the authorization code was already used', 'refused by the upstream, not by the lost mark')
   t.equal(await isActive(cluster, redeemedTokens.access_token), false, 'the upstream revoked the tokens of the replayed code')
+})
+
+t.test('a demoted master: /readyz says read-only, the readiness metric says 0, and both recover when it is master again', async (t) => {
+  const redis = await startPrivateRedis(t)
+  const other = await startPrivateRedis(t)
+  const cluster = await startCluster({ replicas: 1, redisUrl: redis.url })
+  t.teardown(() => cluster.close())
+  const [replica] = cluster.replicas as [Replica]
+  const storeCheck = async () => /^oauth_gateway_ready\{check="store",store="redis"\} (\d)/m.exec(await (await fetch(`${replica.url}/metrics`)).text())?.[1]
+  t.equal(await storeCheck(), '1')
+
+  // What a failover does to the old master when it comes back: a replica of the new one, under the open connection.
+  await ask(redis.port, 'REPLICAOF', '127.0.0.1', String(other.port))
+  t.same(await readiness(replica), { status: 503, body: { status: 'unavailable', reason: 'the state store is read-only: Redis answers as a replica (a demoted master?)' } })
+  t.equal(await storeCheck(), '0', 'oauth_gateway_ready{check="store"} is 0')
+
+  await ask(redis.port, 'REPLICAOF', 'NO', 'ONE')
+  await untilReady(replica)
+  t.equal(await storeCheck(), '1')
 })

@@ -9,7 +9,7 @@ import type { Grant, UpstreamRevocation } from '../../gateway/grants/grant.ts'
 import type { GrantRefreshToken } from '../../gateway/routes/token.ts'
 import type { GrantStorage } from '../../gateway/state/grant-storage.ts'
 import { RedisGrantStorage } from '../../gateway/state/redis-grant-storage.ts'
-import { connectRedis, createRedisClient } from '../../gateway/state/redis-store.ts'
+import { connectRedis, createRedisClient } from '../../gateway/state/redis-connection.ts'
 import { Sealer } from '../../gateway/state/seal.ts'
 import { deletePrefix, randomPrefix, SHARED_REDIS_URL } from './redis.ts'
 import { TEST_SECRET } from './stack.ts'
@@ -57,7 +57,7 @@ export function registryOn(storage: GrantStorage, settings = { maxIdleDays: 90, 
  */
 export async function redisGrantStorage(t: { teardown: (fn: () => unknown) => void }, keyPrefix?: string, commandTimeoutMs = 2000): Promise<RedisGrantStorage> {
   const prefix = keyPrefix ?? randomPrefix()
-  const client = createRedisClient({ url: SHARED_REDIS_URL, keyPrefix: prefix, commandTimeoutMs })
+  const client = createRedisClient({ connection: { mode: 'single', url: SHARED_REDIS_URL, tls: false }, keyPrefix: prefix, commandTimeoutMs })
   connectRedis(client, { info() {}, warn() {} })
   t.teardown(async () => {
     client.disconnect()

@@ -40,12 +40,12 @@ export interface Replica {
 
 export interface ClusterOptions {
   replicas: number
-  /** REDIS_URL of every replica; absent: each replica keeps state in memory. */
+  /** REDIS_URL of every replica; absent (and no Redis in `env`): each replica keeps state in memory. */
   redisUrl?: string
   /** Changes to the config file object (a random redis.keyPrefix is set already). */
   config?: (file: Record<string, any>) => Record<string, any>
   secret?: string
-  /** More environment for every replica (e.g. METRICS_TOKEN, ADMIN_TOKEN). */
+  /** More environment for every replica (e.g. METRICS_TOKEN, ADMIN_TOKEN, or REDIS_SENTINELS and REDIS_SENTINEL_MASTER, REDIS_CLUSTER_NODES, REDIS_TLS). */
   env?: Record<string, string>
 }
 

@@ -2,7 +2,7 @@ import t from 'tap'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ConfigError, loadConfig, parseConfig } from '../../gateway/config/load.ts'
+import { ConfigError, loadConfig, parseConfig, redisConnection } from '../../gateway/config/load.ts'
 
 const env = { GATEWAY_SECRET: 'k'.repeat(32), UPSTREAM_CLIENT_SECRET: 'upstream-secret' }
 const file = {
@@ -145,9 +145,9 @@ t.test('the upstream issuer keeps its trailing slash; the public URL loses it', 
 
 t.test('Redis: REDIS_URL from the environment only, redis.* from the file', async (t) => {
   const memory = parseConfig(file, env)
-  t.same(memory.redis, { keyPrefix: 'oauth-gateway:', commandTimeoutMs: 1000, url: undefined }, 'defaults, and no Redis without REDIS_URL')
-  const shared = parseConfig({ ...file, redis: { keyPrefix: 'np:', commandTimeoutMs: 250 } }, { ...env, REDIS_URL: 'rediss://:p4ss@redis.internal:6380/2' })
-  t.same(shared.redis, { keyPrefix: 'np:', commandTimeoutMs: 250, url: 'rediss://:p4ss@redis.internal:6380/2' })
+  t.same(memory.redis, { keyPrefix: 'oauth-gateway:', commandTimeoutMs: 1000, waitReplicas: 0, waitTimeoutMs: 500, connection: undefined }, 'defaults, and no Redis without REDIS_URL')
+  const shared = parseConfig({ ...file, redis: { keyPrefix: 'np:', commandTimeoutMs: 250, waitTimeoutMs: 100 } }, { ...env, REDIS_URL: 'rediss://:p4ss@redis.internal:6380/2' })
+  t.same(shared.redis, { keyPrefix: 'np:', commandTimeoutMs: 250, waitReplicas: 0, waitTimeoutMs: 100, connection: { mode: 'single', url: 'rediss://:p4ss@redis.internal:6380/2', tls: true } })
   t.throws(() => parseConfig(file, { ...env, REDIS_URL: 'http://:p4ss@redis.internal' }), /REDIS_URL: must be a redis:\/\/ or rediss:\/\/ URL/)
   let message = ''
   try {
@@ -214,4 +214,94 @@ t.test('rate limits, trusted proxies, shutdown and metrics', async (t) => {
   fails(t, { ...file, limits: { token: { perClient: { max: -1 } } } }, env, /limits\.token\.perClient\.max: /, 'a negative limit')
   fails(t, { ...file, limits: { token: { perUser: { max: 1 } } } }, env, /limits\.token: .*perUser/, 'an unknown rule')
   fails(t, { ...file, server: { trustProxy: true } }, env, /server\.trustProxy: /, 'trusting every proxy is refused: any client could pick its address')
+})
+
+// How the gateway reaches Redis, from the environment: one node, Sentinel or Cluster, exactly one of them, with passwords
+// and TLS; a conflict or a bad host:port stops start-up naming the variable, never a password.
+
+function refusal(environment: Record<string, string>, input: unknown = file): string {
+  try {
+    parseConfig(input, { ...env, ...environment })
+  } catch (err) {
+    return (err as Error).message
+  }
+  throw new Error('the configuration was accepted')
+}
+
+const directory = mkdtempSync(join(tmpdir(), 'redis-config-'))
+const caFile = join(directory, 'ca.pem')
+writeFileSync(caFile, '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
+const notPem = join(directory, 'not.pem')
+writeFileSync(notPem, 'hello')
+
+t.test('no Redis variable: no connection, nothing to wait for', async (t) => {
+  t.same(redisConnection({}), { problems: [] })
+  t.equal(parseConfig(file, env).redis.waitReplicas, 0)
+})
+
+t.test('REDIS_URL: one node; TLS from rediss:// or REDIS_TLS; the password from the URL or REDIS_PASSWORD', async (t) => {
+  t.same(parseConfig(file, { ...env, REDIS_URL: 'redis://redis:6379' }).redis.connection, { mode: 'single', url: 'redis://redis:6379', tls: false })
+  t.equal(parseConfig(file, { ...env, REDIS_URL: 'redis://redis:6379' }).redis.waitReplicas, 0, 'one node has no replica to wait for')
+  t.equal(parseConfig(file, { ...env, REDIS_URL: 'rediss://redis:6380' }).redis.connection?.tls, true)
+  const tls = parseConfig(file, { ...env, REDIS_URL: 'redis://redis:6380', REDIS_TLS: '1', REDIS_CA_FILE: caFile, REDIS_USERNAME: 'gw', REDIS_PASSWORD: 'pw' }).redis.connection
+  t.match(tls, { mode: 'single', tls: true, username: 'gw', password: 'pw' })
+  t.match(tls?.ca, /BEGIN CERTIFICATE/, 'the CA file is read once, at start-up')
+  const both = refusal({ REDIS_URL: 'redis://:s3cret@redis:6379', REDIS_PASSWORD: 'other' })
+  t.match(both, /REDIS_URL, REDIS_PASSWORD: the URL carries a password already/)
+  t.notMatch(both, /s3cret|other/, 'no password in the message')
+})
+
+t.test('REDIS_SENTINELS: sentinels, the master name and both passwords; waits for one replica by default', async (t) => {
+  const config = parseConfig(file, {
+    ...env,
+    REDIS_SENTINELS: 'sentinel-0:26379, sentinel-1:26379,[::1]:26380',
+    REDIS_SENTINEL_MASTER: 'gateway',
+    REDIS_PASSWORD: 'data',
+    REDIS_SENTINEL_PASSWORD: 'sentinel',
+  })
+  t.same(config.redis.connection, {
+    mode: 'sentinel',
+    sentinels: [{ host: 'sentinel-0', port: 26379 }, { host: 'sentinel-1', port: 26379 }, { host: '::1', port: 26380 }],
+    masterName: 'gateway',
+    sentinelPassword: 'sentinel',
+    password: 'data',
+    tls: false,
+  })
+  t.equal(config.redis.waitReplicas, 1)
+  t.equal(parseConfig({ ...file, redis: { waitReplicas: 0 } }, { ...env, REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_MASTER: 'm' }).redis.waitReplicas, 0, 'the file may turn the wait off')
+  t.match(refusal({ REDIS_SENTINELS: 's:26379' }), /REDIS_SENTINEL_MASTER: is required with REDIS_SENTINELS/)
+  t.match(refusal({ REDIS_URL: 'redis://r:6379', REDIS_SENTINEL_MASTER: 'm' }), /REDIS_SENTINEL_MASTER: is only read with REDIS_SENTINELS/)
+  t.match(refusal({ REDIS_URL: 'redis://r:6379', REDIS_SENTINEL_PASSWORD: 'x' }), /REDIS_SENTINEL_PASSWORD: is only read with REDIS_SENTINELS/)
+})
+
+t.test('REDIS_CLUSTER_NODES: the seed nodes, the same passwords and TLS', async (t) => {
+  const config = parseConfig(file, { ...env, REDIS_CLUSTER_NODES: 'node-0:6379,node-1:6379', REDIS_TLS: 'true', REDIS_CA_FILE: caFile, REDIS_PASSWORD: 'pw' })
+  t.match(config.redis.connection, { mode: 'cluster', nodes: [{ host: 'node-0', port: 6379 }, { host: 'node-1', port: 6379 }], tls: true, password: 'pw' })
+  t.equal(config.redis.waitReplicas, 1)
+})
+
+t.test('exactly one way: the conflict is named', async (t) => {
+  t.match(refusal({ REDIS_URL: 'redis://r:6379', REDIS_CLUSTER_NODES: 'n:6379' }), /REDIS_URL, REDIS_CLUSTER_NODES: set only one of REDIS_URL, REDIS_SENTINELS, REDIS_CLUSTER_NODES/)
+  t.match(refusal({ REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_MASTER: 'm', REDIS_CLUSTER_NODES: 'n:6379' }), /REDIS_SENTINELS, REDIS_CLUSTER_NODES: set only one/)
+})
+
+t.test('a bad host:port names the variable and the entry', async (t) => {
+  t.match(refusal({ REDIS_CLUSTER_NODES: 'node-0:6379,node-1' }), /REDIS_CLUSTER_NODES: "node-1" is not host:port/)
+  t.match(refusal({ REDIS_CLUSTER_NODES: 'node-0:70000' }), /REDIS_CLUSTER_NODES: "node-0:70000" is not host:port/, 'port out of range')
+  t.match(refusal({ REDIS_SENTINELS: 'a:1,b:x,c', REDIS_SENTINEL_MASTER: 'm' }), /REDIS_SENTINELS: "b:x", "c" are not host:port/)
+  t.match(refusal({ REDIS_CLUSTER_NODES: ' , ' }), /REDIS_CLUSTER_NODES: must list at least one host:port/)
+  t.match(refusal({ REDIS_CLUSTER_NODES: 'redis://node:6379' }), /is not host:port/, 'a URL is not a seed')
+})
+
+t.test('TLS settings: REDIS_TLS values, a CA file that cannot be used', async (t) => {
+  t.match(refusal({ REDIS_URL: 'redis://r:6379', REDIS_TLS: 'yes please' }), /REDIS_TLS: must be 1 \(TLS on\) or 0 \(off\)/)
+  t.match(refusal({ REDIS_URL: 'redis://r:6379', REDIS_CA_FILE: caFile }), /REDIS_CA_FILE: TLS is off; set REDIS_TLS=1/)
+  t.match(refusal({ REDIS_URL: 'rediss://r:6379', REDIS_CA_FILE: join(directory, 'missing.pem') }), /REDIS_CA_FILE: cannot read .*missing\.pem: ENOENT/)
+  t.match(refusal({ REDIS_URL: 'rediss://r:6379', REDIS_CA_FILE: notPem }), /REDIS_CA_FILE: .*not\.pem holds no PEM certificate/)
+  t.equal(parseConfig(file, { ...env, REDIS_URL: 'rediss://r:6379', REDIS_TLS: '0' }).redis.connection?.tls, true, 'rediss:// is TLS whatever REDIS_TLS says')
+})
+
+t.test('redis.waitTimeoutMs must leave the WAIT time to answer within the command timeout', async (t) => {
+  t.match(refusal({}, { ...file, redis: { commandTimeoutMs: 500, waitTimeoutMs: 500 } }), /redis\.waitTimeoutMs: must be shorter than redis\.commandTimeoutMs/)
+  t.match(refusal({}, { ...file, redis: { waitReplicas: -1 } }), /redis\.waitReplicas:/)
 })

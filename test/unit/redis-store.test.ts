@@ -4,26 +4,28 @@
  * down or stops answering, then recovering by itself.
  */
 import t, { type Test } from 'tap'
-import type { Redis } from 'ioredis'
-import { connectRedis, createRedisClient, reconnectDelay, RedisStore } from '../../gateway/state/redis-store.ts'
+import { connectRedis, createRedisClient, reconnectDelay, type RedisClient } from '../../gateway/state/redis-connection.ts'
+import { RedisStore } from '../../gateway/state/redis-store.ts'
 import { StoreUnavailable } from '../../gateway/state/store.ts'
 import { deletePrefix, keysWithTtl, randomPrefix, rawClient, SHARED_REDIS_URL, startPrivateRedis } from '../support/redis.ts'
 
 const silent = { info() {}, warn() {} }
+const single = (url: string) => ({ mode: 'single' as const, url, tls: url.startsWith('rediss:') })
+const ready = async (store: RedisStore) => (await store.notReadyBecause()) === undefined
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** A connected store on `url`, closed at teardown. */
 async function storeOn(t: Test, url: string, options: { keyPrefix?: string; commandTimeoutMs?: number; log?: typeof silent } = {}) {
-  const client = createRedisClient({ url, keyPrefix: options.keyPrefix ?? randomPrefix(), commandTimeoutMs: options.commandTimeoutMs ?? 1000 })
+  const client = createRedisClient({ connection: single(url), keyPrefix: options.keyPrefix ?? randomPrefix(), commandTimeoutMs: options.commandTimeoutMs ?? 1000 })
   connectRedis(client, options.log ?? silent)
   const store = new RedisStore(client)
   t.teardown(() => store.close())
-  await eventually(() => store.ping())
+  await eventually(() => ready(store))
   return { store, client }
 }
 
 /** Resolves once the client has begun `count` more reconnect attempts. */
-function reconnectAttempts(client: Redis, count: number): Promise<void> {
+function reconnectAttempts(client: RedisClient, count: number): Promise<void> {
   return new Promise((resolve) => {
     let seen = 0
     const counted = () => {
@@ -59,7 +61,7 @@ t.test('the Store semantics, every key under the prefix and with a TTL', async (
   t.equal(await store.get('lock'), undefined, 'deleted')
   t.equal(await store.get('never-written'), undefined)
   await store.set('value', 'v', 120)
-  t.equal(await store.ping(), true)
+  t.equal(await store.notReadyBecause(), undefined)
 
   const raw = rawClient()
   t.teardown(() => raw.disconnect())
@@ -98,7 +100,7 @@ t.test('Redis unreachable: StoreUnavailable at once, and not ready', async (t) =
   const redis = await startPrivateRedis(t)
   await redis.stop()
   const warnings: string[] = []
-  const client = createRedisClient({ url: redis.url, keyPrefix: randomPrefix(), commandTimeoutMs: 1000 })
+  const client = createRedisClient({ connection: single(redis.url), keyPrefix: randomPrefix(), commandTimeoutMs: 1000 })
   connectRedis(client, { info() {}, warn: (_details, message) => warnings.push(message) })
   const store = new RedisStore(client)
   t.teardown(() => store.close())
@@ -108,7 +110,7 @@ t.test('Redis unreachable: StoreUnavailable at once, and not ready', async (t) =
   await t.rejects(store.set('x', 'y', 1), StoreUnavailable)
   await t.rejects(store.setIfAbsent('x', 'y', 1), StoreUnavailable)
   await t.rejects(store.delete('x'), StoreUnavailable)
-  t.equal(await store.ping(), false, 'readiness says no')
+  t.equal(await store.notReadyBecause(), 'the state store does not answer', 'readiness says no')
   await reconnectAttempts(client, 3)
   t.equal(warnings.length, 1, 'one warning for the outage, not one per reconnect attempt')
 })
@@ -122,10 +124,10 @@ t.test('Redis stops answering: a command gives up after commandTimeoutMs; it rec
   const failure = await store.useOnce('during', 60).catch((err: unknown) => err)
   t.type(failure, StoreUnavailable, 'a paused Redis is answered with StoreUnavailable')
   t.match((failure as Error).message, /Command timed out/, 'given up by the command timeout, not left hanging')
-  t.equal(await store.ping(), false)
+  t.equal(await store.notReadyBecause(), 'the state store does not answer')
 
   redis.resume()
-  await eventually(() => store.ping())
+  await eventually(() => ready(store))
   t.equal(await store.useOnce('before', 60), false, 'marks written before the pause are kept')
   t.equal(await store.useOnce('after', 60), true, 'new marks are written again')
 })
@@ -136,15 +138,15 @@ t.test('Redis restarted: refused while down, then reconnects by itself', async (
   await redis.stop()
   await t.rejects(store.useOnce('x', 60), StoreUnavailable, 'down')
   await redis.start()
-  await eventually(() => store.ping())
+  await eventually(() => ready(store))
   t.equal(await store.useOnce('x', 60), true, 'works again without a restart of the client')
 })
 
 t.test('close ends the connection, also while Redis is away', async (t) => {
-  const client: Redis = createRedisClient({ url: SHARED_REDIS_URL, keyPrefix: randomPrefix(), commandTimeoutMs: 1000 })
+  const client: RedisClient = createRedisClient({ connection: single(SHARED_REDIS_URL), keyPrefix: randomPrefix(), commandTimeoutMs: 1000 })
   connectRedis(client, silent)
   const store = new RedisStore(client)
-  await eventually(() => store.ping())
+  await eventually(() => ready(store))
   await store.close()
   await t.rejects(store.get('x'), StoreUnavailable)
   await eventually(async () => client.status === 'end' || client.status === 'reconnecting')
@@ -152,7 +154,7 @@ t.test('close ends the connection, also while Redis is away', async (t) => {
 
   const redis = await startPrivateRedis(t)
   await redis.stop()
-  const away = createRedisClient({ url: redis.url, keyPrefix: randomPrefix(), commandTimeoutMs: 1000 })
+  const away = createRedisClient({ connection: single(redis.url), keyPrefix: randomPrefix(), commandTimeoutMs: 1000 })
   connectRedis(away, silent)
   await reconnectAttempts(away, 1)
   await new RedisStore(away).close()
