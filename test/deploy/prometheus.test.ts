@@ -24,6 +24,9 @@ import { freePort } from '../support/ports.ts'
 import { startPrivateRedis } from '../support/redis.ts'
 import { completeFlow, refresh, register, registration, startCluster, type Cluster, type Replica, type TestClient } from '../support/replicas.ts'
 
+// Three gateway processes, two upstreams and Prometheus waiting on scrapes: a minute on a loaded machine.
+t.setTimeout(240_000)
+
 const DEPLOY = fileURLToPath(new URL('../../deploy/', import.meta.url))
 const METRICS_TOKEN = 'metrics-token-for-the-test-0123456789'
 const SCRAPE_SECONDS = 1
