@@ -105,6 +105,8 @@ const upstreamSchema = z
         token_endpoint: secureUrl.describe("The upstream's token endpoint."),
         revocation_endpoint: secureUrl.optional().describe("The upstream's RFC 7009 revocation endpoint, which /revoke calls."),
         registration_endpoint: secureUrl.optional().describe("The upstream's RFC 7591 registration endpoint, used when registration.mode is `upstream`."),
+        userinfo_endpoint: secureUrl.optional().describe("The upstream's OpenID Connect userinfo endpoint, for the users of grants (upstream.identitySource)."),
+        introspection_endpoint: secureUrl.optional().describe("The upstream's RFC 7662 introspection endpoint, for upstream.identitySource: introspection."),
       })
       .optional()
       .describe("Endpoints of an upstream without discovery; when set, discovery is skipped and `issuer` must be written exactly as the upstream's `iss` reads.")

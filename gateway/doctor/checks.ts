@@ -10,7 +10,7 @@ import { checkConnectorFlow, checkRedirectUris, redirectCandidates } from './flo
 import { checkGatewayMetadata, checkGatewayResourceMetadata, checkMcpDiscovery, checkPreflight } from './gateway.ts'
 import { requester } from './http.ts'
 import { Report, type CheckResult } from './report.ts'
-import { checkUpstreamDiscovery, checkUpstreamEndpoints, checkUpstreamPkce } from './upstream.ts'
+import { checkGrantIdentity, checkUpstreamDiscovery, checkUpstreamEndpoints, checkUpstreamPkce } from './upstream.ts'
 
 export type { CheckResult, Status } from './report.ts'
 
@@ -33,6 +33,7 @@ export async function runChecks(options: DoctorOptions): Promise<CheckResult[]> 
   const upstream = await checkUpstreamDiscovery(report, http, settings.upstream)
   if (upstream) {
     checkUpstreamPkce(report, upstream)
+    checkGrantIdentity(report, upstream, settings.upstream)
     await checkUpstreamEndpoints(report, http, upstream, settings.registration.mode)
   }
 

@@ -4,6 +4,7 @@
  * calls answering at all.
  */
 import type { Settings } from '../config/schema.ts'
+import { identitySourceFor } from '../policy/identity.ts'
 import { describeAnswer, jsonObject, type Requester } from './http.ts'
 import type { Report } from './report.ts'
 
@@ -129,4 +130,33 @@ async function checkEndpoint(report: Report, http: Requester, name: string, url:
   if (answer.status === 404) return report.fail(name, what, 'no such endpoint: correct the upstream\'s metadata (its configured base URL) or upstream.endpoints')
   if (answer.status >= 500) return report.fail(name, what, 'the upstream fails at this endpoint: look at the upstream\'s logs, or at the proxy in front of it')
   report.pass(name, what)
+}
+
+/**
+ * Where the user of each grant will come from (docs/connections.md), and
+ * whether ending a grant can revoke its upstream refresh token (RFC 7009).
+ */
+export function checkGrantIdentity(report: Report, view: UpstreamView, upstream: Settings['upstream']) {
+  const name = 'grant identity source'
+  if (!view.metadata && upstream.identitySource === 'auto') {
+    report.skip(name, 'no metadata to read (upstream.endpoints): at each sign-in, the ID token when the upstream sends one, else userinfo when upstream.endpoints names userinfo_endpoint')
+  }
+  const metadata = view.metadata ?? { userinfo_endpoint: upstream.endpoints?.userinfo_endpoint, introspection_endpoint: upstream.endpoints?.introspection_endpoint }
+  if (!view.metadata && upstream.identitySource === 'auto') return checkGrantRevocation(report, view)
+  const source = identitySourceFor(upstream.identitySource, metadata)
+  const claim = `claim ${upstream.userClaim}`
+  if (source === 'id_token') report.pass(name, `the ID token's ${claim} (the upstream is OpenID${metadata.userinfo_endpoint ? '; name and email from userinfo when the ID token lacks them' : ''})`)
+  else if (source === 'userinfo') report.pass(name, `userinfo at ${String(metadata.userinfo_endpoint)}, ${claim}`)
+  else if (source === 'introspection') report.pass(name, `token introspection at ${String(metadata.introspection_endpoint)}, ${claim}`)
+  else if (upstream.identitySource === 'none') report.pass(name, 'none (upstream.identitySource: none): grants carry no user')
+  else {
+    report.warn(name, `none: upstream.identitySource is ${upstream.identitySource}, but the upstream's metadata offers no ${upstream.identitySource === 'auto' ? 'ID token or userinfo endpoint' : upstream.identitySource}`, 'grants will carry no user (ops can still revoke them by client, users cannot see theirs): set upstream.identitySource to a source the upstream has, or ask for its userinfo or introspection endpoint')
+  }
+  checkGrantRevocation(report, view)
+}
+
+function checkGrantRevocation(report: Report, view: UpstreamView) {
+  const revocation = 'grant upstream revocation'
+  if (view.revocationEndpoint) report.pass(revocation, `ending a grant revokes its upstream refresh token at ${view.revocationEndpoint}`)
+  else report.warn(revocation, 'the upstream names no revocation_endpoint', 'ending a grant stops it at the gateway, but its upstream refresh token stays valid at the upstream until it expires; name the endpoint in upstream.endpoints.revocation_endpoint if the upstream has one')
 }

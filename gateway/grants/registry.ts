@@ -97,6 +97,8 @@ export class GrantRegistry {
   #blocks: Block[] = []
   #blocksLoadedAt = 0
   #blocksLoading: Promise<void> | undefined
+  /** Told once when reloading starts failing, not twice a second while storage is away. */
+  #blocksFailing = false
   readonly #blockTimer: NodeJS.Timeout
 
   constructor(options: RegistryOptions) {
@@ -190,10 +192,25 @@ export class GrantRegistry {
     return next
   }
 
-  /** Front mode: whether an access token was issued under a grant that has ended by revocation or block. */
+  /**
+   * Front mode: whether an access token was issued under a grant that has
+   * ended by revocation or block. While storage does not answer (Redis away)
+   * it says no, logged once: the MCP server still checks every token with
+   * the upstream, and MCP traffic does not stop with Redis.
+   */
   async isAccessTokenRevoked(accessToken: string): Promise<boolean> {
-    return (await this.#storage.getRevocation(`access:${tokenHash(accessToken)}`)) !== undefined
+    try {
+      const revoked = (await this.#storage.getRevocation(`access:${tokenHash(accessToken)}`)) !== undefined
+      this.#revocationsFailing = false
+      return revoked
+    } catch (err) {
+      if (!this.#revocationsFailing) this.#log?.warn({ err: (err as Error).message }, 'revoked access tokens cannot be checked while storage does not answer; the MCP server still checks tokens with the upstream')
+      this.#revocationsFailing = true
+      return false
+    }
   }
+
+  #revocationsFailing = false
 
   /**
    * Upgrade: a refresh token issued before grants is accepted once. True the
@@ -342,10 +359,12 @@ export class GrantRegistry {
         this.#blocks = blocks
         this.#blocksLoadedAt = Date.now()
         this.#blocksLoading = undefined
+        this.#blocksFailing = false
       },
       (err: unknown) => {
         this.#blocksLoading = undefined
-        this.#log?.warn({ err: (err as Error).message }, 'the blocks could not be reloaded; the last ones known still apply')
+        if (!this.#blocksFailing) this.#log?.warn({ err: (err as Error).message }, 'the blocks could not be reloaded; the last ones known still apply until storage answers')
+        this.#blocksFailing = true
         throw err
       },
     )
@@ -354,11 +373,20 @@ export class GrantRegistry {
 
   // --- clients ---------------------------------------------------------------
 
-  /** Notes a client the gateway met (registration, metadata document, grant); keeps its first_seen. */
+  /**
+   * Notes a client the gateway met (registration, metadata document, grant);
+   * keeps its first_seen. Never fails: the list is for ops to look at, and
+   * registration must go on while storage is away (Redis down); a client
+   * missed then is noted at its next sign-in.
+   */
   async recordClient(client: RegisteredClient, applicationType?: string): Promise<void> {
     const now = nowSeconds()
     const record: ClientRecord = { clientId: client.client_id, clientName: client.client_name, redirectUris: client.redirect_uris, firstSeenAt: now, lastUsedAt: now, applicationType }
-    await this.#storage.recordClient(record)
+    try {
+      await this.#storage.recordClient(record)
+    } catch (err) {
+      this.#log?.warn({ err: (err as Error).message }, 'a client could not be added to the client list; it is added at its next sign-in')
+    }
   }
 
   /** Every client met, in the order first seen... by key, with its live grant count. */

@@ -1,9 +1,12 @@
 /**
  * Grant storage in one SQLite file (node:sqlite), the default without Redis:
- * no server to run, and a restart loses nothing. WAL journal with
- * synchronous=FULL: a commit is on disk before the answer leaves, and a
- * process killed mid-write leaves the file as it was before or after that
- * write. One replica owns the file (several processes on one file work, but
+ * no server to run, and a restart loses nothing. WAL journal: a process
+ * killed mid-write leaves the file as it was before or after that write, and
+ * every commit survives the process. What must also survive a power loss or
+ * a kernel crash (ending a grant, a revocation, a block) commits with
+ * synchronous=FULL, on disk before the answer leaves; the frequent writes
+ * (a refresh updating its grant, a client's last use) commit with
+ * synchronous=NORMAL, which the next FULL commit or checkpoint puts on disk. One replica owns the file (several processes on one file work, but
  * only on one machine; replicas share Redis instead). `:memory:` keeps it in
  * memory, for tests.
  *
@@ -61,7 +64,7 @@ export class SqliteGrantStorage implements GrantStorage {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
     try {
       this.#db = new DatabaseSync(path, { timeout: 5000 })
-      this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;')
+      this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = OFF;')
       const version = (this.#db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version
       if (version > SCHEMA_VERSION) throw new Error(`the state file ${path} was written by a newer gateway (schema ${version}; this one knows ${SCHEMA_VERSION})`)
       this.#db.exec(SCHEMA)
@@ -95,7 +98,7 @@ export class SqliteGrantStorage implements GrantStorage {
   }
 
   async endGrant(grantId: string, revocations: (grant: Grant) => Revocation[], userId?: string): Promise<Grant | undefined> {
-    return this.#transaction(() => {
+    return this.#durably(() => {
       const row = this.#statement('SELECT record, user_id FROM grants WHERE grant_id = ?').get(grantId)
       if (!row || (userId !== undefined && row.user_id !== userId)) return undefined
       const grant = JSON.parse(row.record as string) as Grant
@@ -126,7 +129,7 @@ export class SqliteGrantStorage implements GrantStorage {
   }
 
   async addRevocations(revocations: readonly Revocation[]): Promise<void> {
-    this.#transaction(() => {
+    this.#durably(() => {
       for (const revocation of revocations) this.#insertRevocation(revocation)
     })
   }
@@ -137,7 +140,7 @@ export class SqliteGrantStorage implements GrantStorage {
   }
 
   async addRevocationOnce(revocation: Revocation): Promise<boolean> {
-    return this.#transaction(() => {
+    return this.#durably(() => {
       // An expired mark no longer counts: it is replaced.
       this.#statement('DELETE FROM revocations WHERE key = ? AND expires_at <= ?').run(revocation.key, nowSeconds())
       return this.#insertRevocation(revocation)
@@ -145,11 +148,11 @@ export class SqliteGrantStorage implements GrantStorage {
   }
 
   async addBlock(block: Block): Promise<void> {
-    this.#run(() => this.#statement('INSERT INTO blocks (block_id, record) VALUES (?, ?)').run(block.blockId, JSON.stringify(block)))
+    this.#durably(() => this.#statement('INSERT INTO blocks (block_id, record) VALUES (?, ?)').run(block.blockId, JSON.stringify(block)))
   }
 
   async removeBlock(blockId: string): Promise<boolean> {
-    return Number(this.#run(() => this.#statement('DELETE FROM blocks WHERE block_id = ?').run(blockId)).changes) === 1
+    return Number(this.#durably(() => this.#statement('DELETE FROM blocks WHERE block_id = ?').run(blockId)).changes) === 1
   }
 
   async listBlocks(): Promise<Block[]> {
@@ -222,6 +225,16 @@ export class SqliteGrantStorage implements GrantStorage {
       return work()
     } catch (err) {
       throw new StoreUnavailable(`the state file: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  /** A transaction that is on disk, with everything committed before it, when it returns (synchronous=FULL for its commit). */
+  #durably<T>(work: () => T): T {
+    this.#run(() => this.#db.exec('PRAGMA synchronous = FULL'))
+    try {
+      return this.#transaction(work)
+    } finally {
+      this.#run(() => this.#db.exec('PRAGMA synchronous = NORMAL'))
     }
   }
 

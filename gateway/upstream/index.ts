@@ -10,6 +10,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import * as oidc from 'openid-client'
 import { Agent } from 'undici'
 import type { Config } from '../config/schema.ts'
+import { identityFrom, identitySourceFor, type Identity, type IdentitySourceInUse } from '../policy/identity.ts'
 import { isLoopbackHost } from '../policy/redirect-uri.ts'
 import { OAuthError } from '../errors.ts'
 import { upstreamResourceParameters } from '../policy/resource.ts'
@@ -19,6 +20,7 @@ import { readRegistrationResponse, upstreamClientMetadata, type RegistrationRequ
 import { boundedFetch, codesOf, recordingExchange, type Exchange } from './fetch.ts'
 
 export type { UpstreamClient, UpstreamRegistration } from './registration.ts'
+export type { Identity, IdentitySourceInUse } from '../policy/identity.ts'
 
 export interface TokenSet {
   access_token: string
@@ -31,21 +33,12 @@ export interface TokenSet {
 
 export type UpstreamMetadata = Readonly<oidc.ServerMetadata>
 
-/** Who signed in, as the upstream tells it (upstream.identitySource, upstream.userClaim); grants/grant.ts GrantUser. */
-export interface Identity {
-  id: string
-  name?: string | undefined
-  email?: string | undefined
-}
-
 /** A code exchanged: the tokens, and who signed in (undefined when the upstream tells nothing). */
 export interface Exchanged {
   tokens: TokenSet
   identity: Identity | undefined
 }
 
-/** Where identities come from with this upstream, as `doctor` names it. */
-export type IdentitySourceInUse = 'id_token' | 'userinfo' | 'introspection' | 'none'
 
 /**
  * Every call acts as the gateway's own upstream client, or, given an
@@ -343,36 +336,6 @@ export function createUpstream(config: Config, callbackUrl: string, options: Ups
       await agent.close()
     },
   }
-}
-
-/**
- * Which source `auto` means with this upstream: the ID token when it sends
- * one (it is OpenID), else userinfo when its metadata names the endpoint.
- * An explicit source is used as configured when the upstream can serve it.
- */
-export function identitySourceFor(configured: UpstreamConfig['identitySource'], metadata: oidc.ServerMetadata, sentIdToken?: boolean): IdentitySourceInUse {
-  const openid = sentIdToken ?? (metadata.id_token_signing_alg_values_supported !== undefined || metadata.userinfo_endpoint !== undefined)
-  switch (configured) {
-    case 'none':
-      return 'none'
-    case 'id_token':
-      return openid ? 'id_token' : 'none'
-    case 'userinfo':
-      return metadata.userinfo_endpoint ? 'userinfo' : 'none'
-    case 'introspection':
-      return metadata.introspection_endpoint ? 'introspection' : 'none'
-    case 'auto':
-      if (sentIdToken ?? metadata.id_token_signing_alg_values_supported !== undefined) return 'id_token'
-      return metadata.userinfo_endpoint ? 'userinfo' : 'none'
-  }
-}
-
-/** The user from a set of claims: `userClaim` as the id (a string or a number), with name and email when present. */
-export function identityFrom(claims: Record<string, unknown> | undefined, userClaim: string): Identity | undefined {
-  const id = claims?.[userClaim]
-  if (!claims || !((typeof id === 'string' && id.length > 0) || typeof id === 'number')) return undefined
-  const text = (value: unknown) => (typeof value === 'string' && value.length > 0 ? value.slice(0, 256) : undefined)
-  return { id: String(id).slice(0, 512), name: text(claims.name) ?? text(claims.preferred_username), email: text(claims.email) }
 }
 
 /**

@@ -11,6 +11,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 
+// The whole short benchmark, gateway and upstream processes and the refresh through the registry on SQLite and Redis.
+t.setTimeout(300_000)
+
 const dir = mkdtempSync(join(tmpdir(), 'bench-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -30,6 +33,7 @@ t.test('the benchmark runs end to end and reports every figure', async (t) => {
   t.match(stdout, /^token gateway\/direct: [\d.]+% of the requests per second; p50 \+-?[\d.]+ ms/m, 'the ratio to going direct')
   t.match(stdout, /^token inside the gateway \(its own metrics, 100 exchanges\): \/token [\d.]+ ms mean, [\d.]+ ms of it the upstream call, -?[\d.]+ ms the gateway's own work$/m, 'the token answer split by the gateway\'s own metrics')
   t.match(stdout, /^memory: [\d.]+ MiB -> [\d.]+ MiB live RSS over 300 flows/m, 'the memory over completed flows')
+  t.match(stdout, /^refresh through the registry \(sqlite, 50 refreshes\): [\d.]+ store round trips per refresh, [\d.]+ single flight \+ [\d.]+ grant storage \(.*\); registry p50 [\d.]+ ms, p99 [\d.]+ ms$/m, 'the refresh through the registry on the state file')
 
   const results = JSON.parse(readFileSync(out, 'utf8'))
   t.equal(results.mode, 'short')
@@ -47,5 +51,10 @@ t.test('the benchmark runs end to end and reports every figure', async (t) => {
   t.equal(inside.exchanges, 100, 'the gateway counted the measured exchanges, and only those')
   t.ok(inside.upstreamCallMeanMs > 0 && inside.upstreamCallMeanMs < inside.routeMeanMs, `the upstream call (${inside.upstreamCallMeanMs} ms) is part of the answer (${inside.routeMeanMs} ms)`)
   t.ok(results.memory.rssBeforeMiB > 0 && results.memory.rssAfterMiB > 0, 'memory was read from the gateway process')
-  for (const target of ['metadataOfCeiling', 'tokenAddedP50Ms', 'memoryGrowth']) t.type(results.targets[target], 'boolean', `${target} is judged in the file`)
+  const refresh = results.refresh.sqlite
+  t.equal(refresh.refreshes, 50)
+  t.equal(refresh.grantStorageRoundTrips, 2, 'a refresh reads and writes its grant: two round trips')
+  t.equal(refresh.roundTrips, refresh.storeRoundTrips + refresh.grantStorageRoundTrips)
+  t.same(refresh.grantStorageCalls, { getGrant: 1, updateGrant: 1 })
+  for (const target of ['metadataOfCeiling', 'tokenAddedP50Ms', 'memoryGrowth', 'refreshAddedRoundTrips', 'refreshRegistryP50Ms']) t.type(results.targets[target], 'boolean', `${target} is judged in the file`)
 })

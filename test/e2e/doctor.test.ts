@@ -18,6 +18,9 @@ import { gatewayFile, startStack, type Stack, type StackOptions } from '../suppo
 
 const ALL_PRESETS = { chatgpt: true, claude: true, loopback: true, vscodeWeb: true, cursor: true, inspector: true }
 
+// Each test starts a stack and runs the doctor as a process, some twice: minutes on a loaded machine.
+t.setTimeout(300_000)
+
 const dir = mkdtempSync(join(tmpdir(), 'doctor-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -70,7 +73,7 @@ t.test('a healthy deployment: every check passes, exit 0', async (t) => {
   t.equal(run.code, 0, run.stdout + run.stderr)
   t.same(failures(run), [], 'nothing fails')
   for (const name of [
-    'upstream discovery', 'upstream PKCE S256', 'upstream authorization endpoint', 'upstream token endpoint', 'upstream revocation endpoint',
+    'upstream discovery', 'upstream PKCE S256', 'grant identity source', 'grant upstream revocation', 'upstream authorization endpoint', 'upstream token endpoint', 'upstream revocation endpoint',
     'gateway metadata', 'gateway issuer', 'gateway endpoints', 'gateway PKCE S256', 'gateway CORS', 'gateway CORS preflight /token', 'gateway CORS preflight /register',
     'gateway protected resource metadata', 'MCP server challenge', 'protected resource metadata for the MCP URL',
     'redirect URI (chatgpt preset)', 'redirect URI (claude preset)', 'redirect URI (loopback preset)', 'redirect URI (vscodeWeb preset)', 'redirect URI (cursor preset)', 'redirect URI (inspector preset)',
@@ -79,6 +82,7 @@ t.test('a healthy deployment: every check passes, exit 0', async (t) => {
     t.ok(lineOf(run, 'PASS', name), `PASS ${name}`)
   }
   t.match(lineOf(run, 'PASS', 'connector flow (upstream sign-in page)'), `200 text/html at ${healthy.upstream.issuer}/interaction/`, 'reached the sign-in page without signing in')
+  t.match(lineOf(run, 'PASS', 'grant identity source'), "the ID token's claim sub (the upstream is OpenID; name and email from userinfo", 'names where users come from')
   t.equal(healthy.upstream.requests.filter((request) => request.path === '/token' && request.status === 200).length, 0, 'no token was ever issued')
   t.match(run.stdout, /^\d+ passed, 0 failed, 0 warnings, 0 skipped$/m)
 
@@ -151,6 +155,16 @@ t.test('an upstream client that does not know the gateway\'s callback', async (t
   const line = lineOf(run, 'FAIL', 'connector flow (upstream sign-in page)')
   t.match(line, /400 text\/html at http:\/\/127\.0\.0\.1:\d+\/auth: .*redirect_uri/, 'the upstream\'s error page, in words')
   t.match(line, `fix: the upstream refused the gateway's authorization request: check that ${running.gatewayUrl}/callback is a registered redirect URI of the upstream client neonpanel-mcp-gateway (UPSTREAM_CLIENT_ID)`)
+})
+
+t.test('an upstream without a revocation endpoint, users from introspection', async (t) => {
+  const running = await stack(t, { upstream: { revocation: false } })
+  const run = await doctor(fileOf(running, { upstream: { issuer: running.upstream.issuer, clientId: 'neonpanel-mcp-gateway', identitySource: 'introspection', userClaim: 'sub' } }))
+  t.same(failures(run), [], 'nothing fails')
+  t.match(lineOf(run, 'PASS', 'grant identity source'), `token introspection at ${running.upstream.issuer}/token/introspection, claim sub`)
+  t.match(lineOf(run, 'WARN', 'grant upstream revocation'), "the upstream names no revocation_endpoint\n     fix: ending a grant stops it at the gateway, but its upstream refresh token stays valid")
+  const none = await doctor(fileOf(running, { upstream: { issuer: running.upstream.issuer, clientId: 'neonpanel-mcp-gateway', identitySource: 'none' } }))
+  t.match(lineOf(none, 'PASS', 'grant identity source'), 'none (upstream.identitySource: none): grants carry no user')
 })
 
 t.test('an issuer that is not the public URL', async (t) => {

@@ -18,6 +18,9 @@ import { deletePrefix, SHARED_REDIS_URL } from '../support/redis.ts'
 import { completeFlow, refresh, register, startCluster, type Cluster, type Replica, type TestClient } from '../support/replicas.ts'
 import { failsWith } from '../support/stack.ts'
 
+// Each test starts, restarts and kills gateway processes: minutes on a loaded machine.
+t.setTimeout(400_000)
+
 const CLAUDE_REDIRECT = 'https://claude.ai/api/mcp/auth_callback'
 
 interface Connected {

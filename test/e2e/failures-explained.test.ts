@@ -7,8 +7,8 @@
  */
 import t from 'tap'
 import { clientHandle } from '../../gateway/clients/registry.ts'
-import { Sealer } from '../../gateway/state/seal.ts'
 import { authorizeUrl, exchangeCode, obtainCode, pkcePair, postForm, registerClient, type RegisteredClient } from '../support/flow.ts'
+import { refreshTokenFor } from '../support/grants.ts'
 import { capturedLog } from '../support/log-capture.ts'
 import { CHATGPT_REDIRECT, failsWith, startStack, TEST_SECRET } from '../support/stack.ts'
 import type { UpstreamOptions } from '../support/upstream.ts'
@@ -66,7 +66,7 @@ t.test('a wrong code_verifier: the description names it, the log names the clien
 
 t.test('an upstream refusal: the log line carries the upstream\'s status and error code', async (t) => {
   const client = await registerClient(plain.stack)
-  const refreshToken = secret(new Sealer([TEST_SECRET]).seal('refresh', { rt: 'upstream-token-0123456789abcdefghijklmnop', c: clientHandle(client.client_id) }))
+  const refreshToken = secret(await refreshTokenFor(plain.stack.gateway, client.client_id, 'upstream-token-0123456789abcdefghijklmnop'))
   secrets.push('upstream-token-0123456789abcdefghijklmnop')
   const body = await failsWith(t, await postForm(`${plain.stack.gatewayUrl}/token`, { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: client.client_id }), 400, 'invalid_grant')
   t.match(body.error_description, /the NeonPanel sign-in service refused the token \(refresh_token\) request: invalid_grant/)
@@ -81,7 +81,7 @@ t.test('an upstream refusal: the log line carries the upstream\'s status and err
 
 t.test('an upstream HTML page: the log line has its status, content type and a redacted excerpt', async (t) => {
   const client = await registerClient(html.stack)
-  const refreshToken = secret(new Sealer([TEST_SECRET]).seal('refresh', { rt: 'another-upstream-token-0123456789abcdef', c: clientHandle(client.client_id) }))
+  const refreshToken = secret(await refreshTokenFor(html.stack.gateway, client.client_id, 'another-upstream-token-0123456789abcdef'))
   secrets.push('another-upstream-token-0123456789abcdef')
   await failsWith(t, await postForm(`${html.stack.gatewayUrl}/token`, { grant_type: 'refresh_token', refresh_token: refreshToken, client_id: client.client_id }), 502, 'server_error')
   const line = html.refusals().at(-1)!

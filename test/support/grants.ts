@@ -3,6 +3,7 @@
  * own tokens (to call the upstream directly, or to prove one is never logged).
  */
 import type { FastifyInstance } from 'fastify'
+import { clientHandle } from '../../gateway/clients/registry.ts'
 import { GrantRegistry } from '../../gateway/grants/registry.ts'
 import type { UpstreamRevocation } from '../../gateway/grants/grant.ts'
 import type { GrantRefreshToken } from '../../gateway/routes/token.ts'
@@ -64,4 +65,17 @@ export async function redisGrantStorage(t: { teardown: (fn: () => unknown) => vo
   })
   await new Promise((resolve) => client.once('ready', resolve))
   return new RedisGrantStorage(client)
+}
+
+/**
+ * A refresh token of a grant made here, for a client of `gateway`, whose
+ * upstream refresh token is `upstreamRefreshToken` (one the upstream does not
+ * know, to provoke its refusal): what a client holds after connecting.
+ */
+export async function refreshTokenFor(gateway: FastifyInstance, clientId: string, upstreamRefreshToken: string): Promise<string> {
+  const found = await gateway.gateway.clients.find(clientId)
+  if (!found.ok) throw new Error(`no such client: ${found.reason}`)
+  const client = found.client
+  const grant = await gateway.gateway.grants.create({ client, redirectUri: client.redirect_uris[0]!, upstreamRefreshToken, scope: 'openid offline_access' })
+  return sealer.seal('grant', { g: grant.grantId, n: grant.generation, c: clientHandle(client.client_id) } satisfies GrantRefreshToken)
 }

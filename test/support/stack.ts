@@ -41,6 +41,8 @@ export interface StackOptions {
   logger?: GatewayOptions['logger']
   /** A store to share between stacks, as replicas share Redis. */
   store?: Store
+  /** Where grants are kept (SQLite in memory when absent). */
+  grantStorage?: GatewayOptions['grantStorage']
   /** The Redis connection for rate limits (replicas share their counters through it). */
   redis?: GatewayOptions['redis']
   /** Puts a fault-injecting proxy in front of the upstream: the upstream's issuer is the proxy's origin. */
@@ -79,7 +81,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     UPSTREAM_CLIENT_SECRET: upstream.clientSecret,
     ...options.env,
   })
-  const gateway = await buildGateway({ config, logger: options.logger, store: options.store, redis: options.redis })
+  const gateway = await buildGateway({ config, logger: options.logger, store: options.store, redis: options.redis, grantStorage: options.grantStorage })
   await gateway.listen({ port: gatewayPort, host: '127.0.0.1' })
 
   return {

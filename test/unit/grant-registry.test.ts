@@ -141,3 +141,24 @@ t.test('the client list', async (t) => {
   t.equal(clients.find((record) => record.clientId === 'c1')?.grants, 2, 'with its grant count')
   t.equal(clients.find((record) => record.clientId !== 'c1')?.grants, 0)
 })
+
+t.test('front mode checks fail open while storage does not answer, told once', async (t) => {
+  const storage = new SqliteGrantStorage(':memory:')
+  const warnings: string[] = []
+  const registry = new GrantRegistry({
+    storage,
+    sealer: new Sealer(['registry-test-secret-0123456789abcdef']),
+    settings: { maxIdleDays: 30, maxAgeDays: 90 },
+    log: { warn: (_details, message) => void warnings.push(message) },
+    revokeUpstream: async () => 'revoked',
+  })
+  t.teardown(() => registry.close())
+  const grant = await registry.create(newGrant())
+  await registry.revokeGrant(grant.grantId, 'admin')
+  t.ok(await registry.isAccessTokenRevoked('at-1'))
+  await storage.close()
+  t.equal(await registry.isAccessTokenRevoked('at-1'), false, 'storage gone: the MCP server decides')
+  t.equal(await registry.isAccessTokenRevoked('at-1'), false)
+  t.equal(warnings.filter((line) => /cannot be checked/.test(line)).length, 1, 'one warning, not one per request')
+  await t.rejects(registry.openForRefresh(grant.grantId, 0), { name: 'StoreUnavailable' }, 'a refresh does fail: it needs its grant')
+})
