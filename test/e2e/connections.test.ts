@@ -11,7 +11,9 @@ import { RedisStore } from '../../gateway/state/redis-store.ts'
 import { CookieBrowser, signInAndFollow } from '../support/browser.ts'
 import { postForm } from '../support/flow.ts'
 import { deletePrefix, keysWithTtl, randomPrefix, rawClient, SHARED_REDIS_URL } from '../support/redis.ts'
-import { startStack, type Stack } from '../support/stack.ts'
+import { ConnectorProvider } from '../support/mcp-client.ts'
+import { callWhoami, connectWithSdk } from '../support/sdk-flow.ts'
+import { CHATGPT_REDIRECT, startStack, type Stack } from '../support/stack.ts'
 
 const stack = await startStack()
 t.teardown(() => stack.close())
@@ -153,4 +155,26 @@ t.test('with Redis: the single-use marks and a sign-out live in the shared store
   const again = await fetch(`${shared.gatewayUrl}/connections`, { headers: { cookie: session }, redirect: 'manual' })
   t.equal(again.status, 302, 'a signed-out session cookie starts a new sign-in')
   t.ok(again.headers.get('location')?.startsWith(shared.upstream.issuer))
+})
+
+t.test('front mode: once the user disconnects an app, its access token is refused at /mcp too', async (t) => {
+  const front = await startStack({ front: true })
+  t.teardown(() => front.close())
+  const app = new ConnectorProvider(CHATGPT_REDIRECT)
+  t.match((await connectWithSdk(front, app)).whoamiAfterRefresh, /signed in as/, 'the app calls tools through the gateway')
+  const browser = new CookieBrowser()
+  t.equal((await browser.get(await signInUntilCallback(front, browser))).status, 302, 'the user signs in at the page')
+  const html = await (await browser.get(`${front.gatewayUrl}/connections`)).text()
+  const form = /<input type="hidden" name="grant" value="([^"]+)">\s*<input type="hidden" name="csrf" value="([^"]+)">/.exec(html)
+  t.ok(form, 'the app\'s Disconnect form')
+  const done = await browser.postForm(`${front.gatewayUrl}/connections/disconnect`, { grant: form![1]!, csrf: form![2]! })
+  t.equal(done.status, 303, 'disconnected, and back to the page')
+  const refused = await fetch(front.mcpUrl, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${app.saved!.access_token}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+  })
+  t.equal(refused.status, 401, 'the access token it holds is refused at /mcp')
+  t.match(refused.headers.get('www-authenticate'), /invalid_token/)
+  await t.rejects(callWhoami(front, app), 'and the app cannot call tools any more')
 })
