@@ -16,7 +16,7 @@ import { clientHandle } from '../clients/registry.ts'
 import { PATHS, type Gateway } from '../context.ts'
 import { OAuthError, step } from '../errors.ts'
 import type { GrantSummary } from '../grants/grant.ts'
-import { logStep } from '../http/log.ts'
+import { audit, logStep } from '../http/log.ts'
 import { describeSeconds, pageHeaders, redirectBrowser, renderConnectionsPage, renderConnectionsUnavailable, renderSignedOutPage, type ConnectionView } from '../http/pages.ts'
 import { optional, parametersOf, required, type Parameters } from '../http/params.ts'
 import { s256 } from '../policy/pkce.ts'
@@ -264,8 +264,7 @@ function noSuchConnection() {
 const endGrant = step('endGrant', async (gateway: Gateway, request: FastifyRequest, session: UserSession, grant: GrantSummary) => {
   const outcome = await gateway.grants.revokeGrant(grant.grantId, 'user', { user: session.user.id })
   if (!outcome.ended) throw noSuchConnection()
-  const entry = { actor: 'user', action: 'grants.disconnect', user: session.user.id, grant_ids: [grant.grantId], client_id: grant.clientId, upstream_revocation: outcome.upstreamRevocation }
-  request.log.info({ audit: true, at: new Date().toISOString(), ...entry }, `audit: ${entry.actor} ${entry.action}`)
+  audit(request.log, { actor: 'user', action: 'grants.disconnect', user: session.user.id, grant_ids: [grant.grantId], count: 1, client_id: grant.clientId, upstream_revocation: outcome.upstreamRevocation })
 })
 
 /** This browser's consent cookie without the app's approvals: connecting it again asks first (policy/consent.ts). */
