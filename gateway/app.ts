@@ -20,6 +20,7 @@ import { rateLimitChecks } from './http/rate-limits.ts'
 import { ConsentPolicy } from './policy/consent.ts'
 import { allowlistSources } from './policy/presets.ts'
 import { RedirectAllowlist } from './policy/redirect-uri.ts'
+import { checkReadiness } from './routes/health.ts'
 import { routes } from './routes/index.ts'
 import type { GrantStorage } from './state/grant-storage.ts'
 import { Sealer } from './state/seal.ts'
@@ -99,7 +100,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   const fetcher: ClientMetadataFetcher | undefined = documents.enabled
     ? createClientMetadataFetcher({ timeoutMs: documents.timeoutMs, allowLoopback: documents.developmentAllowLoopback })
     : undefined
-  const clients = new ClientRegistry(sealer, fetcher && new ClientMetadataDocuments(fetcher, store, documents))
+  const clients = new ClientRegistry(sealer, fetcher && new ClientMetadataDocuments(fetcher, store, documents, (document, outcome) => metrics.documentFetched(document, outcome)))
   const grantStorage = options.grantStorage ?? new SqliteGrantStorage(':memory:')
   const grants = new GrantRegistry({
     storage: grantStorage,
@@ -116,6 +117,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   metrics.watchGrants(grants)
   // Ends expired grants (and revokes their upstream tokens) now and then; every replica may, each grant ends once.
   const purger = setInterval(() => void grants.purgeExpired().catch((err: Error) => app.log.warn({ err: err.message }, 'expired grants not purged; next try in a minute')), PURGE_MS).unref()
+  metrics.watchReadiness(store instanceof MemoryStore ? 'memory' : options.redis ? 'redis' : 'other', () => checkReadiness({ upstream, store }))
   app.decorate('gateway', {
     config,
     sealer,
@@ -134,7 +136,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
   app.decorateRequest('flow', null)
   app.decorateRequest('route', null)
   const limitParameters = parameterLimit(server.maxParameters)
-  const limitChecks = await rateLimitChecks(app, config, options.redis)
+  const limitChecks = await rateLimitChecks(app, config, options.redis, (endpoint, rule) => metrics.rateLimited(endpoint, rule))
   let closing = false
   // What depends on the route is settled once, when the route is added: a request never reads its route's options (Fastify builds
   // them anew on each read). Hooks on every request are plain callbacks: a promise per hook per request is measurable on the

@@ -239,3 +239,21 @@ t.test('the gateway replicas share one public URL, one Redis and one set of keys
     t.equal(config.server.trustProxy, 1, `${name} believes the one proxy in front, so rate limits count clients, not the load balancer`)
   }
 })
+
+t.test('the gateway image: OCI labels, and node as PID 1 with no init process (the gateway handles SIGTERM)', async (t) => {
+  const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ')
+  const gateway = text.slice(text.indexOf('AS gateway'))
+  const labels = Object.fromEntries(
+    [...gateway.matchAll(/^LABEL\s+(.+)$/gm)].flatMap(([, pairs]) => [...pairs!.matchAll(/([\w.-]+)="([^"]*)"/g)].map(([, key, value]) => [key!, value!])),
+  )
+  for (const key of ['title', 'description', 'version', 'revision', 'base.name']) t.ok(labels[`org.opencontainers.image.${key}`], `org.opencontainers.image.${key}`)
+  const args = Object.fromEntries([...gateway.matchAll(/^ARG\s+(\w+)=(\S*)$/gm)].map(([, name, value]) => [name!, value!]))
+  t.match(labels['org.opencontainers.image.version'], /^\$\{VERSION\}$/, 'the version comes from the build argument')
+  t.match(args.VERSION, /^\d+\.\d+\.\d+$/, 'VERSION has a default')
+  const manifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }
+  t.equal(args.VERSION, manifest.version, 'the default is package.json\'s version')
+  t.notMatch(gateway, /^ENTRYPOINT/m, 'no entrypoint wraps node')
+  t.notMatch(text, /\b(tini|dumb-init)\b|--init\b/, 'no init process')
+  t.match(gateway, /^CMD \["node", "gateway\/server\.ts"\]$/m, 'node runs the gateway directly, as PID 1')
+  t.match(readFileSync(join(ROOT, 'gateway/server.ts'), 'utf8'), /for \(const signal of \['SIGTERM', 'SIGINT'\] as const\)/, 'which handles SIGTERM itself')
+})

@@ -134,6 +134,10 @@ export function cacheLifetime(fetched: Pick<FetchedJson, 'cacheControl' | 'expir
 
 type Settings = Config['clientMetadataDocuments']
 
+/** Which document a fetch is for: a client's metadata document or the key set its jwks_uri names. */
+export type FetchedDocument = 'metadata' | 'jwks'
+export type FetchObserver = (document: FetchedDocument, outcome: 'ok' | 'failed' | 'invalid') => void
+
 /**
  * Resolves document URLs to clients and key-set URLs to keys, through a cache
  * in the shared store. Only valid documents are cached (the draft forbids
@@ -150,17 +154,21 @@ export class ClientMetadataDocuments {
   /** One fetch per URL at a time on this replica. */
   readonly #inflight = new Map<string, Promise<{ json: unknown; fresh: boolean }>>()
 
-  constructor(fetcher: ClientMetadataFetcher, store: Store, settings: Settings) {
+  readonly #observe: FetchObserver
+
+  /** `observe` hears of every fetch (not the cache hits), for the metric. */
+  constructor(fetcher: ClientMetadataFetcher, store: Store, settings: Settings, observe: FetchObserver = () => {}) {
     this.#fetcher = fetcher
     this.#store = store
     this.#settings = settings
+    this.#observe = observe
   }
 
   /** The client a document URL names; throws ClientMetadataError. */
   async resolve(clientId: string): Promise<RegisteredClient> {
     const allowLoopback = this.#settings.developmentAllowLoopback
     checkClientIdUrl(clientId, allowLoopback)
-    const { json } = await this.#cachedFetch('document', clientId, this.#settings.maxBytes, (value) => parseDocument(clientId, value, allowLoopback))
+    const { json } = await this.#cachedFetch('metadata', clientId, this.#settings.maxBytes, (value) => parseDocument(clientId, value, allowLoopback))
     return parseDocument(clientId, json, allowLoopback)
   }
 
@@ -176,8 +184,9 @@ export class ClientMetadataDocuments {
     return { keys: parseKeySet(json), fresh }
   }
 
-  async #cachedFetch(kind: string, url: string, maxBytes: number, validate: (json: unknown) => unknown, refresh = false): Promise<{ json: unknown; fresh: boolean }> {
-    const key = `cimd:${kind}:${createHash('sha256').update(url).digest('base64url')}`
+  async #cachedFetch(kind: FetchedDocument, url: string, maxBytes: number, validate: (json: unknown) => unknown, refresh = false): Promise<{ json: unknown; fresh: boolean }> {
+    // The cache key keeps its old name for documents, so entries cached before still count.
+    const key = `cimd:${kind === 'metadata' ? 'document' : kind}:${createHash('sha256').update(url).digest('base64url')}`
     if (!refresh) {
       const cached = await this.#store.get(key).catch(() => undefined)
       if (cached !== undefined) {
@@ -192,20 +201,27 @@ export class ClientMetadataDocuments {
     }
     const running = this.#inflight.get(key)
     if (running) return running
-    const work = this.#fetchAndCache(key, url, maxBytes, validate).finally(() => this.#inflight.delete(key))
+    const work = this.#fetchAndCache(kind, key, url, maxBytes, validate).finally(() => this.#inflight.delete(key))
     this.#inflight.set(key, work)
     return work
   }
 
-  async #fetchAndCache(key: string, url: string, maxBytes: number, validate: (json: unknown) => unknown): Promise<{ json: unknown; fresh: boolean }> {
+  async #fetchAndCache(kind: FetchedDocument, key: string, url: string, maxBytes: number, validate: (json: unknown) => unknown): Promise<{ json: unknown; fresh: boolean }> {
     let fetched: FetchedJson
     try {
       fetched = await this.#fetcher.fetchJson(url, maxBytes)
     } catch (err) {
+      this.#observe(kind, 'failed')
       if (err instanceof FetchRefused) throw new ClientMetadataError(err.message, { cause: err })
       throw err
     }
-    validate(fetched.json)
+    try {
+      validate(fetched.json)
+    } catch (err) {
+      this.#observe(kind, 'invalid')
+      throw err
+    }
+    this.#observe(kind, 'ok')
     const seconds = cacheLifetime(fetched, this.#settings)
     if (seconds > 0 && this.#mayWrite(key, seconds)) {
       await this.#store.set(key, JSON.stringify(fetched.json), seconds).catch(() => undefined)

@@ -63,6 +63,7 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
   }
   const oauth = toOAuthError(err)
   logFailure(err, oauth, request)
+  request.server.gateway.metrics.errorAnswered(request.route?.url ?? 'unmatched', oauth.error)
 
   const back = request.redirectBack
   if (back) return redirectBrowser(request, reply, authorizationErrorUrl(back, oauth))

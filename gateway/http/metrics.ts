@@ -1,16 +1,37 @@
 /**
  * Prometheus metrics, one registry per app: requests and latency per endpoint
  * and status, upstream calls and their failures, flows started and completed
- * and registrations per client preset, the in-memory store's fill, plus
- * Node's process metrics. Labels come from closed sets (route patterns,
+ * and registrations per client preset, redirect URIs refused per preset, rate
+ * limit refusals, client metadata document fetches, the readiness checks, the
+ * in-memory store's fill, plus Node's process metrics. deploy/prometheus/ and
+ * deploy/grafana/ read these names, and test/deploy/ proves they still exist. Labels come from closed sets (route patterns,
  * preset names, upstream call names), never from what a client sends, so the
  * series stay few.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import { END_REASONS, type EndReason } from '../grants/grant.ts'
+import { PRESET_NAMES } from '../policy/presets.ts'
 
 /** Latency buckets in seconds: sub-millisecond metadata up to the upstream timeout. */
 const BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+/**
+ * The error codes of RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, RFC 7009
+ * §2.2.1, RFC 7591 §3.2.2, RFC 8707 §2 and OpenID Connect Core §3.1.2.6:
+ * the label's closed set, since an upstream's code is passed on as it is.
+ */
+const OAUTH_ERRORS = new Set([
+  'invalid_request', 'invalid_client', 'invalid_grant', 'unauthorized_client', 'unsupported_grant_type', 'invalid_scope',
+  'access_denied', 'unsupported_response_type', 'server_error', 'temporarily_unavailable',
+  'invalid_token', 'insufficient_scope', 'unsupported_token_type', 'invalid_redirect_uri', 'invalid_client_metadata', 'invalid_target',
+  'interaction_required', 'login_required', 'account_selection_required', 'consent_required',
+])
+
+/** What /readyz checks (routes/health.ts): each true when it passes. */
+export interface Readiness {
+  upstream_metadata: boolean
+  store: boolean
+}
 
 export class Metrics {
   readonly registry = new Registry()
@@ -65,7 +86,40 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  private readonly errorAnswers = new Counter({
+    name: 'oauth_gateway_errors_total',
+    help: 'Error answers, per endpoint (route pattern, unmatched for unknown paths) and OAuth error code (other: a code outside the RFCs, as an upstream may send)',
+    labelNames: ['endpoint', 'error'] as const,
+    registers: [this.registry],
+  })
+
+  private readonly redirectUriRefusals = new Counter({
+    name: 'oauth_gateway_redirect_uri_refusals_total',
+    help: 'Redirect URIs refused because the allowlist (redirectPresets, allowedRedirectUris) does not allow them, per endpoint and the client preset the URI belongs to (other: none)',
+    labelNames: ['endpoint', 'preset'] as const,
+    registers: [this.registry],
+  })
+
+  private readonly rateLimitRefusals = new Counter({
+    name: 'oauth_gateway_rate_limit_refusals_total',
+    help: 'Requests answered 429 by a rate limit, per endpoint (limits.<endpoint>) and limit (perIp, perClient)',
+    labelNames: ['endpoint', 'limit'] as const,
+    registers: [this.registry],
+  })
+
+  private readonly documentFetches = new Counter({
+    name: 'oauth_gateway_client_metadata_fetches_total',
+    help: 'Fetches of client metadata documents and the key sets they name (cache hits not counted), per document (metadata, jwks) and outcome (ok, failed: unreachable, refused or too large; invalid: fetched but unusable)',
+    labelNames: ['document', 'outcome'] as const,
+    registers: [this.registry],
+  })
+
   constructor(options: { processMetrics: boolean }) {
+    // The per-preset series exist from the start at 0, so that rate() sees a replica's first flows
+    // (a counter that appears already at 1 shows no increase) and the sign-in ratios have a denominator.
+    for (const preset of [...PRESET_NAMES, 'other']) {
+      for (const counter of [this.flowsStarted, this.flowsCompleted, this.registrations]) counter.inc({ preset }, 0)
+    }
     if (options.processMetrics) collectDefaultMetrics({ register: this.registry, prefix: 'oauth_gateway_' })
     // Every reason from the start, at 0, so a rate() over it has a series before the first end.
     for (const reason of END_REASONS) this.grantsEnded.inc({ reason }, 0)
@@ -121,6 +175,41 @@ export class Metrics {
 
   clientRegistered(preset: string) {
     this.registrations.inc({ preset })
+  }
+
+  /** Every error answer, from the one error handler (JSON, page or redirect alike). */
+  errorAnswered(endpoint: string, error: string) {
+    this.errorAnswers.inc({ endpoint, error: OAUTH_ERRORS.has(error) ? error : 'other' })
+  }
+
+  redirectUriRefused(endpoint: 'register' | 'authorize', preset: string) {
+    this.redirectUriRefusals.inc({ endpoint, preset })
+  }
+
+  rateLimited(endpoint: string, limit: 'perIp' | 'perClient') {
+    this.rateLimitRefusals.inc({ endpoint, limit })
+  }
+
+  documentFetched(document: 'metadata' | 'jwks', outcome: 'ok' | 'failed' | 'invalid') {
+    this.documentFetches.inc({ document, outcome })
+  }
+
+  /**
+   * The checks /readyz runs, evaluated at each scrape: 1 when one passes, 0
+   * when it fails. A replica whose store does not answer still answers the
+   * scrape, so the alert can name the store rather than a missing target.
+   */
+  watchReadiness(storeKind: string, checks: () => Promise<Readiness>) {
+    new Gauge({
+      name: 'oauth_gateway_ready',
+      help: 'Readiness checks of /readyz at scrape time, per check (upstream_metadata: the upstream metadata is loaded; store: the state store answers), with the store in use (redis, memory): 1 passes, 0 fails',
+      labelNames: ['check', 'store'] as const,
+      registers: [this.registry],
+      async collect() {
+        const results = await checks()
+        for (const [check, passed] of Object.entries(results)) this.set({ check, store: storeKind }, passed ? 1 : 0)
+      },
+    })
   }
 
   /** The in-memory store's fill, read at each scrape: it refuses new entries with 503 when full. */

@@ -20,6 +20,7 @@ import type { Config, RateLimitRule } from '../config/schema.ts'
 import { OAuthError } from '../errors.ts'
 
 export type LimitedEndpoint = 'register' | 'authorize' | 'token'
+export type LimitRule = 'perIp' | 'perClient'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -31,6 +32,8 @@ declare module 'fastify' {
 /** One counter: whose requests it counts, its rule, and the check (undefined when the request names no such key). */
 interface Counter {
   who: string
+  /** Its key under limits.<endpoint>, for the metric. */
+  rule: LimitRule
   limit: RateLimitRule
   /** Counts the request; the seconds to wait when it is one too many. */
   count(request: FastifyRequest): Promise<{ exceeded: boolean; retryAfter: number }>
@@ -57,17 +60,26 @@ const digest = (value: string) => createHash('sha256').update(value).digest('bas
 /** Runs an endpoint's counters for a request; throws the 429 when one is exceeded. */
 export type LimitCheck = (request: FastifyRequest) => Promise<void>
 
-/** Registers the rate limiter and returns each limited endpoint's check; none when limits are off. */
-export async function rateLimitChecks(app: FastifyInstance, config: Config, redis: Redis | undefined): Promise<Partial<Record<LimitedEndpoint, LimitCheck>>> {
+/**
+ * Registers the rate limiter and returns each limited endpoint's check; none
+ * when limits are off. `refused` hears of every 429 (the metric).
+ */
+export async function rateLimitChecks(
+  app: FastifyInstance,
+  config: Config,
+  redis: Redis | undefined,
+  refused: (endpoint: LimitedEndpoint, rule: LimitRule) => void = () => {},
+): Promise<Partial<Record<LimitedEndpoint, LimitCheck>>> {
   const { limits } = config
   if (!limits.enabled) return {}
   await app.register(rateLimit, { global: false, skipOnError: true, nameSpace: 'rate-limit:', ...(redis ? { redis } : {}) })
 
-  const counter = (name: string, who: string, limit: RateLimitRule, keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
+  const counter = (name: string, who: string, rule: LimitRule, limit: RateLimitRule, keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
     if (limit.max === 0) return []
     const check = app.createRateLimit({ max: limit.max, timeWindow: limit.windowSeconds * 1000, keyGenerator: (request) => `${name}:${keyOf(request)}` })
     return [{
       who,
+      rule,
       limit,
       async count(request) {
         if (keyOf(request) === undefined) return { exceeded: false, retryAfter: 0 }
@@ -93,24 +105,30 @@ export async function rateLimitChecks(app: FastifyInstance, config: Config, redi
     return clientId === undefined ? undefined : digest(clientId)
   }
   const counters: Record<LimitedEndpoint, Counter[]> = {
-    register: counter('register:ip', 'this address', limits.register.perIp, byAddress),
+    register: counter('register:ip', 'this address', 'perIp', limits.register.perIp, byAddress),
     authorize: [
-      ...counter('authorize:ip', 'this address', limits.authorize.perIp, byAddress),
-      ...counter('authorize:client', 'this client', limits.authorize.perClient, byClient),
+      ...counter('authorize:ip', 'this address', 'perIp', limits.authorize.perIp, byAddress),
+      ...counter('authorize:client', 'this client', 'perClient', limits.authorize.perClient, byClient),
     ],
     token: [
-      ...counter('token:ip', 'this address', limits.token.perIp, byAddress),
-      ...counter('token:client', 'this client', limits.token.perClient, byClient),
+      ...counter('token:ip', 'this address', 'perIp', limits.token.perIp, byAddress),
+      ...counter('token:client', 'this client', 'perClient', limits.token.perClient, byClient),
     ],
   }
 
-  const checkOf = (counted: Counter[]): LimitCheck => async (request) => {
-    // Counted at once, so a stalled Redis costs one command timeout, not one per counter.
-    const results = await Promise.all(counted.map((counter) => counter.count(request)))
-    const index = results.findIndex((result) => result.exceeded)
-    if (index >= 0) throw tooManyRequests(counted[index]!.who, counted[index]!.limit, results[index]!.retryAfter)
+  const checkOf = (endpoint: LimitedEndpoint): LimitCheck => {
+    const counted = counters[endpoint]
+    return async (request) => {
+      // Counted at once, so a stalled Redis costs one command timeout, not one per counter.
+      const results = await Promise.all(counted.map((counter) => counter.count(request)))
+      const index = results.findIndex((result) => result.exceeded)
+      if (index < 0) return
+      const { who, rule, limit } = counted[index]!
+      refused(endpoint, rule)
+      throw tooManyRequests(who, limit, results[index]!.retryAfter)
+    }
   }
-  return { register: checkOf(counters.register), authorize: checkOf(counters.authorize), token: checkOf(counters.token) }
+  return { register: checkOf('register'), authorize: checkOf('authorize'), token: checkOf('token') }
 }
 
 /** RFC 6585 §4, in the OAuth error shape. */

@@ -147,6 +147,7 @@ const checkRedirectUri = step('checkRedirectUri', (gateway: Gateway, client: Reg
     throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is not ${where} (redirect_uri must match exactly; only a loopback port may differ).`)
   }
   if (!gateway.allowlist.allows(checked.url)) {
+    gateway.metrics.redirectUriRefused('authorize', presetOf(checked.uri))
     const when = client.metadata_document ? 'not' : 'no longer'
     throw new OAuthError(400, 'invalid_redirect_uri', `The redirect address ${checked.uri} is ${when} allowed by this gateway: ${refusalReason(checked.url, gateway.config.redirectPresets)}.`)
   }

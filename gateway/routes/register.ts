@@ -97,6 +97,7 @@ function checkRedirectUris(gateway: Gateway, uris: string[]): string[] {
     const checked = normaliseRedirectUri(uri)
     if (!checked.ok) throw invalidRedirectUri(`redirect_uris[${i}] ${checked.reason}`)
     if (!gateway.allowlist.allows(checked.url)) {
+      gateway.metrics.redirectUriRefused('register', presetOf(checked.uri))
       throw invalidRedirectUri(`redirect_uris[${i}] is not allowed by this gateway: ${checked.uri} (${refusalReason(checked.url, gateway.config.redirectPresets)})`)
     }
     return checked.uri

@@ -45,6 +45,8 @@ export interface ClusterOptions {
   /** Changes to the config file object (a random redis.keyPrefix is set already). */
   config?: (file: Record<string, any>) => Record<string, any>
   secret?: string
+  /** More environment for every replica (e.g. METRICS_TOKEN). */
+  env?: Record<string, string>
 }
 
 export interface Cluster {
@@ -98,6 +100,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     // Without Redis, grants live in this file, which a restart of the cluster keeps.
     GATEWAY_STATE_PATH: join(directory, 'state.sqlite'),
     ...(options.redisUrl ? { REDIS_URL: options.redisUrl } : {}),
+    ...options.env,
   }
   const startOne = async (extra: Record<string, string> = {}) => {
     const replica = await startReplica({ ...env, ...extra })
