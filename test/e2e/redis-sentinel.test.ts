@@ -31,7 +31,7 @@ t.test('Sentinel: the master killed under load; 503 for the window, then served 
   const client = await register(a)
 
   // Grants and revocations written through the Sentinel group the whole time; the acknowledged ones are kept.
-  const storageClient = createRedisClient({ connection: { mode: 'sentinel', sentinels: group.sentinelPorts.map((port) => ({ host: '127.0.0.1', port })), masterName: group.masterName, tls: false }, keyPrefix: cluster.keyPrefix, commandTimeoutMs: 500 })
+  const storageClient = createRedisClient({ connection: { mode: 'sentinel', sentinels: group.sentinelPorts.map((port) => ({ host: '127.0.0.1', port })), masterName: group.masterName, tls: false }, keyPrefix: cluster.keyPrefix, commandTimeoutMs: 2000 })
   connectRedis(storageClient, { info() {}, warn() {} })
   const storage = new RedisGrantStorage(storageClient, { waitReplicas: 1, waitTimeoutMs: 250 })
   t.teardown(() => storageClient.disconnect())

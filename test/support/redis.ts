@@ -288,6 +288,14 @@ export async function startRedisCluster(t: Teardown, options: { masters?: number
     }, within)
   }
   await healthy()
+  // Every replica in sync, so that a write that waits for one (WAIT) is acknowledged from the start.
+  await until('the replicas are in sync', async () => {
+    const links = await Promise.all(nodes.map(async (node) => {
+      const replication = await info(node.port, 'replication')
+      return replication.role === 'master' || replication.master_link_status === 'up'
+    }))
+    return links.every(Boolean) || undefined
+  })
   const masterFor = async (key: string) => {
     const alive = nodes.filter((node) => node.running())
     const slot = Number(await ask(alive[0]!.port, 'CLUSTER', 'KEYSLOT', key))
