@@ -177,7 +177,9 @@ export class Metrics {
       help: 'Grants that live (connections that may refresh), in the state file or Redis; the same on every replica',
       registers: [this.registry],
       async collect() {
-        this.set(await source.countGrants())
+        // Storage away (Redis down): the gauge keeps its last value, and the scrape still answers with
+        // the readiness and Redis series that tell why, instead of failing whole.
+        await source.countGrants().then((count) => this.set(count), () => {})
       },
     })
     new Gauge({

@@ -173,6 +173,22 @@ async function revokeAndRefresh(replica: Replica, client: TestClient, refreshTok
   return refresh(replica, client, refreshToken)
 }
 
+// The upstream grants behind the cluster's connections, so that the test can end them at the upstream.
+const upstreamGrants = new Set<string>()
+cluster.upstream.provider.on('refresh_token.saved', (token) => {
+  const { grantId } = token as { grantId?: string }
+  if (grantId) upstreamGrants.add(grantId)
+})
+
+/** NeonPanel ends every grant it gave the gateway (a user signing out everywhere, say): the next refresh is refused there. */
+async function upstreamEndsGrants() {
+  for (const id of upstreamGrants) {
+    const grant = (await cluster.upstream.provider.Grant.find(id)) as unknown as { destroy(): Promise<void> } | undefined
+    await grant?.destroy()
+  }
+  upstreamGrants.clear()
+}
+
 /** One round of traffic: a sign-in with a refresh on each job, and a few failures. */
 async function round(t: Test, number: number) {
   const [a, b] = cluster.replicas as [Replica, Replica]
@@ -180,7 +196,10 @@ async function round(t: Test, number: number) {
   const [only] = single.replicas as [Replica]
   await signIn(single, { authorize: only, callback: only, token: only }, only)
 
-  t.equal((await revokeAndRefresh(a, signedIn.client, signedIn.refreshToken)).status, 400, 'a revoked refresh token: the upstream refuses')
+  t.equal((await revokeAndRefresh(a, signedIn.client, signedIn.refreshToken)).status, 400, 'a revoked refresh token: the gateway refuses')
+  const other = await signIn(cluster, { authorize: b, callback: a, token: b }, a)
+  await upstreamEndsGrants()
+  t.equal((await refresh(b, other.client, other.refreshToken)).status, 400, 'a grant the upstream ended: the upstream refuses the refresh')
   t.equal((await registration(b, { redirect_uris: ['https://evil.example/callback'] })).status, 400, 'a redirect URI the allowlist refuses')
   t.equal((await fetch(`${b.url}/nowhere`)).status, 404)
   t.equal((await authorize(b, 'no-such-client', 'https://chatgpt.com/connector/oauth/x')).status, 400, 'an unknown client')
@@ -206,7 +225,7 @@ t.test('traffic: two rounds of complete flows and a few failures, each followed 
   t.equal(activeTargets.length, 3)
   for (const target of activeTargets) t.equal(target.health, 'up', `${target.labels.job} ${target.labels.instance} scraped with the token${target.lastError ? `: ${target.lastError}` : ''}`)
   const completed = await query('sum by (job) (oauth_gateway_flows_completed_total)')
-  t.same(Object.fromEntries(completed.map((sample) => [sample.metric.job, Number(sample.value[1])])), { 'oauth-gateway': 2, 'oauth-gateway-memory': 2 }, 'the flows, as Prometheus sees them')
+  t.same(Object.fromEntries(completed.map((sample) => [sample.metric.job, Number(sample.value[1])])), { 'oauth-gateway': 4, 'oauth-gateway-memory': 2 }, 'the flows, as Prometheus sees them')
 })
 
 interface Rule {
