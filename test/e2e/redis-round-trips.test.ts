@@ -9,8 +9,9 @@
  * trip); a transaction (MULTI … EXEC) is one round trip. Nothing scans the
  * keyspace. The figures are printed for docs/redis.md.
  */
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
 import t from 'tap'
-import { Redis } from 'ioredis'
 import { failureCauses } from '../support/failover-load.ts'
 import { ask, startPrivateRedis, startRedisCluster, startSentinelGroup } from '../support/redis.ts'
 import { completeFlow, refresh, register, startCluster, type Cluster, type Replica } from '../support/replicas.ts'
@@ -32,21 +33,31 @@ interface Seen {
 async function monitor(t: { teardown: (fn: () => unknown) => void }, ports: number[], prefix: string) {
   const seen: Seen[] = []
   for (const port of ports) {
-    const base = new Redis(port, '127.0.0.1')
-    base.on('error', () => {})
-    const client = await base.monitor()
-    client.on('error', () => {})
+    // redis-cli rather than ioredis's monitor(): ioredis can take a MONITOR line that arrives in the
+    // same packet as MONITOR's OK for a reply ("Command queue state error"), which a loaded machine provokes.
+    const child = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'monitor'], { stdio: ['ignore', 'pipe', 'ignore'] })
     t.teardown(() => {
-      client.disconnect()
-      base.disconnect()
+      child.kill()
     })
-    client.on('monitor', (_time: string, args: string[], source: string) => {
+    const lines = createInterface({ input: child.stdout! })
+    const started = new Promise<void>((resolve, reject) => {
+      child.once('exit', () => reject(new Error(`redis-cli monitor on ${port} ended`)))
+      lines.once('line', () => resolve())
+    })
+    lines.on('line', (line) => {
+      // 1700000000.123456 [0 127.0.0.1:50000] "hgetall" "prefix{grants}:blocks"   ([0 lua] inside a script)
+      const found = /^\d+\.\d+ \[\d+ ([^\]]+)\] (.*)$/.exec(line)
+      if (!found) return
+      const source = found[1]!
       // What a script runs inside Redis is no command of the gateway's: only the EVALSHA that ran it is.
       if (source === 'lua') return
+      const args = [...found[2]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((match) => match[1]!.replace(/\\(.)/g, '$1'))
       const name = args[0]!.toLowerCase()
       if (name === 'hgetall' && args[1] === `${prefix}{grants}:blocks`) return
       if (['wait', 'multi', 'exec'].includes(name) || args.slice(1).some((arg) => arg.startsWith(prefix))) seen.push({ args, source: `${port} ${source}` })
     })
+    // redis-cli prints OK once the node monitors.
+    await started
   }
   // MONITOR lines arrive a moment after the command: let a marker command go round.
   const settle = async () => {
