@@ -352,9 +352,18 @@ export class GrantRegistry {
     return this.#storage.listBlocks()
   }
 
-  /** The block that applies to a client, if any, from a cache at most ~1 s old. */
+  /**
+   * The block that applies to a client, if any, from a cache at most ~1 s old.
+   * While storage does not answer, the last blocks loaded still apply: no
+   * block can be added through storage that is down. Before any load
+   * succeeded there is nothing to answer from, so it fails (503).
+   */
   async isBlocked(subject: BlockSubject): Promise<Block | undefined> {
-    if (Date.now() - this.#blocksLoadedAt > 2 * BLOCKS_REFRESH_MS) await this.#reloadBlocks()
+    if (Date.now() - this.#blocksLoadedAt > 2 * BLOCKS_REFRESH_MS) {
+      await this.#reloadBlocks().catch((err: unknown) => {
+        if (this.#blocksLoadedAt === 0) throw err
+      })
+    }
     return firstBlockApplying(this.#blocks, subject)
   }
 

@@ -7,9 +7,10 @@
 import t, { type Test } from 'tap'
 import type { RegisteredClient } from '../../gateway/clients/client.ts'
 import type { UpstreamRevocation } from '../../gateway/grants/grant.ts'
-import { GrantRegistry, type NewGrant } from '../../gateway/grants/registry.ts'
+import { BLOCKS_REFRESH_MS, GrantRegistry, type NewGrant } from '../../gateway/grants/registry.ts'
 import { Sealer } from '../../gateway/state/seal.ts'
 import { SqliteGrantStorage } from '../../gateway/state/sqlite-grant-storage.ts'
+import { StoreUnavailable } from '../../gateway/state/store.ts'
 
 const DAY = 86_400
 
@@ -129,6 +130,38 @@ t.test('blocks: kept, matched, cached', async (t) => {
   t.notOk(await registry.removeBlock(block.blockId), 'an unknown block id')
   t.equal(await registry.isBlocked({ clientName: 'Evil Bot' }), undefined)
   t.same(await registry.listBlocks(), [])
+})
+
+t.test('blocks while storage does not answer: the last ones loaded still apply; none loaded yet fails', async (t) => {
+  /** SQLite whose listBlocks fails while `down` is set, as Redis away would. */
+  class FlakyStorage extends SqliteGrantStorage {
+    down = false
+    override async listBlocks() {
+      if (this.down) throw new StoreUnavailable('Redis: connection refused')
+      return super.listBlocks()
+    }
+  }
+  const storage = new FlakyStorage(':memory:')
+  const warnings: string[] = []
+  const options = { sealer: new Sealer(['registry-test-secret-0123456789abcdef']), settings: { maxIdleDays: 30, maxAgeDays: 90 }, log: { warn: (_details: object, message: string) => void warnings.push(message) }, revokeUpstream: async () => 'revoked' as const }
+  const registry = new GrantRegistry({ storage, ...options })
+  t.teardown(async () => {
+    registry.close()
+    await storage.close()
+  })
+  const { block } = await registry.addBlock({ kind: 'client_name_pattern', value: 'evil*', reason: 'phishing' })
+  await registry.start()
+  storage.down = true
+  // Older than twice the refresh period: isBlocked reloads, and the reload fails.
+  await new Promise((resolve) => setTimeout(resolve, 2 * BLOCKS_REFRESH_MS + 100))
+  t.match(await registry.isBlocked({ clientName: 'Evil Corp' }), { blockId: block.blockId }, 'the block known before the outage still applies')
+  t.equal(await registry.isBlocked({ clientName: 'Fine' }), undefined, 'and others are not blocked')
+  t.equal(warnings.filter((line) => /could not be reloaded/.test(line)).length, 1, 'told once')
+
+  const fresh = new GrantRegistry({ storage, ...options })
+  t.teardown(() => fresh.close())
+  await fresh.start()
+  await t.rejects(fresh.isBlocked({ clientName: 'Fine' }), { name: 'StoreUnavailable' }, 'never loaded: no answer to give')
 })
 
 t.test('the client list', async (t) => {
