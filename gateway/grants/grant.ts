@@ -44,7 +44,7 @@ export interface Grant {
   lastUsedAt: number
   /** Successful refreshes so far. */
   refreshCount: number
-  /** When it ends at the latest: grants.maxAgeDays, or the upstream refresh token's own lifetime when shorter. */
+  /** When it ends at the latest: grants.maxAgeDays after creation, or the current upstream refresh token's own lifetime when shorter. */
   expiresAt: number
   /** When it ends unless used again: lastUsedAt + grants.maxIdleDays, never after expiresAt. Storage expires it then. */
   activeUntil: number

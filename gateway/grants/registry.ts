@@ -176,8 +176,7 @@ export class GrantRegistry {
   async refreshed(grant: Grant, refreshed: Refreshed): Promise<Grant> {
     const now = nowSeconds()
     const rotated = refreshed.upstreamRefreshToken !== undefined
-    const upstreamEnd = refreshed.upstreamRefreshExpiresIn === undefined ? grant.expiresAt : now + refreshed.upstreamRefreshExpiresIn
-    const expiresAt = Math.min(grant.expiresAt, Math.max(upstreamEnd, now))
+    const expiresAt = Math.max(now, refreshedEnd(grant, refreshed, now, grant.createdAt + this.#settings.maxAgeDays * DAY))
     const accessTokens = grant.accessTokens.filter((mark) => mark.expiresAt > now)
     if (refreshed.accessToken) accessTokens.push(accessTokenMark(refreshed.accessToken, now))
     const next: Grant = {
@@ -451,6 +450,18 @@ function newGrantId(): string {
 
 function newBlockId(): string {
   return `b_${Date.now().toString(36).padStart(9, '0')}${randomBytes(6).toString('base64url')}`
+}
+
+/**
+ * When a refreshed grant ends at the latest. A rotated upstream token with
+ * its own lifetime sets the end anew, up to grants.maxAgeDays from creation;
+ * a lifetime told for the same token can only bring the end closer (it is
+ * what is left of it); nothing told keeps the end.
+ */
+function refreshedEnd(grant: Grant, refreshed: Refreshed, now: number, ageEnd: number): number {
+  if (refreshed.upstreamRefreshExpiresIn === undefined) return grant.expiresAt
+  const upstreamEnd = now + refreshed.upstreamRefreshExpiresIn
+  return Math.min(refreshed.upstreamRefreshToken !== undefined ? ageEnd : grant.expiresAt, upstreamEnd)
 }
 
 function accessTokenMark(accessToken: IssuedAccessToken, now: number) {

@@ -76,6 +76,22 @@ t.test('a grant: its fields, its lifetimes, its generations', async (t) => {
   await t.rejects(registry.openForRefresh(grant.grantId, 1), { error: 'invalid_grant', message: /grant has ended \(it expired\)/ }, 'and says so later')
 })
 
+t.test("a refresh and the grant's end: a rotated token's new lifetime extends it, up to grants.maxAgeDays", async (t) => {
+  const { registry } = setup(t, { maxIdleDays: 30, maxAgeDays: 90 })
+  const grant = await registry.create(newGrant({ upstreamRefreshExpiresIn: 10 * DAY }))
+  const kept = await registry.refreshed(grant, { accessToken: { token: 'at-2' } })
+  t.equal(kept.expiresAt, grant.expiresAt, 'no lifetime told, no rotation: the end stays')
+  const rotated = await registry.refreshed(kept, { upstreamRefreshToken: 'upstream-rt-2', upstreamRefreshExpiresIn: 20 * DAY })
+  t.equal(rotated.expiresAt - rotated.lastUsedAt, 20 * DAY, 'a rotated token with its own lifetime: the grant lives as long')
+  t.equal(rotated.activeUntil - rotated.lastUsedAt, 20 * DAY, 'and may be idle until then')
+  const capped = await registry.refreshed(rotated, { upstreamRefreshToken: 'upstream-rt-3', upstreamRefreshExpiresIn: 200 * DAY })
+  t.equal(capped.expiresAt, grant.createdAt + 90 * DAY, 'never beyond grants.maxAgeDays from its creation')
+  const same = await registry.refreshed(capped, { upstreamRefreshExpiresIn: 5 * DAY })
+  t.equal(same.expiresAt - same.lastUsedAt, 5 * DAY, 'what is left of the same token can bring the end closer')
+  const notLonger = await registry.refreshed(same, { upstreamRefreshExpiresIn: 50 * DAY })
+  t.equal(notLonger.expiresAt, same.expiresAt, 'but not push it further: it is not a new token')
+})
+
 t.test('ending: only the owner, once; the purge', async (t) => {
   const { registry, storage, revoked, ended } = setup(t, { maxIdleDays: 30, maxAgeDays: 90 }, 'unsupported')
   const grant = await registry.create(newGrant())
