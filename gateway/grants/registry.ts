@@ -190,6 +190,8 @@ export class GrantRegistry {
       accessTokens: accessTokens.slice(-ACCESS_TOKENS_KEPT),
     }
     if (!(await this.#storage.updateGrant(next, grant.generation))) {
+      // The grant ended (or moved on) while the upstream refreshed: a rotated upstream token is kept nowhere, so it is revoked.
+      if (refreshed.upstreamRefreshToken !== undefined) await this.#revokeQuietly(refreshed.upstreamRefreshToken, grant, 'the upstream did not revoke the refresh token it rotated for a grant that ended during the refresh')
       throw invalidGrant('refresh_token: its grant ended while the refresh ran')
     }
     return next
@@ -301,14 +303,19 @@ export class GrantRegistry {
     return { ended: true, upstreamRevocation: await this.#revokeStored(ended) }
   }
 
-  /** RFC 7009 at the upstream for an ended grant's refresh token; a failure is logged, never thrown (the grant has ended here). */
+  /** RFC 7009 at the upstream for an ended grant's refresh token. */
   async #revokeStored(grant: Grant): Promise<UpstreamRevocation> {
     const opened = this.#sealer.open<{ rt: string }>('stored', grant.upstreamRefreshToken)
     if (!opened) return 'failed'
+    return this.#revokeQuietly(opened.rt, grant, 'the upstream did not revoke the refresh token of an ended grant')
+  }
+
+  /** RFC 7009 at the upstream for a refresh token of this grant; a failure is logged (without the token), never thrown: the grant has ended here. */
+  async #revokeQuietly(upstreamRefreshToken: string, grant: Grant, failure: string): Promise<UpstreamRevocation> {
     try {
-      return await this.#revokeUpstream(opened.rt, grant.clientId)
+      return await this.#revokeUpstream(upstreamRefreshToken, grant.clientId)
     } catch (err) {
-      this.#log?.warn({ grant_id: grant.grantId, err: (err as Error).message }, 'the upstream did not revoke the refresh token of an ended grant')
+      this.#log?.warn({ grant_id: grant.grantId, err: (err as Error).message }, failure)
       return 'failed'
     }
   }

@@ -14,17 +14,21 @@ import { StoreUnavailable } from '../../gateway/state/store.ts'
 
 const DAY = 86_400
 
-function setup(t: Test, settings = { maxIdleDays: 30, maxAgeDays: 90 }, revocation: UpstreamRevocation = 'revoked') {
+/** `revocation`: what the upstream answers a revocation with; an Error is thrown instead. */
+function setup(t: Test, settings = { maxIdleDays: 30, maxAgeDays: 90 }, revocation: UpstreamRevocation | Error = 'revoked') {
   const storage = new SqliteGrantStorage(':memory:')
   const revoked: Array<{ token: string; clientId: string }> = []
   const ended: string[] = []
+  const warnings: Array<{ details: object; message: string }> = []
   const registry = new GrantRegistry({
     storage,
     sealer: new Sealer(['registry-test-secret-0123456789abcdef']),
     settings,
     observer: { grantCreated() {}, grantEnded: (reason) => void ended.push(reason) },
+    log: { warn: (details, message) => void warnings.push({ details, message }) },
     async revokeUpstream(token, clientId) {
       revoked.push({ token, clientId })
+      if (revocation instanceof Error) throw revocation
       return revocation
     },
   })
@@ -32,7 +36,7 @@ function setup(t: Test, settings = { maxIdleDays: 30, maxAgeDays: 90 }, revocati
     registry.close()
     await storage.close()
   })
-  return { registry, storage, revoked, ended }
+  return { registry, storage, revoked, ended, warnings }
 }
 
 function client(id: string, name = 'ChatGPT', extra: Partial<RegisteredClient> = {}): RegisteredClient {
@@ -90,6 +94,34 @@ t.test("a refresh and the grant's end: a rotated token's new lifetime extends it
   t.equal(same.expiresAt - same.lastUsedAt, 5 * DAY, 'what is left of the same token can bring the end closer')
   const notLonger = await registry.refreshed(same, { upstreamRefreshExpiresIn: 50 * DAY })
   t.equal(notLonger.expiresAt, same.expiresAt, 'but not push it further: it is not a new token')
+})
+
+t.test('a refresh that loses to the grant ending: the token the upstream rotated meanwhile is revoked', async (t) => {
+  const { registry, revoked } = setup(t)
+  const grant = await registry.create(newGrant())
+  const opened = await registry.openForRefresh(grant.grantId, 0)
+  // The user disconnects the app while the upstream refresh runs.
+  await registry.revokeGrant(grant.grantId, 'user', { user: 'u1' })
+  t.same(revoked, [{ token: 'upstream-rt-1', clientId: 'c1' }], 'ending revoked the token the grant held')
+  await t.rejects(registry.refreshed(opened.grant, { upstreamRefreshToken: 'upstream-rt-2' }), { error: 'invalid_grant', message: /ended while the refresh ran/ })
+  t.same(revoked.at(-1), { token: 'upstream-rt-2', clientId: 'c1' }, 'the rotated one is revoked too')
+
+  const kept = await registry.create(newGrant({ upstreamRefreshToken: 'upstream-rt-3' }))
+  const again = await registry.openForRefresh(kept.grantId, 0)
+  await registry.revokeGrant(kept.grantId, 'admin')
+  const before = revoked.length
+  await t.rejects(registry.refreshed(again.grant, {}), isOAuthError('invalid_grant'))
+  t.equal(revoked.length, before, 'no rotation: nothing more to revoke')
+})
+
+t.test('the rotated token after a lost refresh: an upstream that fails the revocation is logged, without the token', async (t) => {
+  const { registry, warnings } = setup(t, undefined, new Error('upstream: connection refused'))
+  const grant = await registry.create(newGrant())
+  const opened = await registry.openForRefresh(grant.grantId, 0)
+  await registry.revokeGrant(grant.grantId, 'admin')
+  await t.rejects(registry.refreshed(opened.grant, { upstreamRefreshToken: 'upstream-rt-2' }), isOAuthError('invalid_grant'), 'the client still hears why')
+  t.match(warnings.at(-1), { details: { grant_id: grant.grantId, err: 'upstream: connection refused' }, message: /rotated/ })
+  t.notMatch(JSON.stringify(warnings), /upstream-rt-2/, 'the token is not logged')
 })
 
 t.test('ending: only the owner, once; the purge', async (t) => {
