@@ -223,7 +223,20 @@ export class GrantRegistry {
    */
   async adoptLegacyToken(upstreamRefreshToken: string): Promise<boolean> {
     const now = nowSeconds()
-    return this.#storage.addRevocationOnce({ key: `legacy:${tokenHash(upstreamRefreshToken)}`, reason: 'upgrade', endedAt: now, expiresAt: now + this.#settings.maxAgeDays * DAY })
+    return this.#storage.addRevocationOnce({ key: legacyKey(upstreamRefreshToken), reason: 'upgrade', endedAt: now, expiresAt: now + this.#settings.maxAgeDays * DAY })
+  }
+
+  /**
+   * Takes back adoptLegacyToken's mark, so the token can be presented again:
+   * its upgrade failed before the upstream gave anything. Never throws, so the
+   * client hears the upstream's failure; a mark left behind is logged.
+   */
+  async releaseLegacyToken(upstreamRefreshToken: string): Promise<void> {
+    try {
+      await this.#storage.removeRevocation(legacyKey(upstreamRefreshToken))
+    } catch (err) {
+      this.#log?.warn({ err: (err as Error).message }, 'a refresh token from before grants stays spent although its upgrade failed: storage did not answer')
+    }
   }
 
   /** Counts a legacy refresh token that became a grant (its old form ended by the upgrade). */
@@ -448,6 +461,10 @@ export class GrantRegistry {
 /** sha-256, base64url: what is kept of a token the gateway must recognise but never hold. */
 export function tokenHash(token: string): string {
   return createHash('sha256').update(token).digest('base64url')
+}
+
+function legacyKey(upstreamRefreshToken: string): string {
+  return `legacy:${tokenHash(upstreamRefreshToken)}`
 }
 
 /** Time-ordered (listings are in creation order) and unguessable. */

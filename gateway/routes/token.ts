@@ -284,7 +284,13 @@ const upgradeLegacyToken = step('upgradeLegacyToken', async (gateway: Gateway, c
   if (!(await gateway.grants.adoptLegacyToken(token.rt))) {
     throw invalidGrant('refresh_token: was issued before this gateway kept grants and has already been exchanged for a new one; use that one')
   }
-  const tokens = await gateway.upstream.refreshGrant(token.rt, upstreamParameters(gateway, scope), client.upstream)
+  const tokens = await gateway.upstream.refreshGrant(token.rt, upstreamParameters(gateway, scope), client.upstream).catch(async (err: unknown) => {
+    // The upstream gave no tokens (down, timed out, refused): nothing moved on, so a retry may try again.
+    await gateway.grants.releaseLegacyToken(token.rt)
+    throw err
+  })
+  // From here the mark stays even when the grant cannot be written: the upstream may have rotated
+  // token.rt, and presenting a consumed refresh token again can make it revoke the whole grant (RFC 9700 §4.14.2).
   const grant = await gateway.grants.create({
     client,
     // The redirect URI was not kept in tokens of that time: the client's first one stands for it.

@@ -49,6 +49,8 @@ export interface GrantStorage {
   getRevocation(key: string): Promise<Revocation | undefined>
   /** Writes the revocation only when none lives under its key: true for the first writer (a legacy token used once). */
   addRevocationOnce(revocation: Revocation): Promise<boolean>
+  /** Removes the revocation under a key, if any (a legacy token's mark taken back when its upgrade could not start). */
+  removeRevocation(key: string): Promise<void>
 
   addBlock(block: Block): Promise<void>
   /** False when there was no such block. */

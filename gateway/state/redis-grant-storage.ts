@@ -175,6 +175,10 @@ export class RedisGrantStorage implements GrantStorage {
     return written === 'OK'
   }
 
+  async removeRevocation(key: string): Promise<void> {
+    await this.#write((multi) => multi.del(KEYS.revocation(key)))
+  }
+
   async addBlock(block: Block): Promise<void> {
     await this.#write((multi) => multi.hset(KEYS.blocks, block.blockId, JSON.stringify(block)))
   }

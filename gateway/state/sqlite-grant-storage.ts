@@ -147,6 +147,10 @@ export class SqliteGrantStorage implements GrantStorage {
     })
   }
 
+  async removeRevocation(key: string): Promise<void> {
+    this.#durably(() => this.#statement('DELETE FROM revocations WHERE key = ?').run(key))
+  }
+
   async addBlock(block: Block): Promise<void> {
     this.#durably(() => this.#statement('INSERT INTO blocks (block_id, record) VALUES (?, ?)').run(block.blockId, JSON.stringify(block)))
   }

@@ -7,7 +7,7 @@
  * upstream would still hold it.
  */
 import { readFileSync } from 'node:fs'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { postForm } from '../support/flow.ts'
 import { grantOf } from '../support/grants.ts'
 import { sample } from '../support/metrics.ts'
@@ -26,9 +26,10 @@ interface Fixture {
 const fixture = JSON.parse(readFileSync(new URL('../fixtures/legacy-refresh-token.json', import.meta.url), 'utf8')) as Fixture
 const RETRY_SECONDS = 1
 
-t.test('a refresh token from before grants works once and becomes a grant', async (t) => {
+/** A stack whose upstream still holds the fixture's refresh token, as it did before the upgrade; `refresh` presents the legacy token. */
+async function legacyStack(t: Test, options: { faultProxy?: boolean } = {}) {
   t.equal(fixture.gatewaySecret, TEST_SECRET, 'the fixture was sealed with the test secret')
-  const stack = await startStack({ config: (file) => ({ ...file, lifetimes: { refreshRetrySeconds: RETRY_SECONDS } }) })
+  const stack = await startStack({ ...options, config: (file) => ({ ...file, lifetimes: { refreshRetrySeconds: RETRY_SECONDS } }) })
   t.teardown(() => stack.close())
   const { provider } = stack.upstream
   const upstreamGrant = new provider.Grant({ accountId: 'np-user-1001', clientId: stack.upstream.clientId })
@@ -42,8 +43,12 @@ t.test('a refresh token from before grants works once and becomes a grant', asyn
     scope: fixture.scope,
     gty: 'authorization_code',
   }).save()
-
   const refresh = () => postForm(`${stack.gatewayUrl}/token`, { grant_type: 'refresh_token', refresh_token: fixture.refreshToken, client_id: fixture.clientId })
+  return { stack, refresh }
+}
+
+t.test('a refresh token from before grants works once and becomes a grant', async (t) => {
+  const { stack, refresh } = await legacyStack(t)
   const first = await refresh()
   const answeredAt = Date.now()
   t.equal(first.status, 200, 'accepted')
@@ -68,4 +73,18 @@ t.test('a refresh token from before grants works once and becomes a grant', asyn
   const metrics = await (await fetch(`${stack.gatewayUrl}/metrics`)).text()
   t.equal(sample(metrics, 'oauth_gateway_grants_ended_total', { reason: 'upgrade' }), 1, 'the upgrade counted')
   t.equal(sample(metrics, 'oauth_gateway_grants_created_total', {}), 1)
+})
+
+t.test('an upgrade that meets an upstream failure is not spent: the retry upgrades', async (t) => {
+  const { stack, refresh } = await legacyStack(t, { faultProxy: true })
+  const proxy = stack.proxy!
+  proxy.inject('html-500')
+  await failsWith(t, await refresh(), 502, 'server_error')
+  const failedAt = Date.now()
+  proxy.inject('none')
+  await pastRetryWindow(failedAt, RETRY_SECONDS)
+  const retry = await refresh()
+  t.equal(retry.status, 200, 'the retry, once the upstream is back, upgrades the token')
+  const bound = grantOf(((await retry.json()) as { refresh_token: string }).refresh_token)
+  t.match(await stack.gateway.gateway.grants.get(bound.g), { clientId: fixture.clientId }, 'into a grant')
 })

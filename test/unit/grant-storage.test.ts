@@ -88,6 +88,10 @@ for (const [name, open] of kinds) {
       const mark: Revocation = { key: 'legacy:abc', reason: 'upgrade', endedAt: now, expiresAt: now + 60 }
       t.ok(await storage.addRevocationOnce(mark), 'first')
       t.notOk(await storage.addRevocationOnce(mark), 'second')
+      await storage.removeRevocation(mark.key)
+      t.equal(await storage.getRevocation(mark.key), undefined, 'taken back')
+      t.ok(await storage.addRevocationOnce(mark), 'first again once taken back')
+      await storage.removeRevocation('legacy:unknown')
       await storage.addRevocations([{ ...mark, key: 'access:x' }])
       t.ok(await storage.getRevocation('access:x'))
     })
