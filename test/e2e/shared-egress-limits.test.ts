@@ -4,7 +4,8 @@
  * those ranges (`limits.trustedRanges`, IPv4 and IPv6), whose addresses count
  * against `perTrustedIp` instead of `perIp`; every registration and token
  * request also counts against its client family (the redirect URI preset) and
- * a global ceiling. Each refusal names the limit that stopped it. The client
+ * a global ceiling, narrowest first: a request refused by one limit is not
+ * counted by the broader ones. Each refusal names the limit that stopped it. The client
  * address comes from X-Forwarded-For behind one trusted proxy, as in
  * production behind the load balancer.
  */
@@ -92,6 +93,18 @@ t.test('the global ceiling holds whatever the address, range or family', async (
   }
 })
 
+t.test('an address over its own limit does not use up its family\'s or the global limit; a family over its limit does not use up the global one', async (t) => {
+  const stack = await limitedStack(t, { register: { perIp: { max: 2 }, perFamily: { max: 5 }, global: { max: 7 } } })
+  const flood = await statuses(30, () => register(stack.gatewayUrl, '198.51.100.66'))
+  t.same([flood.filter((status) => status === 201).length, flood.filter((status) => status === 429).length], [2, 28], 'one untrusted address gets its 2, then 429')
+  t.same(await statuses(3, (i) => register(stack.gatewayUrl, `198.51.100.${i + 1}`), 1), [201, 201, 201], 'the chatgpt family still has room for real registrations: 2 + 3 = 5')
+  const family = await failsWith(t, await register(stack.gatewayUrl, '198.51.100.4'), 429, 'temporarily_unavailable')
+  limited(t, family.error_description!, 'clients of the chatgpt family', 'limits.register.perFamily', 5)
+  t.same(await statuses(2, (i) => register(stack.gatewayUrl, `198.51.100.${i + 5}`, CLAUDE_REDIRECT), 1), [201, 201], 'the global ceiling counted 5 so far, not the refused ones: 2 more')
+  const ceiling = await failsWith(t, await register(stack.gatewayUrl, '198.51.100.7', CLAUDE_REDIRECT), 429, 'temporarily_unavailable')
+  limited(t, ceiling.error_description!, 'all clients together', 'limits.register.global', 7)
+})
+
 t.test('/token: trusted addresses, the family of the client asking, and the ceiling', async (t) => {
   const stack = await limitedStack(t, {
     register: { perIp: { max: 100 } },
@@ -106,11 +119,14 @@ t.test('/token: trusted addresses, the family of the client asking, and the ceil
   const perIp = await failsWith(t, await tokenRequest(stack.gatewayUrl, claude, '198.51.100.50'), 429, 'temporarily_unavailable')
   limited(t, perIp.error_description!, 'this address', 'limits.token.perIp', 3)
 
+  // The ceiling has counted 23: the request refused for its address is not among them.
   t.same([...new Set(await statuses(10, () => tokenRequest(stack.gatewayUrl, chatgpt, '2001:db8::7')))], [400], 'the chatgpt family reaches 30')
   const family = await failsWith(t, await tokenRequest(stack.gatewayUrl, chatgpt, '203.0.113.8'), 429, 'temporarily_unavailable')
   limited(t, family.error_description!, 'clients of the chatgpt family', 'limits.token.perFamily', 30)
 
-  t.same([...new Set(await statuses(10, () => tokenRequest(stack.gatewayUrl, claude, '203.0.113.9')))], [400], 'claude clients are counted apart, up to the ceiling')
+  // 33, the family's refusal not among them: 12 more reach 45.
+  t.same([...new Set(await statuses(12, () => tokenRequest(stack.gatewayUrl, claude, '203.0.113.9'), 1))], [400], 'claude clients are counted apart, up to the ceiling')
   const ceiling = await failsWith(t, await tokenRequest(stack.gatewayUrl, claude, '203.0.113.9'), 429, 'temporarily_unavailable')
   limited(t, ceiling.error_description!, 'all clients together', 'limits.token.global', 45)
 })
+
