@@ -381,7 +381,7 @@ const rateLimit = z.strictObject({
 })
 
 const perIp = (max: number) => rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per client address.')
-const perClient = (max: number) => rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per client id.')
+const perClient = (max: number) => rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per registered client id; a metadata document\'s client id is not counted here (it speaks for every user of its vendor).')
 const perTrustedIp = (max: number) =>
   rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per client address inside `limits.trustedRanges`, in place of `perIp` (a hosted client\'s egress address speaks for many users).')
 const perFamily = (max: number) =>
@@ -410,7 +410,7 @@ const limitsSchema = z
     token: z
       .strictObject({ perIp: perIp(1200), perTrustedIp: perTrustedIp(6000), perClient: perClient(120), perFamily: perFamily(12_000), global: globalCeiling(60_000) })
       .prefault({})
-      .describe('POST /token and /revoke: hosted clients (ChatGPT, Claude) call from a few server addresses for all their users, so the address limit is generous and the client limit stops a runaway client; per family and a global ceiling as for registration, with the same proportions.'),
+      .describe('POST /token and /revoke: hosted clients (ChatGPT, Claude) call from a few server addresses for all their users, so the address limit is generous and the client limit stops a runaway registered client (a metadata document\'s client id, one for all its vendor\'s users, has none); per family and a global ceiling as for registration, with the same proportions.'),
   })
   .prefault({})
   .describe(

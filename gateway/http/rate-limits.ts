@@ -12,6 +12,8 @@
  * Hosted clients (ChatGPT, Claude) register and redeem codes from a few
  * egress addresses for all their users: ops name those ranges in
  * `limits.trustedRanges`, whose addresses count against `perTrustedIp`.
+ * A metadata document's client id speaks for every user of its vendor, so it
+ * has no per-client limit; its family and the global ceiling count it.
  * When Redis cannot be asked, requests pass: the store's own 503 then speaks
  * for the outage, and an outage of the counter never locks every user out.
  * A limited request that carries X-Forwarded-For while no proxy is trusted
@@ -25,6 +27,7 @@ import type { RedisClient } from '../state/redis-connection.ts'
 import { createHash } from 'node:crypto'
 import type { Config, RateLimitRule } from '../config/schema.ts'
 import type { ClientRegistry } from '../clients/registry.ts'
+import { isClientIdUrl } from '../clients/metadata-documents.ts'
 import { OAuthError } from '../errors.ts'
 import { AddressRanges } from '../policy/addresses.ts'
 import { presetOf } from '../policy/presets.ts'
@@ -126,9 +129,9 @@ export async function rateLimitChecks(
   // A hosted client's egress address speaks for many users: inside limits.trustedRanges it has a limit of its own.
   const byUntrustedAddress = (request: FastifyRequest) => (trusted.has(request.ip) ? undefined : addressOf(request))
   const byTrustedAddress = (request: FastifyRequest) => (trusted.has(request.ip) ? request.ip : undefined)
-  const byClient = (request: FastifyRequest) => {
+  const byRegisteredClient = (request: FastifyRequest) => {
     const clientId = claimedClientId(request)
-    return clientId === undefined ? undefined : digest(clientId)
+    return clientId === undefined || isClientIdUrl(clientId) ? undefined : digest(clientId)
   }
   // The family of the redirect URI a registration names first, or of the client a token request names.
   const byRegisteredFamily = (request: FastifyRequest) => {
@@ -152,12 +155,12 @@ export async function rateLimitChecks(
       counter('register', 'perFamily', FAMILY, byRegisteredFamily),
       counter('register', 'global', ALL, everyone),
     ],
-    authorize: [[...counter('authorize', 'perIp', ADDRESS, byAddress), ...counter('authorize', 'perClient', CLIENT, byClient)]],
+    authorize: [[...counter('authorize', 'perIp', ADDRESS, byAddress), ...counter('authorize', 'perClient', CLIENT, byRegisteredClient)]],
     token: [
       [
         ...counter('token', 'perIp', ADDRESS, byUntrustedAddress),
         ...counter('token', 'perTrustedIp', TRUSTED, byTrustedAddress),
-        ...counter('token', 'perClient', CLIENT, byClient),
+        ...counter('token', 'perClient', CLIENT, byRegisteredClient),
       ],
       counter('token', 'perFamily', FAMILY, byClientFamily),
       counter('token', 'global', ALL, everyone),

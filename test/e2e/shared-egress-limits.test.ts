@@ -5,12 +5,14 @@
  * against `perTrustedIp` instead of `perIp`; every registration and token
  * request also counts against its client family (the redirect URI preset) and
  * a global ceiling, narrowest first: a request refused by one limit is not
- * counted by the broader ones. Each refusal names the limit that stopped it. The client
+ * counted by the broader ones. A metadata document's client id, one for all
+ * its vendor's users, has no per-client limit. Each refusal names the limit that stopped it. The client
  * address comes from X-Forwarded-For behind one trusted proxy, as in
  * production behind the load balancer.
  */
 import t, { type Test } from 'tap'
-import { pkcePair, postForm, type RegisteredClient } from '../support/flow.ts'
+import { startClientSite } from '../support/client-site.ts'
+import { authorizeUrl, pkcePair, postForm, type RegisteredClient } from '../support/flow.ts'
 import { CHATGPT_REDIRECT, failsWith, startStack } from '../support/stack.ts'
 
 const CLAUDE_REDIRECT = 'https://claude.ai/api/mcp/auth_callback'
@@ -130,3 +132,29 @@ t.test('/token: trusted addresses, the family of the client asking, and the ceil
   limited(t, ceiling.error_description!, 'all clients together', 'limits.token.global', 45)
 })
 
+t.test('a metadata document\'s client id (one for all its vendor\'s users) has no per-client limit; a registered client keeps its own', async (t) => {
+  const site = await startClientSite()
+  t.teardown(() => site.close())
+  const stack = await startStack({
+    config: (file) => ({
+      ...file,
+      server: { trustProxy: 1 },
+      clientMetadataDocuments: { developmentAllowLoopback: true },
+      limits: { authorize: { perClient: { max: 2 } }, token: { perClient: { max: 2 } } },
+    }),
+  })
+  t.teardown(() => stack.close())
+  const redirectUri = `${site.url}/callback`
+  const clientId = `${site.url}/oauth/client.json`
+  site.json('/oauth/client.json', { client_id: clientId, client_name: 'Hosted Client', redirect_uris: [redirectUri] }, { 'cache-control': 'max-age=300' })
+  const documented: RegisteredClient = { client_id: clientId, redirect_uris: [redirectUri], token_endpoint_auth_method: 'none', grant_types: [] }
+
+  t.same(await statuses(6, (i) => tokenRequest(stack.gatewayUrl, clientId, `198.51.100.${i + 1}`), 1), Array(6).fill(400), '/token: six users of the document pass the limits (then the code is refused)')
+  const pages = await statuses(6, (i) => fetch(authorizeUrl(stack, documented, pkcePair().challenge, { redirect_uri: redirectUri }), { redirect: 'manual', headers: { 'x-forwarded-for': `198.51.100.${i + 1}` } }), 1)
+  t.same(pages, Array(6).fill(200), '/authorize: six users of the document get the consent page')
+
+  const registered = ((await (await register(stack.gatewayUrl, '198.51.100.99')).json()) as RegisteredClient).client_id
+  t.same(await statuses(2, (i) => tokenRequest(stack.gatewayUrl, registered, `198.51.100.${i + 1}`), 1), [400, 400])
+  const perClient = await failsWith(t, await tokenRequest(stack.gatewayUrl, registered, '198.51.100.3'), 429, 'temporarily_unavailable')
+  limited(t, perClient.error_description!, 'this client', 'limits.token.perClient', 2)
+})
