@@ -1,7 +1,8 @@
 /**
  * Client authentication at the token and revocation endpoints (RFC 6749
  * §2.3.1; RFC 7523 §2.2 for private_key_jwt), by the method the client
- * registered or published and no other.
+ * registered, or one of those its metadata document shares with the gateway,
+ * and no other.
  */
 import { createHash } from 'node:crypto'
 import type { FastifyRequest } from 'fastify'
@@ -100,8 +101,9 @@ export const authenticateClient = step('authenticateClient', async (request: Fas
   }
   const { client } = found
   request.oauthClient = { name: client.client_name, handle: clientHandle(client.client_id) }
-  if (credentials.method !== client.token_endpoint_auth_method) {
-    throw new InvalidClient(`token_endpoint_auth_method: the client is registered for ${client.token_endpoint_auth_method} but authenticated with ${credentials.method} (RFC 6749 §2.3)`)
+  const accepted = client.accepted_auth_methods ?? [client.token_endpoint_auth_method]
+  if (!accepted.includes(credentials.method)) {
+    throw new InvalidClient(`token_endpoint_auth_method: the client is registered for ${accepted.join(' or ')} but authenticated with ${credentials.method} (RFC 6749 §2.3)`)
   }
   if (credentials.clientSecret !== undefined && !gateway.clients.verifySecret(client, credentials.clientSecret)) {
     throw new InvalidClient('client_secret: is not the secret issued at registration')

@@ -26,6 +26,8 @@ export interface RegisteredClient {
   client_id_issued_at: number
   /** The client published its metadata at its client id (a URL) instead of registering. */
   metadata_document?: true
+  /** Every method the token endpoint accepts from it (a metadata document's, SEP-3149); absent: token_endpoint_auth_method alone. */
+  accepted_auth_methods?: AuthMethod[] | undefined
   /** private_key_jwt keys, inline or by URL, from the metadata document. */
   jwks?: JSONWebKeySet | undefined
   jwks_uri?: string | undefined

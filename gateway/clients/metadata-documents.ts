@@ -81,7 +81,7 @@ export function parseDocument(clientId: string, json: unknown, allowLoopback: bo
   if (document.client_id !== clientId) throw new ClientMetadataError(`names another client_id (${document.client_id.slice(0, 200)}) than the URL it was fetched from`)
   if ('client_secret' in document || 'client_secret_expires_at' in document) throw new ClientMetadataError('must not contain a client_secret')
 
-  const method = resolveAuthMethod(document)
+  const { method, accepted } = resolveAuthMethods(document)
   for (const key of document.jwks?.keys ?? []) {
     if (PRIVATE_KEY_MEMBERS.some((member) => member in key)) throw new ClientMetadataError('publishes private or symmetric key material in jwks')
   }
@@ -104,6 +104,7 @@ export function parseDocument(clientId: string, json: unknown, allowLoopback: bo
     client_id: clientId,
     redirect_uris: redirectUris,
     token_endpoint_auth_method: method,
+    accepted_auth_methods: accepted,
     grant_types: document.grant_types.filter((grant) => (GRANT_TYPES as readonly string[]).includes(grant)),
     client_name: document.client_name,
     application_type: settleApplicationType(document.application_type, redirectUris).type,
@@ -116,21 +117,22 @@ export function parseDocument(clientId: string, json: unknown, allowLoopback: bo
 }
 
 /**
- * The one method the client authenticates with at the token and revocation
+ * The methods the client may authenticate with at the token and revocation
  * endpoints (SEP-3149, "Method Resolution"): the document's list (or its
  * single `token_endpoint_auth_method`, the deprecated form; neither means
- * `none`) intersected with the methods a document may use here. An
- * authenticated method wins over `none` when the document publishes keys,
- * and then `none` is refused for this client; nothing in common is refused,
- * saying what the gateway supports.
+ * `none`) intersected with the methods a document may use here, and
+ * `private_key_jwt` only with keys. The client picks from them, so each is
+ * accepted; `method` is the one the gateway records and shows, an
+ * authenticated one before `none`. Nothing in common is refused, saying what
+ * the gateway supports.
  */
-export function resolveAuthMethod(document: {
+export function resolveAuthMethods(document: {
   token_endpoint_auth_method?: string | undefined
   token_endpoint_auth_methods_supported?: string[] | undefined
   token_endpoint_auth_methods?: string[] | undefined
   jwks?: unknown
   jwks_uri?: string | undefined
-}): DocumentAuthMethod {
+}): { method: DocumentAuthMethod; accepted: DocumentAuthMethod[] } {
   const single = document.token_endpoint_auth_method
   const { token_endpoint_auth_methods_supported: supported, token_endpoint_auth_methods: listed } = document
   if (supported && listed && [...new Set(supported)].sort().join(' ') !== [...new Set(listed)].sort().join(' ')) {
@@ -148,8 +150,9 @@ export function resolveAuthMethod(document: {
     throw new ClientMetadataError(`offers ${field} ${offered.map((method) => method.slice(0, 50)).join(', ')}, none of which this gateway accepts from a metadata document (only none and private_key_jwt)`)
   }
   const hasKeys = document.jwks !== undefined || document.jwks_uri !== undefined
-  if (common.includes('private_key_jwt') && (hasKeys || !common.includes('none'))) return 'private_key_jwt'
-  return 'none'
+  // Without keys, private_key_jwt is left out when none remains; alone, it is refused below for want of keys.
+  const accepted = hasKeys || !common.includes('none') ? common : ['none' as const]
+  return { method: accepted.includes('private_key_jwt') ? 'private_key_jwt' : 'none', accepted }
 }
 
 /**

@@ -381,7 +381,7 @@ const rateLimit = z.strictObject({
 })
 
 const perIp = (max: number) => rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per client address.')
-const perClient = (max: number) => rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per client id.')
+const perClient = (max: number) => rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per registered client id; a metadata document\'s client id is not counted here (it speaks for every user of its vendor).')
 const perTrustedIp = (max: number) =>
   rateLimit.default({ max, windowSeconds: 60 }).describe('Requests per client address inside `limits.trustedRanges`, in place of `perIp` (a hosted client\'s egress address speaks for many users).')
 const perFamily = (max: number) =>
@@ -403,18 +403,18 @@ const limitsSchema = z
         'Address ranges (CIDR, IPv4 or IPv6) of hosted clients\' servers, such as ChatGPT\'s or Claude\'s egress, whose addresses each speak for many users: POST /register and /token count them by `perTrustedIp` instead of `perIp`. Parsed once at start-up; the client address is the peer\'s, or X-Forwarded-For\'s behind a trusted proxy (server.trustProxy). Ask the vendor for its published egress ranges; e.g. [203.0.113.0/24, 2001:db8:4000::/40].',
       ),
     register: z
-      .strictObject({ perIp: perIp(60), perTrustedIp: perTrustedIp(6000), perFamily: perFamily(1200), global: globalCeiling(6000) })
+      .strictObject({ perIp: perIp(60), perTrustedIp: perTrustedIp(600), perFamily: perFamily(1200), global: globalCeiling(6000) })
       .prefault({})
-      .describe('POST /register: per address (a new client has no id yet), per family of its redirect URI, and a global ceiling.'),
+      .describe('POST /register: per address (a new client has no id yet), per family of its redirect URI, and a global ceiling. Each is counted only when the narrower ones pass; the defaults grow from one address to a family (a vendor\'s egress is several addresses: one may carry half its family\'s limit) to everyone (five families at their limit).'),
     authorize: z.strictObject({ perIp: perIp(60), perClient: perClient(600) }).prefault({}).describe('/authorize: browsers, one user each.'),
     token: z
-      .strictObject({ perIp: perIp(1200), perTrustedIp: perTrustedIp(60_000), perClient: perClient(120), perFamily: perFamily(12_000), global: globalCeiling(60_000) })
+      .strictObject({ perIp: perIp(1200), perTrustedIp: perTrustedIp(6000), perClient: perClient(120), perFamily: perFamily(12_000), global: globalCeiling(60_000) })
       .prefault({})
-      .describe('POST /token and /revoke: hosted clients (ChatGPT, Claude) call from a few server addresses for all their users, so the address limit is generous and the client limit stops a runaway client; per family and a global ceiling as for registration.'),
+      .describe('POST /token and /revoke: hosted clients (ChatGPT, Claude) call from a few server addresses for all their users, so the address limit is generous and the client limit stops a runaway registered client (a metadata document\'s client id, one for all its vendor\'s users, has none); per family and a global ceiling as for registration, with the same proportions.'),
   })
   .prefault({})
   .describe(
-    'Rate limits per client address, client id, client family and overall, in fixed windows of `windowSeconds` (default 60), counted in Redis when Redis is configured (so across replicas), in memory otherwise. Excess requests get 429 temporarily_unavailable with Retry-After and a description naming the limit; `max: 0` switches a rule off.',
+    'Rate limits per client address, client id, client family and overall, in fixed windows of `windowSeconds` (default 60), counted in Redis when Redis is configured (so across replicas), in memory otherwise. Counted narrowest first (address and client, then family, then global): a request refused by one limit does not count against the broader ones. Excess requests get 429 temporarily_unavailable with Retry-After and a description naming the limit; `max: 0` switches a rule off.',
   )
 
 export type RateLimitRule = z.infer<typeof rateLimit>

@@ -3,13 +3,17 @@
  * per client address, per client id, per client family (the redirect URI
  * preset) and one global ceiling, each a fixed window counted in Redis
  * when the replicas share one (so the limit holds across them), in memory
- * otherwise. A route opts in with `config: { limits: 'token' }`; app.ts gives
+ * otherwise. They are counted from the narrowest to the broadest, and a
+ * request refused by one is not counted by the broader ones: an address
+ * over its own limit cannot use up the limit its family or everyone shares. A route opts in with `config: { limits: 'token' }`; app.ts gives
  * it the check of those rules when the route is added. Excess requests get 429
  * `temporarily_unavailable` with Retry-After, naming the limit that stopped
  * them, through the one error handler (JSON, or the page on /authorize).
  * Hosted clients (ChatGPT, Claude) register and redeem codes from a few
  * egress addresses for all their users: ops name those ranges in
  * `limits.trustedRanges`, whose addresses count against `perTrustedIp`.
+ * A metadata document's client id speaks for every user of its vendor, so it
+ * has no per-client limit; its family and the global ceiling count it.
  * When Redis cannot be asked, requests pass: the store's own 503 then speaks
  * for the outage, and an outage of the counter never locks every user out.
  * A limited request that carries X-Forwarded-For while no proxy is trusted
@@ -23,6 +27,7 @@ import type { RedisClient } from '../state/redis-connection.ts'
 import { createHash } from 'node:crypto'
 import type { Config, RateLimitRule } from '../config/schema.ts'
 import type { ClientRegistry } from '../clients/registry.ts'
+import { isClientIdUrl } from '../clients/metadata-documents.ts'
 import { OAuthError } from '../errors.ts'
 import { AddressRanges } from '../policy/addresses.ts'
 import { presetOf } from '../policy/presets.ts'
@@ -45,8 +50,8 @@ interface Counter {
   /** Its key under limits.<endpoint>, for the metric; `limits.<endpoint>.<rule>` is named in the refusal. */
   rule: LimitRule
   limit: RateLimitRule
-  /** Counts the request; the seconds to wait when it is one too many. */
-  count(request: FastifyRequest): Promise<{ exceeded: boolean; retryAfter: number; key?: string }>
+  /** Counts the request; the seconds to wait when it is one too many; `unavailable` when the counter could not be asked. */
+  count(request: FastifyRequest): Promise<{ exceeded: boolean; retryAfter: number; key?: string; unavailable?: true }>
 }
 
 /** The client id a request names: Basic credentials, a form's or a query's client_id. */
@@ -86,7 +91,8 @@ export async function rateLimitChecks(
   if (!limits.enabled) return {}
   // Each counter is one key and its script touches only that key, so it runs on one node of a cluster too;
   // the plugin types its client as a single node, which a Cluster stands in for.
-  await app.register(rateLimit, { global: false, skipOnError: true, nameSpace: 'rate-limit:', ...(redis ? { redis: redis as Redis } : {}) })
+  // Errors reach count(), which lets the request pass and stops the broader counters (see checkOf).
+  await app.register(rateLimit, { global: false, skipOnError: false, nameSpace: 'rate-limit:', ...(redis ? { redis: redis as Redis } : {}) })
 
   const counter = (endpoint: LimitedEndpoint, rule: LimitRule, who: Counter['who'], keyOf: (request: FastifyRequest) => string | undefined): Counter[] => {
     const limit = (limits[endpoint] as Partial<Record<LimitRule, RateLimitRule>>)[rule]!
@@ -100,7 +106,8 @@ export async function rateLimitChecks(
       async count(request) {
         const key = keyOf(request)
         if (key === undefined) return { exceeded: false, retryAfter: 0 }
-        const result = await check(request)
+        const result = await check(request).catch(() => undefined)
+        if (result === undefined) return { exceeded: false, retryAfter: 0, unavailable: true }
         return result.isAllowed ? { exceeded: false, retryAfter: 0 } : { exceeded: result.isExceeded, retryAfter: result.ttlInSeconds, key }
       },
     }]
@@ -122,9 +129,9 @@ export async function rateLimitChecks(
   // A hosted client's egress address speaks for many users: inside limits.trustedRanges it has a limit of its own.
   const byUntrustedAddress = (request: FastifyRequest) => (trusted.has(request.ip) ? undefined : addressOf(request))
   const byTrustedAddress = (request: FastifyRequest) => (trusted.has(request.ip) ? request.ip : undefined)
-  const byClient = (request: FastifyRequest) => {
+  const byRegisteredClient = (request: FastifyRequest) => {
     const clientId = claimedClientId(request)
-    return clientId === undefined ? undefined : digest(clientId)
+    return clientId === undefined || isClientIdUrl(clientId) ? undefined : digest(clientId)
   }
   // The family of the redirect URI a registration names first, or of the client a token request names.
   const byRegisteredFamily = (request: FastifyRequest) => {
@@ -141,33 +148,40 @@ export async function rateLimitChecks(
   const CLIENT = () => 'this client'
   const FAMILY = (family: string) => `clients of the ${family} family`
   const ALL = () => 'all clients together'
-  const counters: Record<LimitedEndpoint, Counter[]> = {
+  // Each endpoint's counters in stages, narrowest first: the address and the client, then the family, then everyone.
+  const stages: Record<LimitedEndpoint, Counter[][]> = {
     register: [
-      ...counter('register', 'perIp', ADDRESS, byUntrustedAddress),
-      ...counter('register', 'perTrustedIp', TRUSTED, byTrustedAddress),
-      ...counter('register', 'perFamily', FAMILY, byRegisteredFamily),
-      ...counter('register', 'global', ALL, everyone),
+      [...counter('register', 'perIp', ADDRESS, byUntrustedAddress), ...counter('register', 'perTrustedIp', TRUSTED, byTrustedAddress)],
+      counter('register', 'perFamily', FAMILY, byRegisteredFamily),
+      counter('register', 'global', ALL, everyone),
     ],
-    authorize: [...counter('authorize', 'perIp', ADDRESS, byAddress), ...counter('authorize', 'perClient', CLIENT, byClient)],
+    authorize: [[...counter('authorize', 'perIp', ADDRESS, byAddress), ...counter('authorize', 'perClient', CLIENT, byRegisteredClient)]],
     token: [
-      ...counter('token', 'perIp', ADDRESS, byUntrustedAddress),
-      ...counter('token', 'perTrustedIp', TRUSTED, byTrustedAddress),
-      ...counter('token', 'perClient', CLIENT, byClient),
-      ...counter('token', 'perFamily', FAMILY, byClientFamily),
-      ...counter('token', 'global', ALL, everyone),
+      [
+        ...counter('token', 'perIp', ADDRESS, byUntrustedAddress),
+        ...counter('token', 'perTrustedIp', TRUSTED, byTrustedAddress),
+        ...counter('token', 'perClient', CLIENT, byRegisteredClient),
+      ],
+      counter('token', 'perFamily', FAMILY, byClientFamily),
+      counter('token', 'global', ALL, everyone),
     ],
   }
 
   const checkOf = (endpoint: LimitedEndpoint): LimitCheck => {
-    const counted = counters[endpoint]
+    const counted = stages[endpoint].filter((stage) => stage.length > 0)
     return async (request) => {
-      // Counted at once, so a stalled Redis costs one command timeout, not one per counter.
-      const results = await Promise.all(counted.map((counter) => counter.count(request)))
-      const index = results.findIndex((result) => result.exceeded)
-      if (index < 0) return
-      const { who, rule, limit } = counted[index]!
-      refused(endpoint, rule)
-      throw tooManyRequests(who(results[index]!.key ?? ''), `limits.${endpoint}.${rule}`, limit, results[index]!.retryAfter)
+      for (const stage of counted) {
+        // A stage is counted at once; a refusal stops before the broader stages count the request,
+        // and so does a counter that cannot be asked, so a stalled Redis costs one command timeout.
+        const results = await Promise.all(stage.map((counter) => counter.count(request)))
+        const index = results.findIndex((result) => result.exceeded)
+        if (index >= 0) {
+          const { who, rule, limit } = stage[index]!
+          refused(endpoint, rule)
+          throw tooManyRequests(who(results[index]!.key ?? ''), `limits.${endpoint}.${rule}`, limit, results[index]!.retryAfter)
+        }
+        if (results.some((result) => result.unavailable)) return
+      }
     }
   }
   return { register: checkOf('register'), authorize: checkOf('authorize'), token: checkOf('token') }

@@ -56,13 +56,12 @@ export type PresetName = keyof typeof REDIRECT_PRESETS
  * redirect URIs only: a document's redirect URIs pass the allowlist like any.
  */
 export const METADATA_DOCUMENTS: Readonly<Partial<Record<PresetName, readonly string[]>>> = {
-  // Named by SEP-3149 (MCP specification repository) as ChatGPT's public document, with none and
-  // private_key_jwt and a jwks_uri; not confirmed by OpenAI's own pages.
+  // ChatGPT's public document, with none and private_key_jwt and a jwks_uri: not confirmed by OpenAI
+  // (third-party notes quoting its changelog; SEP-3149 in the MCP specification repository names it).
   chatgpt: ['https://chatgpt.com/oauth/client.json'],
-  // Claude's hosted surfaces (CIMD support listed in Anthropic's connector authentication docs;
-  // this URL as reported, not confirmed by Anthropic).
+  // Claude's hosted surfaces (Anthropic's connector authentication docs, claude.com/docs/connectors/building/authentication).
   claude: ['https://claude.ai/oauth/mcp-oauth-client-metadata'],
-  // Claude Code, CIMD since 2.1.81, with loopback redirects (Anthropic's connector authentication docs).
+  // Claude Code, CIMD since 2.1.81, with loopback redirects (the same Anthropic page).
   loopback: ['https://claude.ai/oauth/claude-code-client-metadata'],
   // VS Code (third-party notes; not confirmed by Microsoft's own docs).
   vscodeWeb: ['https://vscode.dev/oauth/client-metadata.json'],

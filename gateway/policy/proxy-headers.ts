@@ -90,9 +90,24 @@ function withoutOfflineAccess(parameter: Parameter): Parameter[] {
 
 /** Schemes whose tokens the MCP server checks: their challenges are where clients look for `resource_metadata`. */
 const TOKEN_SCHEMES = new Set(['bearer', 'dpop'])
+const isTokenScheme = (challenge: Challenge) => TOKEN_SCHEMES.has(challenge.scheme.toLowerCase())
+/** The header's fields as one value (RFC 9110 §5.3). */
+const fieldValue = (header: string | string[] | undefined) => (Array.isArray(header) ? header.join(', ') : (header ?? '')).trim()
 
 /**
- * RFC 9728 §5.1: a 401 or 403 from the MCP server must send clients to the
+ * Whether a response from the MCP server is about the token, so that its
+ * challenge must name the gateway: every 401, and a 403 that carries a Bearer
+ * or DPoP challenge (RFC 6750 §3.1 `insufficient_scope`). Any other 403 (a
+ * Host or Origin check against DNS rebinding, a forbidden action) passes as
+ * the server sent it: a challenge added there would send clients to sign in
+ * again for a refusal that no token can lift.
+ */
+export function challengesToken(status: number, challenge: string | string[] | undefined): boolean {
+  return status === 401 || (status === 403 && (parseChallenges(fieldValue(challenge)) ?? []).some(isTokenScheme))
+}
+
+/**
+ * RFC 9728 §5.1: a challenge about the token (challengesToken) must send clients to the
  * gateway's protected resource metadata for the fronted resource. The MCP
  * server behind the gateway may name its own, an internal address clients
  * cannot reach or whose `resource` is not the URL they connected to (which
@@ -106,14 +121,14 @@ const TOKEN_SCHEMES = new Set(['bearer', 'dpop'])
  * (RFC 9110 §11.6.1) is replaced by the gateway's own.
  */
 export function gatewayChallenge(challenge: string | string[] | undefined, metadataUrl: string): string {
-  const value = (Array.isArray(challenge) ? challenge.join(', ') : (challenge ?? '')).trim()
+  const value = fieldValue(challenge)
   const ours: Parameter = { name: 'resource_metadata', value: metadataUrl, raw: quoted(metadataUrl) }
   const challenges = parseChallenges(value) ?? []
   let named = false
   const rewritten = challenges.map((each): Challenge => {
     if (each.token68 !== undefined) return each
     const has = each.parameters.some((parameter) => parameter.name.toLowerCase() === 'resource_metadata')
-    if (!has && !TOKEN_SCHEMES.has(each.scheme.toLowerCase())) return each
+    if (!has && !isTokenScheme(each)) return each
     named = true
     const parameters = (has
       ? each.parameters.map((parameter) => (parameter.name.toLowerCase() === 'resource_metadata' ? ours : parameter))

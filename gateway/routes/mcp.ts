@@ -12,7 +12,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { GrantRegistry } from '../grants/registry.ts'
 import { OAuthError, step } from '../errors.ts'
-import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, gatewayChallenge } from '../policy/proxy-headers.ts'
+import { challengesToken, gatewayChallenge, isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom } from '../policy/proxy-headers.ts'
 import type { McpProxy } from '../upstream/mcp-proxy.ts'
 
 /** Streamable HTTP uses POST, GET (event stream) and DELETE (end of session); OPTIONS is CORS's. */
@@ -63,8 +63,8 @@ async function proxy(mcpProxy: McpProxy, request: FastifyRequest, reply: Fastify
   })
 
   const headers = responseHeadersFrom(response.headers)
-  // RFC 9728 §5.1, RFC 6750 §3.1: 401 (no or bad token) and 403 (insufficient_scope) challenges send clients to the gateway's metadata.
-  if (response.status === 401 || response.status === 403) headers['www-authenticate'] = gatewayChallenge(headers['www-authenticate'], where.metadataUrl)
+  // RFC 9728 §5.1, RFC 6750 §3.1: 401 (no or bad token) and 403 Bearer (insufficient_scope) challenges send clients to the gateway's metadata.
+  if (challengesToken(response.status, headers['www-authenticate'])) headers['www-authenticate'] = gatewayChallenge(headers['www-authenticate'], where.metadataUrl)
   // Proxies in front of the gateway (nginx ingress) must not buffer an event stream either.
   if (isEventStream(headers)) headers['x-accel-buffering'] = 'no'
   reply.code(response.status).headers(headers)

@@ -4,12 +4,15 @@
  * those ranges (`limits.trustedRanges`, IPv4 and IPv6), whose addresses count
  * against `perTrustedIp` instead of `perIp`; every registration and token
  * request also counts against its client family (the redirect URI preset) and
- * a global ceiling. Each refusal names the limit that stopped it. The client
+ * a global ceiling, narrowest first: a request refused by one limit is not
+ * counted by the broader ones. A metadata document's client id, one for all
+ * its vendor's users, has no per-client limit. Each refusal names the limit that stopped it. The client
  * address comes from X-Forwarded-For behind one trusted proxy, as in
  * production behind the load balancer.
  */
 import t, { type Test } from 'tap'
-import { pkcePair, postForm, type RegisteredClient } from '../support/flow.ts'
+import { startClientSite } from '../support/client-site.ts'
+import { authorizeUrl, pkcePair, postForm, type RegisteredClient } from '../support/flow.ts'
 import { CHATGPT_REDIRECT, failsWith, startStack } from '../support/stack.ts'
 
 const CLAUDE_REDIRECT = 'https://claude.ai/api/mcp/auth_callback'
@@ -92,6 +95,18 @@ t.test('the global ceiling holds whatever the address, range or family', async (
   }
 })
 
+t.test('an address over its own limit does not use up its family\'s or the global limit; a family over its limit does not use up the global one', async (t) => {
+  const stack = await limitedStack(t, { register: { perIp: { max: 2 }, perFamily: { max: 5 }, global: { max: 7 } } })
+  const flood = await statuses(30, () => register(stack.gatewayUrl, '198.51.100.66'))
+  t.same([flood.filter((status) => status === 201).length, flood.filter((status) => status === 429).length], [2, 28], 'one untrusted address gets its 2, then 429')
+  t.same(await statuses(3, (i) => register(stack.gatewayUrl, `198.51.100.${i + 1}`), 1), [201, 201, 201], 'the chatgpt family still has room for real registrations: 2 + 3 = 5')
+  const family = await failsWith(t, await register(stack.gatewayUrl, '198.51.100.4'), 429, 'temporarily_unavailable')
+  limited(t, family.error_description!, 'clients of the chatgpt family', 'limits.register.perFamily', 5)
+  t.same(await statuses(2, (i) => register(stack.gatewayUrl, `198.51.100.${i + 5}`, CLAUDE_REDIRECT), 1), [201, 201], 'the global ceiling counted 5 so far, not the refused ones: 2 more')
+  const ceiling = await failsWith(t, await register(stack.gatewayUrl, '198.51.100.7', CLAUDE_REDIRECT), 429, 'temporarily_unavailable')
+  limited(t, ceiling.error_description!, 'all clients together', 'limits.register.global', 7)
+})
+
 t.test('/token: trusted addresses, the family of the client asking, and the ceiling', async (t) => {
   const stack = await limitedStack(t, {
     register: { perIp: { max: 100 } },
@@ -106,11 +121,40 @@ t.test('/token: trusted addresses, the family of the client asking, and the ceil
   const perIp = await failsWith(t, await tokenRequest(stack.gatewayUrl, claude, '198.51.100.50'), 429, 'temporarily_unavailable')
   limited(t, perIp.error_description!, 'this address', 'limits.token.perIp', 3)
 
+  // The ceiling has counted 23: the request refused for its address is not among them.
   t.same([...new Set(await statuses(10, () => tokenRequest(stack.gatewayUrl, chatgpt, '2001:db8::7')))], [400], 'the chatgpt family reaches 30')
   const family = await failsWith(t, await tokenRequest(stack.gatewayUrl, chatgpt, '203.0.113.8'), 429, 'temporarily_unavailable')
   limited(t, family.error_description!, 'clients of the chatgpt family', 'limits.token.perFamily', 30)
 
-  t.same([...new Set(await statuses(10, () => tokenRequest(stack.gatewayUrl, claude, '203.0.113.9')))], [400], 'claude clients are counted apart, up to the ceiling')
+  // 33, the family's refusal not among them: 12 more reach 45.
+  t.same([...new Set(await statuses(12, () => tokenRequest(stack.gatewayUrl, claude, '203.0.113.9'), 1))], [400], 'claude clients are counted apart, up to the ceiling')
   const ceiling = await failsWith(t, await tokenRequest(stack.gatewayUrl, claude, '203.0.113.9'), 429, 'temporarily_unavailable')
   limited(t, ceiling.error_description!, 'all clients together', 'limits.token.global', 45)
+})
+
+t.test('a metadata document\'s client id (one for all its vendor\'s users) has no per-client limit; a registered client keeps its own', async (t) => {
+  const site = await startClientSite()
+  t.teardown(() => site.close())
+  const stack = await startStack({
+    config: (file) => ({
+      ...file,
+      server: { trustProxy: 1 },
+      clientMetadataDocuments: { developmentAllowLoopback: true },
+      limits: { authorize: { perClient: { max: 2 } }, token: { perClient: { max: 2 } } },
+    }),
+  })
+  t.teardown(() => stack.close())
+  const redirectUri = `${site.url}/callback`
+  const clientId = `${site.url}/oauth/client.json`
+  site.json('/oauth/client.json', { client_id: clientId, client_name: 'Hosted Client', redirect_uris: [redirectUri] }, { 'cache-control': 'max-age=300' })
+  const documented: RegisteredClient = { client_id: clientId, redirect_uris: [redirectUri], token_endpoint_auth_method: 'none', grant_types: [] }
+
+  t.same(await statuses(6, (i) => tokenRequest(stack.gatewayUrl, clientId, `198.51.100.${i + 1}`), 1), Array(6).fill(400), '/token: six users of the document pass the limits (then the code is refused)')
+  const pages = await statuses(6, (i) => fetch(authorizeUrl(stack, documented, pkcePair().challenge, { redirect_uri: redirectUri }), { redirect: 'manual', headers: { 'x-forwarded-for': `198.51.100.${i + 1}` } }), 1)
+  t.same(pages, Array(6).fill(200), '/authorize: six users of the document get the consent page')
+
+  const registered = ((await (await register(stack.gatewayUrl, '198.51.100.99')).json()) as RegisteredClient).client_id
+  t.same(await statuses(2, (i) => tokenRequest(stack.gatewayUrl, registered, `198.51.100.${i + 1}`), 1), [400, 400])
+  const perClient = await failsWith(t, await tokenRequest(stack.gatewayUrl, registered, '198.51.100.3'), 429, 'temporarily_unavailable')
+  limited(t, perClient.error_description!, 'this client', 'limits.token.perClient', 2)
 })

@@ -41,6 +41,11 @@ export interface McpServerOptions {
   stepUp?: { tool: string; scope: string };
   /** `scope` in its 401 challenges: the scopes a client should ask for first (MCP authorization, "Scope Selection Strategy"). */
   challengeScope?: string;
+  /**
+   * The SDK transport's DNS rebinding protection: a request whose Origin is not one of these
+   * is answered 403 by the SDK, without a challenge (no token can lift it).
+   */
+  allowedOrigins?: string[];
 }
 
 /** One response as the stand-in wrote it, byte for byte (body only). */
@@ -225,9 +230,11 @@ async function introspect(upstream: McpServerOptions['upstream'], token: string)
 }
 
 /** A fresh server + transport per request, as in the SDK's stateless example. */
+const originCheck = (opts: McpServerOptions) => (opts.allowedOrigins ? { enableDnsRebindingProtection: true, allowedOrigins: opts.allowedOrigins } : {});
+
 async function serveMcp(req: IncomingMessage, res: ServerResponse, sub: string, opts: McpServerOptions, body?: unknown): Promise<void> {
   const server = buildServer(sub, opts);
-  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined });
+  const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, ...originCheck(opts) });
   res.on('close', () => {
     void transport.close();
     void server.close();
@@ -253,6 +260,7 @@ async function serveSession(
     }
     const created = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
+      ...originCheck(opts),
       onsessioninitialized: (id) => void sessions.set(id, created),
     });
     created.onclose = () => {

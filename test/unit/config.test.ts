@@ -195,12 +195,12 @@ t.test('rate limits, trusted proxies, shutdown and metrics', async (t) => {
   t.same(config.limits.register.perIp, { max: 60, windowSeconds: 60 }, 'on by default')
   t.same(config.limits.token, {
     perIp: { max: 1200, windowSeconds: 60 },
-    perTrustedIp: { max: 60_000, windowSeconds: 60 },
+    perTrustedIp: { max: 6000, windowSeconds: 60 },
     perClient: { max: 120, windowSeconds: 60 },
     perFamily: { max: 12_000, windowSeconds: 60 },
     global: { max: 60_000, windowSeconds: 60 },
   })
-  t.same(config.limits.register, { perIp: { max: 60, windowSeconds: 60 }, perTrustedIp: { max: 6000, windowSeconds: 60 }, perFamily: { max: 1200, windowSeconds: 60 }, global: { max: 6000, windowSeconds: 60 } })
+  t.same(config.limits.register, { perIp: { max: 60, windowSeconds: 60 }, perTrustedIp: { max: 600, windowSeconds: 60 }, perFamily: { max: 1200, windowSeconds: 60 }, global: { max: 6000, windowSeconds: 60 } })
   t.same(config.limits.trustedRanges, [], 'no trusted range unless named')
   t.same(parseConfig({ ...file, limits: { trustedRanges: ['203.0.113.0/24', '2001:db8::/32', '198.51.100.7'] } }, env).limits.trustedRanges, ['203.0.113.0/24', '2001:db8::/32', '198.51.100.7'])
   for (const bad of ['203.0.113.0/33', '2001:db8::/129', 'example.com', '10.0.0.0/8/1', '1.2.3/24', ''])

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, gatewayChallenge } from '../../gateway/policy/proxy-headers.ts'
+import { challengesToken, isEventStream, requestHeadersFor, resourceMetadataUrl, responseHeadersFrom, gatewayChallenge } from '../../gateway/policy/proxy-headers.ts'
 import { parseChallenges, serializeChallenges } from '../../gateway/policy/www-authenticate.ts'
 
 const METADATA = 'https://mcp.example.com/.well-known/oauth-protected-resource/mcp'
@@ -50,6 +50,17 @@ t.test('every challenge names the gateway\'s resource_metadata, and keeps the re
   t.equal(gatewayChallenge('Negotiate YII=, Bearer', METADATA), `Negotiate YII=, Bearer ${parameter}`, 'a token68 challenge is kept')
   t.equal(gatewayChallenge('Bearer error="unterminated', METADATA), `Bearer ${parameter}`, 'a value that does not parse is replaced')
   t.equal(gatewayChallenge('Bearer realm=a b', METADATA), `Bearer ${parameter}`, 'nor does a value with a stray word')
+})
+
+t.test('a 401 is always about the token; a 403 only with a Bearer or DPoP challenge', async (t) => {
+  t.ok(challengesToken(401, undefined), 'a 401 without a challenge')
+  t.ok(challengesToken(401, 'Basic realm="x"'), 'a 401 with another scheme')
+  t.ok(challengesToken(403, 'Bearer error="insufficient_scope", scope="mcp:write"'), 'a 403 insufficient_scope')
+  t.ok(challengesToken(403, ['Basic realm="x"', 'dpop error="insufficient_scope"']), 'a DPoP challenge among others, schemes case-insensitive')
+  t.notOk(challengesToken(403, undefined), 'a 403 without a challenge (a Host or Origin check)')
+  t.notOk(challengesToken(403, 'Basic realm="x"'), 'a 403 with another scheme only')
+  t.notOk(challengesToken(403, 'Bearer error="unterminated'), 'a 403 whose challenge does not parse')
+  t.notOk(challengesToken(404, 'Bearer'), 'other statuses')
 })
 
 t.test('WWW-Authenticate parses as RFC 9110 §11.6.1 lists of challenges', async (t) => {

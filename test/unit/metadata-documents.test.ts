@@ -45,6 +45,7 @@ t.test('a valid document becomes a client', async (t) => {
     client_id: URL_ID,
     redirect_uris: ['https://client.example/callback'],
     token_endpoint_auth_method: 'none',
+    accepted_auth_methods: ['none'],
     grant_types: ['authorization_code', 'refresh_token'],
     client_name: 'Example',
     application_type: 'web',
@@ -78,6 +79,17 @@ t.test('SEP-3149: the auth methods a document offers, intersected with the gatew
   t.equal(method({ token_endpoint_auth_methods: ['private_key_jwt'], ...keys }), 'private_key_jwt')
   t.equal(method({ token_endpoint_auth_methods_supported: ['tls_client_auth', 'none'] }), 'none', 'methods the gateway lacks are left out of the intersection')
   t.equal(method({ token_endpoint_auth_methods_supported: ['none', 'private_key_jwt'], token_endpoint_auth_methods: ['private_key_jwt', 'none'], ...keys }), 'private_key_jwt', 'both names with the same list')
+
+  // The client picks from the intersection (SEP-3149): each is accepted; the gateway records the authenticated one first.
+  const methods = (overrides: Record<string, unknown>) => {
+    const client = parseDocument(URL_ID, document(overrides), false)
+    return [client.token_endpoint_auth_method, client.accepted_auth_methods]
+  }
+  t.same(methods({}), ['none', ['none']])
+  t.same(methods({ token_endpoint_auth_methods_supported: ['none', 'private_key_jwt'], ...keys }), ['private_key_jwt', ['none', 'private_key_jwt']], 'both in common: either')
+  t.same(methods({ token_endpoint_auth_methods_supported: ['none', 'private_key_jwt'] }), ['none', ['none']], 'private_key_jwt needs keys')
+  t.same(methods({ token_endpoint_auth_methods: ['private_key_jwt'], ...keys }), ['private_key_jwt', ['private_key_jwt']], 'private_key_jwt alone: none is not among them')
+  t.same(methods({ token_endpoint_auth_method: 'private_key_jwt', ...keys }), ['private_key_jwt', ['private_key_jwt']], 'the single field alone')
 
   const refused: Array<[string, Record<string, unknown>, string]> = [
     ['nothing in common', { token_endpoint_auth_methods_supported: ['client_secret_basic', 'tls_client_auth'] }, 'offers token_endpoint_auth_methods_supported client_secret_basic, tls_client_auth, none of which this gateway accepts from a metadata document (only none and private_key_jwt)'],
