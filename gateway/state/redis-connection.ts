@@ -53,6 +53,11 @@ function tlsOptions(connection: RedisConnection): ConnectionOptions | undefined 
   return connection.ca === undefined ? {} : { ca: connection.ca }
 }
 
+/** A cluster seed's name, kept as it is (ioredis's `dnsLookup`), for TLS to verify it. */
+function keepHostName(host: string, callback: (err: NodeJS.ErrnoException | null, address: string) => void): void {
+  callback(null, host)
+}
+
 /**
  * The one Redis connection of a replica, shared by the store and anything
  * else that needs Redis (rate limits). Not connected yet: `connectRedis`
@@ -110,6 +115,9 @@ export function createRedisClient(options: RedisClientOptions): RedisClient {
           retryDelayOnClusterDown: 100,
           retryDelayOnTryAgain: 100,
           slotsRefreshTimeout: Math.max(commandTimeoutMs, 1000),
+          // ioredis resolves seed names and connects by address, so TLS would check a certificate that names
+          // the host (ElastiCache, MemoryDB) against an IP and refuse it: connect to seeds by the name given.
+          ...(tls ? { dnsLookup: keepHostName } : {}),
         },
       )
   }

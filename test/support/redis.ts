@@ -3,8 +3,8 @@
  * prefix per test (removed at teardown), or private redis-server processes
  * on free loopback ports for tests that stop, pause, restart or fail them
  * over, leaving 6379 alone: one server, a master with replicas, a Sentinel
- * group (master, replica, three sentinels), a Redis Cluster, a TLS server
- * with a CA made for the test.
+ * group (master, replica, three sentinels), a Redis Cluster (over TLS too),
+ * a TLS server with a CA made for the test.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
@@ -266,20 +266,42 @@ export interface RedisCluster {
   promoted(key: string, formerPort: number, within?: number): Promise<number>
 }
 
+export interface RedisClusterOptions {
+  masters?: number
+  replicasPerMaster?: number
+  nodeTimeoutMs?: number
+  /**
+   * Every node also speaks TLS (the cluster bus and replication too) with these files, and announces
+   * `hostname` rather than its address (`cluster-preferred-endpoint-type hostname`, as ElastiCache and
+   * MemoryDB do with TLS on): `env` then names the TLS ports by `hostname`. The plain ports stay for
+   * the test's own look at the nodes.
+   */
+  tls?: { files: TlsFiles; hostname: string }
+}
+
 /** `masters` masters with `replicasPerMaster` replicas each, made with `redis-cli --cluster create`. */
-export async function startRedisCluster(t: Teardown, options: { masters?: number; replicasPerMaster?: number; nodeTimeoutMs?: number } = {}): Promise<RedisCluster> {
+export async function startRedisCluster(t: Teardown, options: RedisClusterOptions = {}): Promise<RedisCluster> {
   const masters = options.masters ?? 3
   const replicas = options.replicasPerMaster ?? 1
   const directory = mkdtempSync(join(tmpdir(), 'redis-cluster-'))
   t.teardown(() => rmSync(directory, { recursive: true, force: true }))
+  const { tls } = options
+  const tlsPorts = new Map<number, number>()
   const nodes = await Promise.all(Array.from({ length: masters * (1 + replicas) }, async () => {
     const port = await freePort()
+    const tlsPort = tls ? await freePort() : undefined
+    if (tlsPort) tlsPorts.set(port, tlsPort)
     return startPrivateRedis(t, {
       port,
-      args: ['--cluster-enabled', 'yes', '--cluster-config-file', join(directory, `nodes-${port}.conf`), '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1000), '--dir', directory],
+      args: [
+        '--cluster-enabled', 'yes', '--cluster-config-file', join(directory, `nodes-${port}.conf`), '--cluster-node-timeout', String(options.nodeTimeoutMs ?? 1000), '--dir', directory,
+        ...(tls ? [...tlsServerArgs(tls.files, tlsPort!), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--cluster-announce-hostname', tls.hostname, '--cluster-preferred-endpoint-type', 'hostname'] : []),
+      ],
     })
   }))
-  await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 60_000 })
+  // Over TLS when the nodes meet over TLS (their cluster bus listens beside the TLS port).
+  const seeds = nodes.map((node) => `127.0.0.1:${tlsPorts.get(node.port) ?? node.port}`)
+  await run('redis-cli', [...(tls ? ['--tls', '--cacert', tls.files.ca] : []), '--cluster', 'create', ...seeds, '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 60_000 })
   const healthy = async (within = 30_000) => {
     await until('the cluster is healthy', async () => {
       const alive = nodes.filter((node) => node.running())
@@ -321,7 +343,7 @@ export async function startRedisCluster(t: Teardown, options: { masters?: number
       await healthy(within)
       return port
     },
-    env: { REDIS_CLUSTER_NODES: nodes.map((node) => `127.0.0.1:${node.port}`).join(',') },
+    env: { REDIS_CLUSTER_NODES: nodes.map((node) => (tls ? `${tls.hostname}:${tlsPorts.get(node.port)}` : `127.0.0.1:${node.port}`)).join(',') },
     client() {
       const client = new Cluster(nodes.filter((node) => node.running()).map((node) => ({ host: '127.0.0.1', port: node.port })), { redisOptions: { maxRetriesPerRequest: 1 } })
       client.on('error', () => {})
@@ -342,8 +364,8 @@ export interface TlsFiles {
   key: string
 }
 
-/** A CA, another CA, and a certificate for 127.0.0.1 signed by the first (openssl). */
-export async function makeTlsFiles(t: Teardown): Promise<TlsFiles> {
+/** A CA, another CA, and a certificate for `names` (subjectAltName entries; default 127.0.0.1 and localhost) signed by the first (openssl). */
+export async function makeTlsFiles(t: Teardown, names = ['IP:127.0.0.1', 'DNS:localhost']): Promise<TlsFiles> {
   const directory = mkdtempSync(join(tmpdir(), 'redis-tls-'))
   t.teardown(() => rmSync(directory, { recursive: true, force: true }))
   const file = (name: string) => join(directory, name)
@@ -352,9 +374,14 @@ export async function makeTlsFiles(t: Teardown): Promise<TlsFiles> {
     await openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=Test ${ca}`, '-keyout', file(`${ca}.key`), '-out', file(`${ca}.pem`))
   }
   await openssl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', file('server.key'), '-out', file('server.csr'))
-  writeFileSync(file('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n')
+  writeFileSync(file('server.ext'), `subjectAltName=${names.join(',')}\n`)
   await openssl('x509', '-req', '-in', file('server.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', file('server.ext'), '-out', file('server.pem'))
   return { directory, ca: file('ca.pem'), otherCa: file('other-ca.pem'), cert: file('server.pem'), key: file('server.key') }
+}
+
+/** redis-server arguments to speak TLS on `port` with the certificate from `files`, no client certificate asked. */
+function tlsServerArgs(files: TlsFiles, port: number): string[] {
+  return ['--tls-port', String(port), '--tls-cert-file', files.cert, '--tls-key-file', files.key, '--tls-ca-cert-file', files.ca, '--tls-auth-clients', 'no']
 }
 
 /** A redis-server that speaks only TLS on its port, with the certificate from `files`. */
@@ -363,7 +390,7 @@ export async function startTlsRedis(t: Teardown, files: TlsFiles): Promise<Priva
   const ca = readFileSync(files.ca, 'utf8')
   return startPrivateRedis(t, {
     port,
-    args: ['--port', '0', '--tls-port', String(port), '--tls-cert-file', files.cert, '--tls-key-file', files.key, '--tls-ca-cert-file', files.ca, '--tls-auth-clients', 'no'],
+    args: ['--port', '0', ...tlsServerArgs(files, port)],
     probe: async (port) => {
       await until(`TLS redis-server on port ${port}`, async () => {
         const probe = new Redis(port, '127.0.0.1', { tls: { ca }, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 })
