@@ -23,6 +23,7 @@ import { UserSessions } from './policy/user-session.ts'
 import { checkReadiness } from './routes/health.ts'
 import { routes } from './routes/index.ts'
 import type { RedisClient } from './state/redis-connection.ts'
+import { RedisGrantStorage } from './state/redis-grant-storage.ts'
 import { RedisStore } from './state/redis-store.ts'
 import type { GrantStorage } from './state/grant-storage.ts'
 import { Sealer } from './state/seal.ts'
@@ -42,8 +43,9 @@ export interface GatewayOptions {
   /** Short-lived shared state; a RedisStore on `redis` when that is given, else MemoryStore (one replica). The app closes it. */
   store?: Store
   /**
-   * Where grants, blocks, revocations and the client list are kept: server.ts passes the
-   * state file (SQLite) or Redis; absent, a SQLite database in memory (tests). The app closes it.
+   * Where grants, blocks, revocations and the client list are kept: server.ts passes the state
+   * file (SQLite) when there is no Redis; absent, Redis when `redis` is given (each command
+   * measured, as the store's are), else a SQLite database in memory (tests). The app closes it.
    */
   grantStorage?: GrantStorage
   /**
@@ -97,9 +99,9 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     Object.fromEntries(Object.entries(PATHS).map(([name, path]) => [name, config.publicUrl + path])),
   ) as Gateway['endpoints']
   const metrics = new Metrics({ processMetrics: options.processMetrics ?? false })
-  const store = options.store ?? (options.redis
-    ? new RedisStore(options.redis, { waitReplicas: config.redis.waitReplicas, waitTimeoutMs: config.redis.waitTimeoutMs, observe: metrics.redisCommand })
-    : new MemoryStore(config.memoryStore.maxEntries))
+  // Grants, blocks and revocations wait for redis.waitReplicas replicas, as the code's spent mark does (docs/redis.md).
+  const durability = { waitReplicas: config.redis.waitReplicas, waitTimeoutMs: config.redis.waitTimeoutMs, observe: metrics.redisCommand }
+  const store = options.store ?? (options.redis ? new RedisStore(options.redis, durability) : new MemoryStore(config.memoryStore.maxEntries))
   if (store instanceof MemoryStore) metrics.watchMemoryStore(store)
   const upstream = createUpstream(config, endpoints.callback, { log: app.log, observe: (call, seconds, failure) => metrics.upstreamCall(call, seconds, failure) })
   const mcpProxy = config.front.enabled ? createMcpProxy(config.front) : undefined
@@ -109,7 +111,7 @@ export async function buildGateway(options: GatewayOptions): Promise<FastifyInst
     : undefined
   const clients = new ClientRegistry(sealer, fetcher && new ClientMetadataDocuments(fetcher, store, documents, (document, outcome) => metrics.documentFetched(document, outcome)))
   metrics.watchReadiness(store instanceof MemoryStore ? 'memory' : options.redis ? 'redis' : 'other', () => checkReadiness({ upstream, store }))
-  const grantStorage = options.grantStorage ?? new SqliteGrantStorage(':memory:')
+  const grantStorage = options.grantStorage ?? (options.redis ? new RedisGrantStorage(options.redis, durability) : new SqliteGrantStorage(':memory:'))
   const grants = new GrantRegistry({
     storage: grantStorage,
     sealer,

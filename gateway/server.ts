@@ -21,7 +21,6 @@ import { ConfigError, configPath, loadConfig } from './config/load.ts'
 import type { Config } from './config/schema.ts'
 import { LOGGER_OPTIONS } from './http/log.ts'
 import { connectRedis, createRedisClient, firstContact } from './state/redis-connection.ts'
-import { RedisGrantStorage } from './state/redis-grant-storage.ts'
 import { SqliteGrantStorage } from './state/sqlite-grant-storage.ts'
 import { watchConfig } from './config/reload.ts'
 
@@ -40,13 +39,13 @@ const redis = redisConnection ? createRedisClient({ connection: redisConnection,
 const logger = { ...LOGGER_OPTIONS, level: config.server.logLevel, stream: destination({ dest: 1, sync: false }) }
 let grantStorage
 try {
-  // Grants, blocks and revocations wait for redis.waitReplicas replicas, as the code's spent mark does (docs/redis.md).
-  grantStorage = redis ? new RedisGrantStorage(redis, { waitReplicas: config.redis.waitReplicas, waitTimeoutMs: config.redis.waitTimeoutMs }) : new SqliteGrantStorage(config.state.path)
+  // On Redis, the app keeps grants there itself, each command measured as the store's are.
+  grantStorage = redis ? undefined : new SqliteGrantStorage(config.state.path)
 } catch (err) {
   process.stderr.write(`${(err as Error).message}\n`)
   process.exit(73) // EX_CANTCREAT
 }
-const app = await buildGateway({ config, logger, processMetrics: true, grantStorage, ...(redis ? { redis } : {}) })
+const app = await buildGateway({ config, logger, processMetrics: true, ...(grantStorage ? { grantStorage } : {}), ...(redis ? { redis } : {}) })
 if (redis) {
   const contact = firstContact(redis, Math.max(commandTimeoutMs * 2, 1000) + 1000)
   connectRedis(redis, app.log, app.gateway.metrics.redisConnection())

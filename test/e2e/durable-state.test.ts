@@ -7,7 +7,8 @@
  * other replica's cache within one second). Revocations and blocks are made
  * by a registry of the test's own on the same file or Redis, as an
  * operator's tool would; it does not call the upstream (grants.test.ts
- * covers that with the real upstream).
+ * covers that with the real upstream). On Redis, /metrics times the grant
+ * reads and writes.
  */
 import { DatabaseSync } from 'node:sqlite'
 import t from 'tap'
@@ -132,6 +133,10 @@ t.test('two replicas on one Redis see each other\'s grants and blocks', async (t
   const two = await connect(cluster, a, { client_name: 'Claude', redirect_uris: [CLAUDE_REDIRECT] })
   t.equal(await refreshes(b, one), 200, 'a grant made on A refreshes on B')
   t.equal(sample(await metricsOf(b), 'oauth_gateway_grants_active', {}), 2, 'B counts the grants A made')
+  // Grant storage's commands are measured as the store's are (docs/redis.md, Metrics).
+  const latency = 'oauth_gateway_redis_command_duration_seconds_count'
+  t.ok(sample(await metricsOf(a), latency, { command: 'grant-write', outcome: 'ok' }) >= 2, 'A measured the writes of the grants it made')
+  t.ok(sample(await metricsOf(b), latency, { command: 'grant-read', outcome: 'ok' }) >= 1, 'B measured the read of the grant it refreshed')
 
   const { registry } = registryOn(await redisGrantStorage(t, cluster.keyPrefix))
   t.teardown(() => registry.close())
