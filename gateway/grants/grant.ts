@@ -5,6 +5,7 @@
  * epoch. These are the shapes the registry (registry.ts) hands out and
  * storage (state/grant-storage.ts) keeps; nothing here reaches the wire as is.
  */
+import type { ApplicationType } from '../policy/application-type.ts'
 
 /** Who the upstream says signed in (upstream.userClaim), with what it tells about them. */
 export interface GrantUser {
@@ -97,7 +98,8 @@ export interface ClientRecord {
   redirectUris: string[]
   firstSeenAt: number
   lastUsedAt: number
-  applicationType?: string | undefined
+  /** `web` or `native` as first known (SEP-837): a later sighting never changes it. Absent in records kept before it was. */
+  applicationType?: ApplicationType | undefined
 }
 
 /** A client record with what listings add. */

@@ -428,9 +428,9 @@ export class GrantRegistry {
    * registration must go on while storage is away (Redis down); a client
    * missed then is noted at its next sign-in.
    */
-  async recordClient(client: RegisteredClient, applicationType?: string): Promise<void> {
+  async recordClient(client: RegisteredClient): Promise<void> {
     const now = nowSeconds()
-    const record: ClientRecord = { clientId: client.client_id, clientName: client.client_name, redirectUris: client.redirect_uris, firstSeenAt: now, lastUsedAt: now, applicationType }
+    const record: ClientRecord = { clientId: client.client_id, clientName: client.client_name, redirectUris: client.redirect_uris, firstSeenAt: now, lastUsedAt: now, applicationType: client.application_type }
     try {
       await this.#storage.recordClient(record)
     } catch (err) {

@@ -57,7 +57,7 @@ export interface GrantStorage {
   removeBlock(blockId: string): Promise<boolean>
   listBlocks(): Promise<Block[]>
 
-  /** Inserts the client, or updates its name, redirect URIs and last use while keeping its first_seen. */
+  /** Inserts the client, or updates its name, redirect URIs and last use while keeping its first_seen and first known application type. */
   recordClient(client: ClientRecord): Promise<void>
   /** Clients in key order with their live grant counts. */
   listClients(limit: number, after?: string): Promise<KeyPage<ClientSummary>>

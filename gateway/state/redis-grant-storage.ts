@@ -12,8 +12,9 @@
  *   {grants}:expiry            grant ids scored by activeUntil
  *   {grants}:rev:<key>         a revocation (JSON), expiring with it
  *   {grants}:blocks            hash: block id → block (JSON)
- *   {grants}:clients           every client key; {grants}:client-records and
- *                              {grants}:client-first hold its record and first_seen
+ *   {grants}:clients           every client key; {grants}:client-records,
+ *                              {grants}:client-first and {grants}:client-type hold
+ *                              its record, first_seen and first known application type
  *
  * Grants, blocks and revocations are only as durable as Redis: run it with
  * AOF persistence (appendonly yes). Every write goes through `#write`, which
@@ -38,6 +39,7 @@ const KEYS = {
   clients: `${TAG}:clients`,
   clientRecords: `${TAG}:client-records`,
   clientFirst: `${TAG}:client-first`,
+  clientType: `${TAG}:client-type`,
 }
 /** A grant's hash outlives its activeUntil by this much, so the purge still finds what indexes it; then Redis drops it anyway. */
 const GRACE_SECONDS = 24 * 60 * 60
@@ -197,6 +199,7 @@ export class RedisGrantStorage implements GrantStorage {
     const key = clientKey(client.clientId)
     await this.#write((multi) => {
       multi.hsetnx(KEYS.clientFirst, key, String(client.firstSeenAt))
+      if (client.applicationType) multi.hsetnx(KEYS.clientType, key, client.applicationType)
       multi.hset(KEYS.clientRecords, key, JSON.stringify(client))
       multi.zadd(KEYS.clients, 0, key)
     })
@@ -210,17 +213,18 @@ export class RedisGrantStorage implements GrantStorage {
       const pipeline = this.#client.pipeline()
       pipeline.hmget(KEYS.clientRecords, ...page)
       pipeline.hmget(KEYS.clientFirst, ...page)
+      pipeline.hmget(KEYS.clientType, ...page)
       for (const key of page) pipeline.zcard(KEYS.client(key))
       return (await pipeline.exec()) ?? []
     })
-    const [records, firsts, ...counts] = answers.map(([err, value]) => {
+    const [records, firsts, types, ...counts] = answers.map(([err, value]) => {
       if (err) throw new StoreUnavailable(`Redis: ${err.message}`, { cause: err })
       return value
-    }) as [(string | null)[], (string | null)[], ...number[]]
+    }) as [(string | null)[], (string | null)[], (ClientRecord['applicationType'] | null)[], ...number[]]
     const items: ClientSummary[] = []
     page.forEach((_key, i) => {
       const record = parse<ClientRecord>(records[i])
-      if (record) items.push({ ...record, firstSeenAt: Number(firsts[i] ?? record.firstSeenAt), grants: counts[i] ?? 0 })
+      if (record) items.push({ ...record, firstSeenAt: Number(firsts[i] ?? record.firstSeenAt), applicationType: types[i] ?? record.applicationType, grants: counts[i] ?? 0 })
     })
     return { items, last: keys.length > limit ? page.at(-1) : undefined }
   }

@@ -166,9 +166,10 @@ export class SqliteGrantStorage implements GrantStorage {
   async recordClient(client: ClientRecord): Promise<void> {
     this.#transaction(() => {
       const key = clientKey(client.clientId)
-      const row = this.#statement('SELECT first_seen_at FROM clients WHERE client_key = ?').get(key)
+      const row = this.#statement('SELECT first_seen_at, record FROM clients WHERE client_key = ?').get(key)
       const firstSeenAt = row ? Number(row.first_seen_at) : client.firstSeenAt
-      this.#statement('INSERT OR REPLACE INTO clients (client_key, first_seen_at, record) VALUES (?, ?, ?)').run(key, firstSeenAt, JSON.stringify({ ...client, firstSeenAt }))
+      const applicationType = (row ? (JSON.parse(row.record as string) as ClientRecord).applicationType : undefined) ?? client.applicationType
+      this.#statement('INSERT OR REPLACE INTO clients (client_key, first_seen_at, record) VALUES (?, ?, ?)').run(key, firstSeenAt, JSON.stringify({ ...client, firstSeenAt, applicationType }))
     })
   }
 

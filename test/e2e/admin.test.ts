@@ -234,3 +234,12 @@ t.test('each admin action writes one audit line, and /metrics counts the calls',
   t.ok(sample(metrics, 'oauth_gateway_admin_requests_total', { action: 'blocks.create', outcome: 'refused' }) >= 10, 'bad bodies refused')
   t.ok(sample(metrics, 'oauth_gateway_admin_requests_total', { action: 'clients.list', outcome: 'unauthorized' }) >= 5, 'calls without the token')
 })
+
+t.test('the client listing names each client\'s application_type, as answered at registration', async (t) => {
+  const mislabelled = await registerClient(stack, { client_name: 'Mislabelled tool', application_type: 'web', redirect_uris: ['http://127.0.0.1:4567/callback'] })
+  const hosted = await registerClient(stack, { client_name: 'Hosted connector' })
+  t.equal(mislabelled.application_type, 'native', 'corrected at registration')
+  const { clients } = await admin(url, `/admin/clients?limit=${1000}`)
+  t.equal(clients.find((c: any) => c.client_id === mislabelled.client_id)?.application_type, 'native', 'the corrected type')
+  t.equal(clients.find((c: any) => c.client_id === hosted.client_id)?.application_type, 'web')
+})

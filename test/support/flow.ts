@@ -13,6 +13,7 @@ export interface RegisteredClient {
   redirect_uris: string[]
   token_endpoint_auth_method: string
   grant_types: string[]
+  application_type?: string
 }
 
 export function postJson(url: string, body: unknown): Promise<Response> {

@@ -106,8 +106,8 @@ for (const [name, open] of kinds) {
     })
 
     t.test('clients keep their first_seen and count their grants', async (t) => {
-      await storage.recordClient({ clientId: 'client-1', clientName: 'One', redirectUris: ['https://a.example/cb'], firstSeenAt: now - 100, lastUsedAt: now - 100 })
-      await storage.recordClient({ clientId: 'client-1', clientName: 'One renamed', redirectUris: ['https://a.example/cb'], firstSeenAt: now, lastUsedAt: now })
+      await storage.recordClient({ clientId: 'client-1', clientName: 'One', redirectUris: ['https://a.example/cb'], firstSeenAt: now - 100, lastUsedAt: now - 100, applicationType: 'native' })
+      await storage.recordClient({ clientId: 'client-1', clientName: 'One renamed', redirectUris: ['https://a.example/cb'], firstSeenAt: now, lastUsedAt: now, applicationType: 'web' })
       await storage.recordClient({ clientId: 'client-x', redirectUris: [], firstSeenAt: now, lastUsedAt: now })
       const first = await storage.listClients(1)
       t.equal(first.items.length, 1)
@@ -117,6 +117,7 @@ for (const [name, open] of kinds) {
       t.equal(one.firstSeenAt, now - 100, 'first_seen kept')
       t.equal(one.lastUsedAt, now, 'last_used moved')
       t.equal(one.clientName, 'One renamed')
+      t.equal(one.applicationType, 'native', 'the first known application type kept')
       t.ok(one.grants > 0, 'its grants counted')
       t.equal(all.find((client) => client.clientId === 'client-x')?.grants, 0)
     })

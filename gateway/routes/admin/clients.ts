@@ -32,6 +32,7 @@ async function clientAnswer(grants: GrantRegistry, client: ClientSummary) {
     client_id: client.clientId,
     client_name: client.clientName ?? null,
     redirect_uris: client.redirectUris,
+    application_type: client.applicationType ?? null,
     first_seen_at: isoTime(client.firstSeenAt),
     last_used_at: isoTime(client.lastUsedAt),
     grants: client.grants,
