@@ -109,11 +109,19 @@ export class RedisGrantStorage implements GrantStorage {
     return parse<Grant>(await this.#run(() => this.#client.hget(KEYS.grant(grantId), 'r')))
   }
 
+  /**
+   * A refresh's record of what the upstream answered. It waits for replicas
+   * as every write does, but a short WAIT does not fail it (it is counted as
+   * a replication error): the upstream has already rotated its refresh token,
+   * so a 503 here would leave the client holding a refresh token that its
+   * retry finds replaced, disconnecting it for a shortfall the master itself
+   * survived. The master holds the update either way.
+   */
   async updateGrant(grant: Grant, expectedGeneration: number): Promise<boolean> {
     const [updated] = await this.#write((multi) =>
       multi.eval(UPDATE_GRANT, 2, KEYS.grant(grant.grantId), KEYS.expiry,
         JSON.stringify(grant), String(expectedGeneration), String(grant.generation), (grant.activeUntil + GRACE_SECONDS) * 1000, grant.activeUntil, grant.grantId),
-    )
+    { shortfall: 'tolerated' })
     return updated === 1
   }
 
@@ -280,7 +288,7 @@ export class RedisGrantStorage implements GrantStorage {
    * forget it, so the caller is not told it is done (a retry is safe: every
    * write here is idempotent or compare-and-set).
    */
-  async #write(build: (multi: ChainableCommander) => unknown): Promise<unknown[]> {
+  async #write(build: (multi: ChainableCommander) => unknown, options: { shortfall?: 'fails' | 'tolerated' } = {}): Promise<unknown[]> {
     return this.#run('grant-write', async () => {
       if (this.#waitReplicas === 0) {
         const multi = this.#client.multi()
@@ -303,7 +311,11 @@ export class RedisGrantStorage implements GrantStorage {
       const [waitError, acknowledged] = answers.at(-1) ?? []
       if (execError) throw execError
       if (waitError) throw waitError
-      if ((acknowledged as number) < this.#waitReplicas) throw replicationShortfall(acknowledged as number, this.#waitReplicas, this.#waitTimeoutMs)
+      if ((acknowledged as number) < this.#waitReplicas) {
+        const shortfall = replicationShortfall(acknowledged as number, this.#waitReplicas, this.#waitTimeoutMs)
+        if (options.shortfall !== 'tolerated') throw shortfall
+        this.#observe('grant-write', 0, redisErrorKind(shortfall))
+      }
       return (results as unknown[]).map((value) => {
         if (value instanceof Error) throw value
         return value

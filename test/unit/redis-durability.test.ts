@@ -87,6 +87,11 @@ t.test('grant storage: every write waits for the replica; none acknowledging fai
   const block = { blockId: 'b_1', kind: 'client_id', value: 'client-1', reason: 'abuse', createdAt: now } as any
   await t.rejects(storage.addBlock(block), { name: 'StoreUnavailable', message: /only 0 of 1 replicas acknowledged/ }, 'a block no replica holds is not reported done')
   t.equal(await storage.getGrant('g_00000001').then((found) => found?.grantId), 'g_00000001', 'reads go on')
+  // A refresh: the upstream has rotated its token already, so the update stands on the master alone.
+  t.equal(await storage.updateGrant({ ...grant, generation: 1, refreshCount: 1 }, 0), true, 'a refresh\'s update is not failed by a short WAIT')
+  t.match(await ask(master.port, 'HGET', `${prefix}{grants}:grant:g_00000001`, 'r'), /"refreshCount":1/, 'the master holds it')
+  await t.rejects(storage.createGrant(grantRecord(2)), { name: 'StoreUnavailable', message: /only 0 of 1 replicas acknowledged/ }, 'a new grant still fails')
+  await t.rejects(storage.endGrant('g_00000001', () => []), { name: 'StoreUnavailable', message: /only 0 of 1 replicas acknowledged/ }, 'and so does ending one')
 })
 
 t.test('readiness: a node that answers as a replica is not ready (a demoted master)', async (t) => {
