@@ -24,7 +24,7 @@ import type { ChainableCommander } from 'ioredis'
 import type { Block, ClientRecord, ClientSummary, Grant, Revocation } from '../grants/grant.ts'
 import { clientKey, type GrantFilter, type GrantStorage, type KeyPage } from './grant-storage.ts'
 import type { RedisClient } from './redis-connection.ts'
-import { redisErrorKind, replicationShortfall, type CommandObserver, type DurabilityOptions } from './redis-store.ts'
+import { redisErrorKind, replicationShortfall, type CommandObserver, type DurabilityOptions, type RedisErrorKind } from './redis-store.ts'
 import { StoreUnavailable } from './store.ts'
 
 const TAG = '{grants}'
@@ -289,7 +289,7 @@ export class RedisGrantStorage implements GrantStorage {
    * write here is idempotent or compare-and-set).
    */
   async #write(build: (multi: ChainableCommander) => unknown, options: { shortfall?: 'fails' | 'tolerated' } = {}): Promise<unknown[]> {
-    return this.#run('grant-write', async () => {
+    return this.#run('grant-write', async (fellShort) => {
       if (this.#waitReplicas === 0) {
         const multi = this.#client.multi()
         build(multi)
@@ -314,7 +314,7 @@ export class RedisGrantStorage implements GrantStorage {
       if ((acknowledged as number) < this.#waitReplicas) {
         const shortfall = replicationShortfall(acknowledged as number, this.#waitReplicas, this.#waitTimeoutMs)
         if (options.shortfall !== 'tolerated') throw shortfall
-        this.#observe('grant-write', 0, redisErrorKind(shortfall))
+        fellShort(redisErrorKind(shortfall))
       }
       return (results as unknown[]).map((value) => {
         if (value instanceof Error) throw value
@@ -323,13 +323,18 @@ export class RedisGrantStorage implements GrantStorage {
     })
   }
 
-  /** Any failure of Redis is answered 503, as the short-lived store's are; each call's time goes to metrics. */
-  async #run<T>(command: string | (() => Promise<T>), work?: () => Promise<T>): Promise<T> {
+  /**
+   * Any failure of Redis is answered 503, as the short-lived store's are; each
+   * call's time goes to metrics once, as failed when it threw or when the work
+   * tells of a failure it tolerated (a refresh's short WAIT).
+   */
+  async #run<T>(command: string | (() => Promise<T>), work?: (fellShort: (kind: RedisErrorKind) => void) => Promise<T>): Promise<T> {
     const [name, run] = typeof command === 'string' ? [command, work!] : ['grant-read', command]
     const started = performance.now()
+    let tolerated: RedisErrorKind | undefined
     try {
-      const result = await run()
-      this.#observe(name, (performance.now() - started) / 1000)
+      const result = await run((kind) => { tolerated = kind })
+      this.#observe(name, (performance.now() - started) / 1000, tolerated)
       return result
     } catch (err) {
       this.#observe(name, (performance.now() - started) / 1000, redisErrorKind(err))

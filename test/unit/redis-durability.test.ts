@@ -74,7 +74,8 @@ t.test('grant storage: every write waits for the replica; none acknowledging fai
   const prefix = randomPrefix()
   const { client, store } = storeOn(t, master, { keyPrefix: prefix })
   await ready(store)
-  const storage = new RedisGrantStorage(client, { waitReplicas: 1, waitTimeoutMs: WAIT_MS })
+  const observed: string[] = []
+  const storage = new RedisGrantStorage(client, { waitReplicas: 1, waitTimeoutMs: WAIT_MS, observe: (command, _seconds, failure) => observed.push(`${command} ${failure ?? 'ok'}`) })
   const now = Math.floor(Date.now() / 1000)
   const grant = grantRecord(1)
   await storage.createGrant(grant)
@@ -88,7 +89,9 @@ t.test('grant storage: every write waits for the replica; none acknowledging fai
   await t.rejects(storage.addBlock(block), { name: 'StoreUnavailable', message: /only 0 of 1 replicas acknowledged/ }, 'a block no replica holds is not reported done')
   t.equal(await storage.getGrant('g_00000001').then((found) => found?.grantId), 'g_00000001', 'reads go on')
   // A refresh: the upstream has rotated its token already, so the update stands on the master alone.
+  const before = observed.length
   t.equal(await storage.updateGrant({ ...grant, generation: 1, refreshCount: 1 }, 0), true, 'a refresh\'s update is not failed by a short WAIT')
+  t.same(observed.slice(before), ['grant-write replication'], 'measured once, as a replication failure')
   t.match(await ask(master.port, 'HGET', `${prefix}{grants}:grant:g_00000001`, 'r'), /"refreshCount":1/, 'the master holds it')
   await t.rejects(storage.createGrant(grantRecord(2)), { name: 'StoreUnavailable', message: /only 0 of 1 replicas acknowledged/ }, 'a new grant still fails')
   await t.rejects(storage.endGrant('g_00000001', () => []), { name: 'StoreUnavailable', message: /only 0 of 1 replicas acknowledged/ }, 'and so does ending one')
